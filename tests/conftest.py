@@ -1,0 +1,24 @@
+"""Shared fixtures: where the real data lives for tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _real_data_dir() -> Path:
+    env = os.environ.get("SLIT_TEST_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data folder (``../shared/data`` by default, or ``$SLIT_TEST_DATA_DIR``)."""
+    path = _real_data_dir()
+    if not (path / "regions").is_dir():
+        pytest.skip(f"real data not found at {path}")
+    return path
