@@ -11,7 +11,8 @@ the files hold one stamp per hour with no daylight-saving gap or repeat, i.e. th
 produced at one fixed offset, which the file states as ``utc_offset_seconds``. We subtract that
 offset. Because the weather year is shifted by that offset against the UTC year, the first or
 last few UTC hours (at most |offset|) have no weather reading; they are held from the nearest
-reading and counted in ``filled_hours``.
+reading and counted in ``filled_hours``. Where the offset is not whole hours (India, UTC+5:30;
+its price file is stamped at HH:30 UTC too) rows are interpolated onto whole UTC hours.
 
 Gaps. Interior gaps of up to ``MAX_FILLED_GAP_HOURS`` consecutive hours are filled by linear
 interpolation in time and counted; longer gaps are refused. NaN cells, duplicate or
@@ -89,7 +90,8 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path | None:
     if not (path / "regions").is_dir():
         raise SlitInputError(
             f"--data-dir {path}", "has no regions/ folder",
-            "point --data-dir at the folder that contains regions/REGION/YEAR/ (e.g. ../shared/data)",
+            "point --data-dir at the folder that contains regions/REGION/YEAR/ "
+            "(e.g. ../shared/data)",
         )
     return path
 
@@ -145,11 +147,12 @@ def load_region_signals(data_dir: Path, region_id: str, year: int | None = None)
         (folder / PRICE_FILE, price, 0),
         (folder / WEATHER_FILE, weather, abs(offset_hours)),
     ):
+        frame = _on_whole_hours(frame)
         frame = frame[(frame.index >= index[0]) & (frame.index <= index[-1])]
         if frame.empty:
             raise SlitInputError(
                 str(path), f"has no rows inside {year} (UTC)",
-                f"check the timestamps, or pass the year the file covers",
+                "check the timestamps, or pass the year the file covers",
             )
         parts.append(_fill_gaps(path, frame.reindex(index), edge_hold, filled))
     hourly = pd.concat(parts, axis=1)[list(SIGNAL_COLUMNS)]
@@ -296,7 +299,8 @@ def _read_weather(path: Path) -> tuple[pd.DataFrame, int]:
     lengths = {len(hourly[k]) for k in ("time", "temperature_2m", "relative_humidity_2m")}
     if len(lengths) != 1:
         raise SlitInputError(str(path), "hourly arrays have different lengths",
-                             "give time, temperature_2m and relative_humidity_2m one entry per hour")
+                             "give time, temperature_2m and relative_humidity_2m one entry "
+                             "per hour")
     offset_s = doc["utc_offset_seconds"]
     if not isinstance(offset_s, int | float) or abs(offset_s) > 14 * 3600:
         raise SlitInputError(str(path), f"'utc_offset_seconds' = {offset_s!r} is not an offset",
@@ -322,6 +326,20 @@ def _read_weather(path: Path) -> tuple[pd.DataFrame, int]:
     )
     _check_range(path, out, {TEMP: "hourly.temperature_2m", RH: "hourly.relative_humidity_2m"})
     return out, int(round(offset_s / 3600))
+
+
+def _on_whole_hours(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows stamped off the hour (zones such as UTC+5:30) interpolated onto whole UTC hours.
+
+    For hourly prices (a value per interval) the midpoint of two half-overlapping intervals is
+    the time-weighted price of the UTC hour; for weather readings it is linear interpolation.
+    A whole hour before the first or after the last row stays missing, for the edge hold.
+    """
+    if (frame.index == frame.index.floor("h")).all():
+        return frame
+    hours = pd.date_range(frame.index[0].ceil("h"), frame.index[-1].floor("h"), freq="h")
+    both = frame.reindex(frame.index.union(hours)).interpolate(method="time", limit_area="inside")
+    return both.reindex(hours)
 
 
 def _fill_gaps(
