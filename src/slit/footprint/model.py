@@ -1,0 +1,149 @@
+"""Footprint of IT energy at a site, hour by hour: facility energy, carbon, water and cost.
+
+Everything is linear in IT energy. ``hourly_coefficients`` gives the per-kWh-of-IT multipliers
+for each hour (what an optimiser needs); ``site_footprint`` is those multipliers times energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, RH, TEMP
+from slit.errors import SlitInputError
+from slit.footprint.cooling import SiteFootprintParams, pue, wue_onsite_l_per_kwh
+from slit.footprint.wetbulb import wet_bulb_c
+
+CarbonBasis = Literal["direct", "lca"]
+CARBON_COLUMN: dict[str, str] = {"direct": CARBON_DIRECT, "lca": CARBON_LCA}
+
+COEFFICIENT_COLUMNS: tuple[str, ...] = (
+    "pue",
+    "wet_bulb_c",
+    "wue_onsite_l_per_kwh",
+    "ewif_l_per_kwh",
+    "carbon_kg_per_kwh_it",
+    "water_onsite_l_per_kwh_it",
+    "water_offsite_l_per_kwh_it",
+    "water_l_per_kwh_it",
+    "cost_usd_per_kwh_it",
+)
+
+
+def carbon_column(carbon_basis: str) -> str:
+    """The signal column for a carbon basis, or a SlitInputError naming the choices."""
+    try:
+        return CARBON_COLUMN[carbon_basis]
+    except KeyError:
+        raise SlitInputError(
+            "carbon basis", f"unknown value {carbon_basis!r}", "use 'direct' or 'lca'"
+        ) from None
+
+
+def hourly_coefficients(
+    hourly: pd.DataFrame, site: SiteFootprintParams, carbon_basis: CarbonBasis = "direct"
+) -> pd.DataFrame:
+    """Per-hour footprint of one kWh of IT energy at ``site``, on ``hourly``'s index.
+
+    ``hourly`` holds the signal columns of ``slit.data.signals`` (as from
+    ``slit.data.source.get_signals``). Columns of the result are ``COEFFICIENT_COLUMNS``:
+    PUE, wet-bulb (°C), on-site WUE (L per IT kWh), EWIF (L per facility kWh), and per IT kWh:
+    carbon (kg), on-site, off-site and total water (L), energy cost (USD; negative when the
+    price is).
+    """
+    carbon = carbon_column(carbon_basis)
+    missing = [c for c in (carbon, PRICE, TEMP, RH) if c not in hourly.columns]
+    if missing:
+        raise SlitInputError("hourly signals", f"missing column {missing[0]!r}",
+                             "pass the table from slit.data.source.get_signals")
+    temp = hourly[TEMP].to_numpy(dtype=float)
+    wet_bulb = wet_bulb_c(temp, hourly[RH].to_numpy(dtype=float))
+    facility_per_it = pue(temp, wet_bulb, site)
+    wue = wue_onsite_l_per_kwh(wet_bulb, site)
+    offsite = facility_per_it * site.ewif_l_per_kwh
+    return pd.DataFrame(
+        {
+            "pue": facility_per_it,
+            "wet_bulb_c": wet_bulb,
+            "wue_onsite_l_per_kwh": wue,
+            "ewif_l_per_kwh": np.full(len(hourly), site.ewif_l_per_kwh),
+            # g/kWh -> kg/kWh, and USD/MWh -> USD/kWh: both / 1000.
+            "carbon_kg_per_kwh_it": facility_per_it * hourly[carbon].to_numpy(dtype=float) / 1e3,
+            "water_onsite_l_per_kwh_it": wue,
+            "water_offsite_l_per_kwh_it": offsite,
+            "water_l_per_kwh_it": wue + offsite,
+            "cost_usd_per_kwh_it": facility_per_it * hourly[PRICE].to_numpy(dtype=float) / 1e3,
+        },
+        index=hourly.index,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Hourly footprint arrays (one entry per hour) of IT energy at one site."""
+
+    it_energy_kwh: np.ndarray
+    facility_energy_kwh: np.ndarray
+    carbon_kg: np.ndarray
+    water_onsite_l: np.ndarray
+    water_offsite_l: np.ndarray
+    cost_usd: np.ndarray
+
+    @property
+    def water_l(self) -> np.ndarray:
+        return self.water_onsite_l + self.water_offsite_l
+
+    @property
+    def total_facility_energy_kwh(self) -> float:
+        return float(self.facility_energy_kwh.sum())
+
+    @property
+    def total_carbon_kg(self) -> float:
+        return float(self.carbon_kg.sum())
+
+    @property
+    def total_water_onsite_l(self) -> float:
+        return float(self.water_onsite_l.sum())
+
+    @property
+    def total_water_offsite_l(self) -> float:
+        return float(self.water_offsite_l.sum())
+
+    @property
+    def total_water_l(self) -> float:
+        return self.total_water_onsite_l + self.total_water_offsite_l
+
+    @property
+    def total_cost_usd(self) -> float:
+        return float(self.cost_usd.sum())
+
+
+def site_footprint(
+    it_energy_kwh: np.ndarray,
+    hourly: pd.DataFrame,
+    site: SiteFootprintParams,
+    carbon_basis: CarbonBasis = "direct",
+) -> Footprint:
+    """Facility energy, carbon, water (on- and off-site) and cost of ``it_energy_kwh`` per hour.
+
+    ``it_energy_kwh[i]`` is the IT energy used during the hour ``hourly.index[i]``.
+    """
+    energy = np.asarray(it_energy_kwh, dtype=float)
+    if energy.shape != (len(hourly),):
+        raise ValueError(
+            f"it_energy_kwh has shape {energy.shape}, expected ({len(hourly)},), one per hour"
+        )
+    if (energy < 0).any():
+        raise ValueError("it_energy_kwh must not be negative")
+    coef = hourly_coefficients(hourly, site, carbon_basis)
+    return Footprint(
+        it_energy_kwh=energy.copy(),
+        facility_energy_kwh=energy * coef["pue"].to_numpy(),
+        carbon_kg=energy * coef["carbon_kg_per_kwh_it"].to_numpy(),
+        water_onsite_l=energy * coef["water_onsite_l_per_kwh_it"].to_numpy(),
+        water_offsite_l=energy * coef["water_offsite_l_per_kwh_it"].to_numpy(),
+        cost_usd=energy * coef["cost_usd_per_kwh_it"].to_numpy(),
+    )
