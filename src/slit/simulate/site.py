@@ -1,0 +1,193 @@
+"""Request-level simulation of one site: N replicas of one model behind a dispatcher.
+
+Semantics (docs/serving.md has the full account):
+- ``awake[k]`` replicas should be on during interval k; replicas 0..awake[0]-1 are on and ready at
+  t = 0. When the target rises, draining replicas are kept on first, then sleeping ones wake: they
+  draw idle power at once and serve after ``wake_up_s``. When it falls, pending wake-ups are
+  cancelled, then the least loaded replicas stop taking requests, finish what they hold and sleep.
+- An arriving request goes to the ready replica with the fewest requests held ("jsq") or the
+  least KV cache reserved ("least_kv"); with no ready replica it waits in the site queue.
+- A replica runs vLLM-style continuous batching: waiting requests are admitted in order when their
+  KV cache (prompt + output tokens, reserved up front so nothing is ever preempted) fits; prefill
+  steps take priority over decode steps, or with ``chunked_prefill`` each step carries every
+  decode plus prefill chunks up to ``max_batch_tokens``.
+- Without a horizon the simulation runs until every request has finished (unless no replica is
+  ever awake); with one, it stops there and reports the requests still in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from slit.errors import SlitInputError
+from slit.serving.capacity import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_NUM_SEQS
+from slit.serving.catalog import ReplicaSpec
+from slit.serving.iteration import replica_params
+from slit.serving.power import DEFAULT_WAKE_UP_S, replica_power
+from slit.simulate.kernel import JSQ, LEAST_KV, simulate_kernel
+from slit.workload.requests import RequestBatch
+
+DISPATCHERS = {"jsq": JSQ, "least_kv": LEAST_KV}
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    replica: ReplicaSpec
+    n_replicas: int  # installed
+    dispatcher: str = "jsq"
+    chunked_prefill: bool = False
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    wake_up_s: float = DEFAULT_WAKE_UP_S
+
+    def validate(self) -> SiteConfig:
+        self.replica.validate()
+        where = "site config"
+        if self.n_replicas < 1:
+            raise SlitInputError(where, f"n_replicas = {self.n_replicas}", "install >= 1 replica")
+        if self.dispatcher not in DISPATCHERS:
+            raise SlitInputError(where, f"unknown dispatcher {self.dispatcher!r}",
+                                 f"use one of {', '.join(DISPATCHERS)}")
+        if self.max_num_seqs < 1 or self.max_batch_tokens < 1:
+            raise SlitInputError(where, "max_num_seqs and max_batch_tokens must be >= 1",
+                                 "raise them")
+        if self.chunked_prefill and self.max_batch_tokens <= self.max_num_seqs:
+            raise SlitInputError(
+                where, f"max_batch_tokens = {self.max_batch_tokens} leaves no room for prefill "
+                f"chunks next to {self.max_num_seqs} decodes",
+                "make max_batch_tokens larger than max_num_seqs")
+        if not self.wake_up_s >= 0.0:
+            raise SlitInputError(where, f"wake_up_s = {self.wake_up_s}", "give a time >= 0")
+        return self
+
+
+@dataclass(frozen=True)
+class SiteSimResult:
+    """Per-request arrays in input order (NaN where a request did not get that far)."""
+
+    ttft_s: np.ndarray  # queueing + prefill, without network
+    ttft_with_network_s: np.ndarray
+    tpot_s: np.ndarray  # (e2e - ttft) / (output - 1); 0 for one-token outputs
+    e2e_s: np.ndarray  # arrival to last token, without network
+    energy_j: np.ndarray  # attributed share of the replica's power while it served the request
+    completed: np.ndarray  # bool
+    arrived: np.ndarray  # bool: arrived before the horizon
+    arrival_s: np.ndarray
+    output_tokens: np.ndarray
+    interval_s: float
+    end_s: float  # the horizon, or the end of the last interval with work
+    it_energy_j_per_interval: np.ndarray  # all replicas: idle, host, dynamic, standby
+    replica_energy_j_per_interval: np.ndarray  # [interval, replica]
+    busy_replica_s_per_interval: np.ndarray
+    request_area_s: float  # integral over time of the number of requests in the site
+
+    @property
+    def n_arrivals(self) -> int:
+        return int(self.arrived.sum())
+
+    @property
+    def n_completed(self) -> int:
+        return int(self.completed.sum())
+
+    @property
+    def n_in_flight(self) -> int:
+        return self.n_arrivals - self.n_completed
+
+    @property
+    def conservation_ok(self) -> bool:
+        """No request lost: every arrival either completed or is still in the site."""
+        in_site = self.arrived & ~self.completed
+        return bool(
+            self.n_arrivals == self.n_completed + int(in_site.sum())
+            and not (self.completed & ~self.arrived).any()
+            and np.isfinite(self.e2e_s[self.completed]).all()
+        )
+
+    def conservation_statement(self) -> str:
+        verdict = "no request lost" if self.conservation_ok else "REQUESTS LOST"
+        return (f"arrivals={self.n_arrivals} = completions={self.n_completed} + "
+                f"in_flight={self.n_in_flight}: {verdict}")
+
+    def replica_power_w(self) -> np.ndarray:
+        """Mean power of each replica in each interval, [interval, replica]."""
+        return self.replica_energy_j_per_interval / self.interval_s
+
+    def summary(self) -> dict[str, float]:
+        done = self.completed
+        ttft = self.ttft_s[done]
+        multi = done & (self.output_tokens > 1)
+        n = int(done.sum())
+        # Without a horizon end_s is rounded up to an interval: count up to the last completion.
+        span_s = min(self.end_s, float(np.nanmax(self.e2e_s + self.arrival_s))) if n else 0.0
+        return {
+            "n_arrivals": float(self.n_arrivals),
+            "n_completed": float(n),
+            "ttft_p50_s": float(np.percentile(ttft, 50)) if n else float("nan"),
+            "ttft_p95_s": float(np.percentile(ttft, 95)) if n else float("nan"),
+            "ttft_p99_s": float(np.percentile(ttft, 99)) if n else float("nan"),
+            "tpot_mean_s": float(self.tpot_s[multi].mean()) if multi.any() else float("nan"),
+            "e2e_mean_s": float(self.e2e_s[done].mean()) if n else float("nan"),
+            "throughput_rps": n / span_s if span_s > 0 else 0.0,
+            "mean_power_w": float(self.it_energy_j_per_interval.sum() / self.end_s)
+            if self.end_s > 0 else 0.0,
+            "energy_per_request_wh": float(self.energy_j[done].mean() / 3600.0)
+            if n else float("nan"),
+            "site_energy_per_request_wh": float(self.it_energy_j_per_interval.sum() / n / 3600.0)
+            if n else float("nan"),
+        }
+
+
+def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | int,
+                  interval_s: float = 900.0, seed: int = 0, horizon_s: float | None = None,
+                  network_rtt_s: np.ndarray | None = None) -> SiteSimResult:
+    """Simulate one site serving ``requests``; ``seed`` breaks dispatcher ties reproducibly."""
+    site.validate()
+    if not interval_s > 0.0:
+        raise SlitInputError("simulate_site", f"interval_s = {interval_s}", "give a length > 0")
+    schedule = np.atleast_1d(np.asarray(awake, dtype=np.int64))
+    if schedule.size == 0 or (schedule < 0).any():
+        raise SlitInputError("simulate_site", "awake schedule is empty or negative",
+                             "give one replica count >= 0 per interval")
+    n = len(requests)
+    if n and (np.diff(requests.arrival_s) < 0).any():
+        raise SlitInputError("simulate_site", "requests are not sorted by arrival",
+                             "sort them (RequestBatch.concat does)")
+    if network_rtt_s is not None and len(network_rtt_s) != n:
+        raise SlitInputError("simulate_site", f"network_rtt_s has {len(network_rtt_s)} rows",
+                             f"give one round trip per request ({n})")
+    replica = site.replica
+    power = replica_power(replica)
+    horizon = np.inf if horizon_s is None else float(horizon_s)
+    n_bins = int(np.ceil(horizon / interval_s)) if horizon_s is not None else schedule.size
+    prompt = requests.prompt_tokens.astype(np.int64)
+    output = requests.output_tokens.astype(np.int64)
+    tiebreak = np.random.default_rng(seed).integers(0, site.n_replicas, n)
+    first, done, energy, bins, n_arrived, _, area_s, end_s = simulate_kernel(
+        requests.arrival_s.astype(np.float64), prompt, output, tiebreak, schedule,
+        float(interval_s), horizon, int(site.n_replicas), replica_params(replica),
+        power.idle_w, power.standby_w, power.prefill_dynamic_w, power.decode_dynamic_w,
+        float(site.wake_up_s), bool(site.chunked_prefill), DISPATCHERS[site.dispatcher],
+        int(site.max_num_seqs), int(site.max_batch_tokens), int(replica.kv_capacity_tokens),
+        max(n_bins, 1),
+    )
+    arrival = requests.arrival_s
+    arrived = np.arange(n) < n_arrived
+    completed = ~np.isnan(done)
+    ttft = first - arrival
+    e2e = done - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(output > 1, (e2e - ttft) / np.maximum(output - 1, 1), 0.0)
+    tpot[~completed] = np.nan
+    rtt = np.zeros(n) if network_rtt_s is None else np.asarray(network_rtt_s, np.float64)
+    return SiteSimResult(
+        ttft_s=ttft, ttft_with_network_s=ttft + rtt, tpot_s=tpot, e2e_s=e2e, energy_j=energy,
+        completed=completed, arrived=arrived, arrival_s=arrival,
+        output_tokens=requests.output_tokens,
+        interval_s=float(interval_s), end_s=float(end_s),
+        it_energy_j_per_interval=bins[:, : site.n_replicas].sum(axis=1),
+        replica_energy_j_per_interval=bins[:, : site.n_replicas].copy(),
+        busy_replica_s_per_interval=bins[:, site.n_replicas].copy(),
+        request_area_s=float(area_s),
+    )
