@@ -2,29 +2,168 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
-from slit.data.regions import REGIONS
-from slit.data.signals import available_years, resolve_data_dir
+from slit.data.embedded import embedded_info
+from slit.data.regions import REGIONS, get_region
+from slit.data.signals import PRICE, RH, TEMP, available_years, resolve_data_dir
+from slit.data.source import get_signals
+from slit.errors import SlitInputError
+from slit.footprint import (
+    CarbonBasis,
+    CoolingType,
+    SiteFootprintParams,
+    carbon_column,
+    hourly_coefficients,
+)
+
+# Beyond this many hours the table shows the first and last days only; --csv has them all.
+MAX_TABLE_ROWS = 48
+
+
+class CarbonBasisChoice(StrEnum):
+    direct = "direct"
+    lca = "lca"
 
 
 @app.command()
 def regions(data_dir: DataDirOption = None) -> None:
-    """List the region catalog: id, name, location, time zone and years of data found."""
+    """List the region catalog: id, name, location, time zone and the data behind each."""
     directory = resolve_data_dir(data_dir)
-    table = Table(title="SLIT regions" + (f" (data: {directory})" if directory else
-                                          " (embedded default)"))
-    for column in ("id", "name", "lat", "lon", "time zone", "years"):
+    if directory is None:
+        info = embedded_info()
+        source = ", ".join(str(y) for y in info.source_years)
+        title = f"SLIT regions (embedded default: typical year from {source} statistics)"
+    else:
+        title = f"SLIT regions (data: {directory})"
+    table = Table(title=title)
+    for column in ("id", "name", "lat", "lon", "time zone", "data", "EWIF L/kWh"):
         table.add_column(column)
     for region in REGIONS.values():
         if directory is None:
-            years = "embedded typical year"
+            years = (f"any period, from {source}" if region.id in info.regions
+                     else "none (needs --data-dir)")
         else:
             found = available_years(directory, region.id)
             years = " ".join(str(y) for y in found) if found else "none"
+        ewif = SiteFootprintParams.for_region(region.id).ewif_l_per_kwh
         table.add_row(region.id, region.name, f"{region.lat_deg:.3f}", f"{region.lon_deg:.3f}",
-                      region.timezone, years)
-    Console(width=120).print(table)
+                      region.timezone, years, f"{ewif:.2f}")
+    Console(width=140).print(table)
+
+
+@app.command()
+def signals(
+    region: Annotated[str, typer.Argument(help="Region id, e.g. SG (see `slit regions`).")],
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (UTC).")],
+    end: Annotated[str, typer.Option(help="Day after the last, YYYY-MM-DD (UTC, exclusive).")],
+    csv: Annotated[Path | None, typer.Option(
+        "--csv", help="Write every hour to this CSV file.", show_default=False)] = None,
+    data_dir: DataDirOption = None,
+    carbon_basis: Annotated[CarbonBasisChoice, typer.Option(
+        help="Electricity Maps carbon intensity: direct emissions or life-cycle.")
+    ] = CarbonBasisChoice.direct,
+    cooling: Annotated[CoolingType, typer.Option(
+        help="Site cooling, for PUE and on-site water.")] = CoolingType.EVAPORATIVE,
+    seed: Annotated[int, typer.Option(
+        help="Seed of the embedded default's day-to-day variation.", min=0)] = 0,
+) -> None:
+    """Hourly signals the scheduler would use at a site: carbon, price, weather, PUE, water."""
+    site = SiteFootprintParams.for_region(get_region(region, "REGION").id, cooling)
+    start_day, end_day = _day(start, "--start"), _day(end, "--end")
+    if end_day <= start_day:
+        raise SlitInputError("--end", f"{end} is not after --start {start}",
+                             "--end is exclusive: one day is --start D --end D+1")
+    directory = resolve_data_dir(data_dir)
+    hourly = get_signals(directory, site.region_id, pd.Timestamp(start_day, tz="UTC"),
+                         pd.Timestamp(end_day, tz="UTC"), seed)
+    basis: CarbonBasis = "lca" if carbon_basis is CarbonBasisChoice.lca else "direct"
+    table = signal_table(hourly, site, basis)
+    if csv is not None:
+        _write_csv_atomically(table, csv)
+    _print(table, carbon_column(basis), site, directory, csv)
+
+
+def signal_table(
+    hourly: pd.DataFrame, site: SiteFootprintParams, carbon_basis: CarbonBasis
+) -> pd.DataFrame:
+    """All signals plus the footprint multipliers derived from them, one row per hour."""
+    return pd.concat([hourly, hourly_coefficients(hourly, site, carbon_basis)], axis=1)
+
+
+def _day(text: str, option: str) -> date:
+    # Only the extended form: fromisoformat would also take "20230701" or week dates.
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise SlitInputError(option, f"{text!r} is not a date YYYY-MM-DD", "e.g. 2023-07-01")
+
+
+def _write_csv_atomically(table: pd.DataFrame, path: Path) -> None:
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise SlitInputError(f"--csv {path}", "its folder does not exist", "create it first")
+    # Written beside the target then renamed, so a failure never leaves a half-written file.
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
+            table.to_csv(fh, index_label="time_utc", date_format="%Y-%m-%dT%H:%M:%SZ")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _print(
+    table: pd.DataFrame, carbon: str, site: SiteFootprintParams, directory: Path | None,
+    csv: Path | None,
+) -> None:
+    shown = {
+        carbon: ("carbon g/kWh", "{:.0f}"),
+        PRICE: ("price USD/MWh", "{:.2f}"),
+        TEMP: ("dry-bulb °C", "{:.1f}"),
+        RH: ("RH %", "{:.0f}"),
+        "wet_bulb_c": ("wet-bulb °C", "{:.1f}"),
+        "pue": ("PUE", "{:.3f}"),
+        "wue_onsite_l_per_kwh": ("WUE L/kWh", "{:.2f}"),
+        "ewif_l_per_kwh": ("EWIF L/kWh", "{:.2f}"),
+    }
+    source = f"data: {directory}" if directory else "embedded default"
+    out = Table(title=f"{site.region_id} hourly signals, {site.cooling.value} cooling ({source})")
+    out.add_column("UTC")
+    for label, _ in shown.values():
+        out.add_column(label, justify="right")
+
+    def add(stamp: str, row: pd.Series | None) -> None:
+        cells = [fmt.format(row[c]) if row is not None else "…" for c, (_, fmt) in shown.items()]
+        out.add_row(stamp, *cells)
+
+    n = len(table)
+    head = table if n <= MAX_TABLE_ROWS else table.iloc[: MAX_TABLE_ROWS // 2]
+    for stamp, row in head.iterrows():
+        add(f"{stamp:%Y-%m-%d %H:%M}", row)
+    if n > MAX_TABLE_ROWS:
+        add(f"({n - MAX_TABLE_ROWS} hours)", None)
+        for stamp, row in table.iloc[-MAX_TABLE_ROWS // 2:].iterrows():
+            add(f"{stamp:%Y-%m-%d %H:%M}", row)
+    add("mean", table.mean())
+    console = Console(width=140)
+    console.print(out)
+    if csv is not None:
+        console.print(f"wrote {n} hours to {csv}")
+    elif n > MAX_TABLE_ROWS:
+        console.print("use --csv FILE for every hour")
