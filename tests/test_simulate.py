@@ -1,0 +1,169 @@
+"""Site simulation: validation against analytic results, accounting, awake schedule, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slit.errors import SlitInputError
+from slit.serving.capacity import max_throughput_rps
+from slit.serving.catalog import ReplicaSpec
+from slit.serving.iteration import prefill_time_s
+from slit.serving.power import replica_power
+from slit.simulate.arrivals import poisson_from_trace
+from slit.simulate.site import SiteConfig, simulate_site
+from slit.workload.requests import RequestBatch
+from slit.workload.traces import load_trace
+
+H100_70B = ReplicaSpec("Llama-3.1-70B", "H100-SXM5-80GB", 4)
+H100_8B = ReplicaSpec("Llama-3.1-8B", "H100-SXM5-80GB", 1)
+
+
+def batch(arrival: np.ndarray, prompt: np.ndarray | int, output: np.ndarray | int) -> RequestBatch:
+    n = len(arrival)
+    return RequestBatch(np.asarray(arrival, np.float64),
+                        np.broadcast_to(np.asarray(prompt, np.int32), n).copy(),
+                        np.broadcast_to(np.asarray(output, np.int32), n).copy(),
+                        np.zeros(n, np.int16))
+
+
+@pytest.fixture(scope="module")
+def conv(data_dir):
+    return load_trace(data_dir, "conv")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_ttft_at_very_low_load_is_the_prefill_time(chunked: bool) -> None:
+    prompts = np.array([10, 500, 1000, 3000])
+    requests = batch(np.arange(4) * 100.0, prompts, 50)
+    site = SiteConfig(H100_70B, 2, chunked_prefill=chunked, max_batch_tokens=4096)
+    result = simulate_site(requests, site, 2)
+    expected = [prefill_time_s(H100_70B, int(p)) for p in prompts]
+    np.testing.assert_allclose(result.ttft_s, expected, rtol=1e-9)
+    assert (result.tpot_s > 0.015).all() and (result.tpot_s < 0.03).all()
+
+
+def test_throughput_saturates_near_analytic_capacity() -> None:
+    capacity = max_throughput_rps(H100_8B, 1000, 200)
+    rng = np.random.default_rng(0)
+    arrival = np.sort(rng.uniform(0, 600, int(2 * capacity * 600)))
+    result = simulate_site(batch(arrival, 1000, 200), SiteConfig(H100_8B, 1), 1, horizon_s=600)
+    done_at = (result.e2e_s + result.arrival_s)[result.completed]
+    measured = np.sum(done_at > 200) / 400.0
+    print(f"capacity analytic {capacity:.2f} req/s, simulated {measured:.2f} req/s")
+    assert measured == pytest.approx(capacity, rel=0.10)
+
+
+def test_littles_law(conv) -> None:
+    requests = poisson_from_trace(conv, 25.0, 1200.0, seed=3)
+    result = simulate_site(requests, SiteConfig(H100_70B, 4), 4, horizon_s=1200.0)
+    in_site = result.request_area_s / result.end_s  # integrated by the event loop
+    rate = result.n_arrivals / result.end_s
+    wait = np.nanmean(np.where(result.completed, result.e2e_s,
+                               result.end_s - result.arrival_s)[result.arrived])
+    assert in_site == pytest.approx(rate * wait, rel=0.05)
+    assert result.n_in_flight > 0 and result.conservation_ok
+
+
+def test_energy_per_request_70b_h100_conv(conv) -> None:
+    capacity = max_throughput_rps(H100_70B, conv.prompt_tokens.mean(), conv.output_tokens.mean())
+    requests = poisson_from_trace(conv, 0.5 * 4 * capacity, 900.0, seed=0)
+    summary = simulate_site(requests, SiteConfig(H100_70B, 4), 4).summary()
+    wh = summary["energy_per_request_wh"]
+    print(f"Llama-3.1-70B on 4x H100, conv, 50 % load: {wh:.3f} Wh/request attributed, "
+          f"{summary['site_energy_per_request_wh']:.3f} Wh/request site")
+    assert 0.05 <= wh <= 10.0
+    assert wh <= summary["site_energy_per_request_wh"]
+
+
+def test_every_request_is_accounted_for(conv) -> None:
+    requests = poisson_from_trace(conv, 40.0, 300.0, seed=5)
+    result = simulate_site(requests, SiteConfig(H100_70B, 2), 2, horizon_s=200.0)
+    assert result.n_arrivals == int(np.sum(requests.arrival_s < 200.0))
+    assert result.n_arrivals == result.n_completed + result.n_in_flight
+    assert result.n_in_flight > 0 and result.conservation_ok
+    assert "no request lost" in result.conservation_statement()
+    full = simulate_site(requests, SiteConfig(H100_70B, 2), 2)
+    assert full.completed.all() and full.n_in_flight == 0
+    done = full.completed
+    assert (full.ttft_s[done] > 0).all() and (full.e2e_s[done] >= full.ttft_s[done]).all()
+
+
+def test_same_seed_same_result_bit_for_bit(conv) -> None:
+    requests = poisson_from_trace(conv, 30.0, 300.0, seed=7)
+    assert np.array_equal(requests.arrival_s, poisson_from_trace(conv, 30.0, 300.0, 7).arrival_s)
+    site = SiteConfig(H100_70B, 6, dispatcher="least_kv", chunked_prefill=True,
+                      max_batch_tokens=2048)
+    one = simulate_site(requests, site, np.array([3, 6, 2]), interval_s=100.0, seed=11)
+    two = simulate_site(requests, site, np.array([3, 6, 2]), interval_s=100.0, seed=11)
+    for name in ("ttft_s", "e2e_s", "energy_j", "it_energy_j_per_interval",
+                 "busy_replica_s_per_interval"):
+        assert np.array_equal(getattr(one, name), getattr(two, name), equal_nan=True), name
+
+
+def test_awake_schedule_wake_up_and_site_queue() -> None:
+    # No replica awake in the first interval: requests wait, then pay the wake-up time.
+    requests = batch(np.array([10.0, 20.0]), 100, 10)
+    site = SiteConfig(H100_8B, 2, wake_up_s=30.0)
+    result = simulate_site(requests, site, np.array([0, 1]), interval_s=100.0)
+    assert result.completed.all()
+    assert result.ttft_s[0] >= 100.0 + 30.0 - 10.0
+    power = replica_power(H100_8B)
+    # Interval 0: both asleep (standby); interval 1: one replica on from t = 100.
+    assert result.it_energy_j_per_interval[0] == pytest.approx(2 * power.standby_w * 100.0)
+    assert result.it_energy_j_per_interval[1] > power.idle_w * 100.0
+
+
+def test_sleeping_replicas_draw_standby_and_energy_adds_up(conv) -> None:
+    requests = poisson_from_trace(conv, 5.0, 600.0, seed=2)
+    power = replica_power(H100_8B)
+    result = simulate_site(requests, SiteConfig(H100_8B, 8), np.array([1, 3]), interval_s=300.0,
+                           horizon_s=600.0)
+    e = result.replica_energy_j_per_interval
+    assert e.shape == (2, 8)
+    assert e[0, 1:] == pytest.approx(np.full(7, power.standby_w * 300.0))
+    busy = result.busy_replica_s_per_interval
+    idle_on = np.array([1.0, 3.0]) * 300.0  # replica-seconds on (waking ones draw idle power)
+    assert (result.it_energy_j_per_interval >= power.idle_w * idle_on - 1e-6).all()
+    dynamic_max = busy * power.prefill_dynamic_w
+    assert (result.it_energy_j_per_interval <= power.idle_w * idle_on + dynamic_max + 1e-6).all()
+    assert result.energy_j.sum() <= result.it_energy_j_per_interval.sum()
+
+
+def test_drained_replicas_finish_their_work_then_sleep(conv) -> None:
+    requests = poisson_from_trace(conv, 20.0, 200.0, seed=4)
+    result = simulate_site(requests, SiteConfig(H100_8B, 4), np.array([4, 1]), interval_s=100.0)
+    assert result.completed.all()
+    late = result.replica_energy_j_per_interval[-1]
+    assert np.sum(late > 0) == 1  # only one replica on once the others drained
+
+
+def test_bad_site_config_is_refused() -> None:
+    with pytest.raises(SlitInputError, match="dispatcher"):
+        simulate_site(batch(np.zeros(1), 10, 10), SiteConfig(H100_8B, 1, dispatcher="rr"), 1)
+    with pytest.raises(SlitInputError, match="max_batch_tokens"):
+        SiteConfig(H100_8B, 1, chunked_prefill=True, max_batch_tokens=128).validate()
+    with pytest.raises(SlitInputError, match="sorted"):
+        simulate_site(batch(np.array([2.0, 1.0]), 10, 10), SiteConfig(H100_8B, 1), 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    replicas=st.integers(1, 4),
+    chunked=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_streams_complete_and_conserve(n: int, replicas: int, chunked: bool,
+                                              seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    requests = batch(np.sort(rng.uniform(0, 30, n)), rng.integers(1, 6000, n),
+                     rng.integers(1, 400, n))
+    site = SiteConfig(H100_8B, replicas, chunked_prefill=chunked, max_batch_tokens=1024)
+    result = simulate_site(requests, site, replicas, interval_s=10.0, seed=seed)
+    assert result.completed.all() and result.conservation_ok
+    if n:
+        assert (result.ttft_s > 0).all() and (result.e2e_s >= result.ttft_s).all()
+        assert (result.energy_j > 0).all()
