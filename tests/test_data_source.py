@@ -1,0 +1,46 @@
+"""get_signals: the one door to hourly signals, real or embedded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from slit.data.signals import SIGNAL_COLUMNS
+from slit.data.source import get_signals
+from slit.errors import SlitInputError
+
+
+def test_real_window_is_hourly_utc_and_end_exclusive(data_dir: Path) -> None:
+    hourly = get_signals(data_dir, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
+    assert len(hourly) == 24
+    assert tuple(hourly.columns) == SIGNAL_COLUMNS
+    assert hourly.index[0] == pd.Timestamp("2023-07-01", tz="UTC")
+    assert hourly.index[-1] == pd.Timestamp("2023-07-01T23:00", tz="UTC")
+    # A zone-aware start is converted: 08:00 in Singapore is midnight UTC.
+    local = get_signals(data_dir, "SG", pd.Timestamp("2023-07-01T08:00", tz="Asia/Singapore"),
+                        pd.Timestamp("2023-07-02", tz="UTC"))
+    pd.testing.assert_frame_equal(local, hourly)
+
+
+def test_hours_outside_the_real_years_name_the_available_range(data_dir: Path) -> None:
+    with pytest.raises(SlitInputError, match="available: 2023-01-01 00:00 to 2024-01-01 00:00"):
+        get_signals(data_dir, "SG", pd.Timestamp("2023-12-31"), pd.Timestamp("2024-01-02"))
+
+
+@pytest.mark.parametrize(("start", "end", "words"), [
+    ("2023-07-02", "2023-07-01", "not after start"),
+    ("2023-07-01T10:30", "2023-07-02", "whole hour"),
+    ("soon", "2023-07-02", "not a date"),
+])
+def test_bad_periods_are_refused(start: str, end: str, words: str) -> None:
+    with pytest.raises(SlitInputError, match=words):
+        get_signals(None, "SG", start, end)  # type: ignore[arg-type]
+
+
+def test_unknown_region_and_bad_seed_are_refused() -> None:
+    with pytest.raises(SlitInputError, match="unknown region"):
+        get_signals(None, "MARS", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
+    with pytest.raises(SlitInputError, match="seed"):
+        get_signals(None, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"), -1)
