@@ -24,7 +24,8 @@ class RequestBatch:
         n = len(self.arrival_s)
         for name in ("prompt_tokens", "output_tokens", "origin"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"RequestBatch.{name} has {len(getattr(self, name))} rows, not {n}")
+                rows = len(getattr(self, name))
+                raise ValueError(f"RequestBatch.{name} has {rows} rows, not {n}")
 
     def __len__(self) -> int:
         return len(self.arrival_s)
