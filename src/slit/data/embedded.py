@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,7 @@ def solar_offset_hours(lon_deg: float) -> int:
     return int(round(lon_deg / 15.0))
 
 
-def _embedded_file(name: str) -> resources.abc.Traversable:
+def _embedded_file(name: str) -> Traversable:
     path = resources.files("slit") / "embedded" / name
     if not path.is_file():
         raise SlitInputError(
