@@ -101,8 +101,8 @@ class _ShiftMutation(Mutation):
         plans = X.reshape(len(X), p.n_origins, p.n_sites).copy()
         allowed = p.allowed
         for i in range(len(plans)):
-            for o in random_state.choice(p.n_origins, size=random_state.integers(1, 4),
-                                         replace=False):
+            n_rows = random_state.integers(1, min(3, p.n_origins) + 1)
+            for o in random_state.choice(p.n_origins, size=n_rows, replace=False):
                 sites = np.flatnonzero(allowed[o])
                 if len(sites) < 2:
                     continue
