@@ -16,12 +16,12 @@ def queue_table(
     grid = np.linspace(0.0, 1.2 * capacity_rps, 49)
     rho = np.minimum(grid / capacity_rps, 0.99)
     mean = base_ttft_s / (1.0 - rho)
-    p95 = 3.0 * mean
+    tail = 3.0 * mean
     power = idle_w + (busy_w - idle_w) * np.minimum(grid / capacity_rps, 1.0)
     n = installed
     return SiteServingTable(
         installed=n, load_rps_per_replica=grid, ttft_mean_s=np.tile(mean, (n, 1)),
-        ttft_p95_s=np.tile(p95, (n, 1)), power_w_per_replica=np.tile(power, (n, 1)),
+        ttft_tail_s=np.tile(tail, (n, 1)), power_w_per_replica=np.tile(power, (n, 1)),
         standby_w_per_replica=standby_w,
     )
 

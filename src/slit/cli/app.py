@@ -24,8 +24,12 @@ def _root() -> None:
 
 def _register_commands() -> None:
     # Imported here so that each module can decorate commands on `app` without import cycles.
-    import slit.cli.serving_commands  # noqa: F401
-    from slit.cli import data_commands  # noqa: F401
+    from slit.cli import (  # noqa: F401
+        data_commands,
+        run_commands,
+        serving_commands,
+        workload_commands,
+    )
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Encoding: the routing matrix flattened (origins x sites), values in [0, 1]. Vari
 whole origin rows (a row is one origin's routing decision): row-wise uniform crossover, and a
 mutation that shifts part of an origin's share from one site to another allowed site. Every
 candidate is repaired (allowed pairs, rows summing to 1, site capacity) before evaluation, and the
-SLO is a constraint (worst pair p95 TTFT minus SLO <= 0). The first population is warm-started
+SLO is a constraint (worst pair tail TTFT minus SLO <= 0). The first population is warm-started
 from the previous interval's plan, every baseline and weighted-greedy plans over a weight lattice.
 """
 
@@ -37,6 +37,7 @@ class SearchSettings:
 
     population: int = 48
     generations: int = 40
+    local_rounds: int = 12
     time_budget_s: float | None = None
     seed: int = 0
 
@@ -164,9 +165,14 @@ def plan_interval(
     # Seeds join the final front so a plan the search failed to improve on is never lost.
     candidates = np.concatenate([population, seeds])
     ev = evaluate_plans(problem, candidates)
+    scales = objective_scales(problem)
+    picked = preference.choose(ev.objectives, ev.slo_violation_s, scales)
+    refined = local_search(problem, candidates[picked], preference, scales,
+                           settings.local_rounds)
+    candidates = np.concatenate([candidates, refined[None]])
+    ev = evaluate_plans(problem, candidates)
     front = _feasible_front(ev.objectives, ev.slo_violation_s)
     front_ev = evaluate_plans(problem, candidates[front])
-    scales = objective_scales(problem)
     chosen = preference.choose(front_ev.objectives, front_ev.slo_violation_s, scales)
     return Decision(
         routing=candidates[front][chosen],
@@ -179,6 +185,53 @@ def plan_interval(
         chosen=chosen,
         decision_s=time.perf_counter() - started,
     )
+
+
+LOCAL_STEPS = (0.05, 0.25, 1.0)  # share of the source site's part of the row that moves
+
+
+def local_search(problem: IntervalProblem, routing: np.ndarray, preference: Preference,
+                 scales: np.ndarray, rounds: int) -> np.ndarray:
+    """Steepest descent on ``preference.score``: each round tries every move of a step of one
+    origin's share from a site it uses to another allowed site, and keeps the best if it helps."""
+    current = routing
+    best = preference.score(*_judged(problem, current[None]), scales)[0]
+    for _ in range(rounds):
+        moves = _single_moves(problem, current)
+        if len(moves) == 0:
+            break
+        scores = preference.score(*_judged(problem, moves), scales)
+        i = int(np.argmin(scores))
+        if not scores[i] < best - 1e-12 * max(abs(best), 1.0):
+            break
+        current, best = moves[i], scores[i]
+    return current
+
+
+def _judged(problem: IntervalProblem, plans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ev = evaluate_plans(problem, plans)
+    return ev.objectives, ev.slo_violation_s
+
+
+def _single_moves(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
+    """All plans one move away from ``routing`` ([M, O, S]), repaired."""
+    origin, source = np.nonzero((routing > 0) & (problem.demand_rps[:, None] > 0))
+    if len(origin) == 0:
+        return np.zeros((0,) + routing.shape)
+    # Every (origin, source) pair against every allowed target site and every step.
+    o = np.repeat(origin, problem.n_sites)
+    src = np.repeat(source, problem.n_sites)
+    dst = np.tile(np.arange(problem.n_sites), len(origin))
+    keep = (dst != src) & problem.allowed[o, dst]
+    o, src, dst = o[keep], src[keep], dst[keep]
+    steps = np.array(LOCAL_STEPS)
+    o, src, dst = (np.repeat(a, len(steps)) for a in (o, src, dst))
+    amount = routing[o, src] * np.tile(steps, len(o) // len(steps))
+    moves = np.repeat(routing[None], len(o), axis=0)
+    index = np.arange(len(o))
+    moves[index, o, src] -= amount
+    moves[index, o, dst] += amount
+    return repair(problem, moves)
 
 
 def _feasible_front(objectives: np.ndarray, violation_s: np.ndarray) -> np.ndarray:

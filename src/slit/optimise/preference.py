@@ -39,26 +39,33 @@ class Preference:
         if self.minimise not in OBJECTIVES:
             raise ValueError(f"preference minimise: one of {', '.join(OBJECTIVES)}")
 
+    def score(self, objectives: np.ndarray, violation_s: np.ndarray, scales: np.ndarray
+              ) -> np.ndarray:
+        """Per plan, the value this preference minimises (inf for plans missing the SLO).
+
+        ``knee`` depends on the whole front, so its plans are scored by the default weights.
+        """
+        f = np.atleast_2d(objectives)
+        if self.mode == "cap":
+            score = f[:, OBJECTIVES.index(self.minimise)].astype(float)
+            if self.ttft_cap_s is not None:
+                # Over the cap: worse than any plan within it, and the less over, the better.
+                over = f[:, 0] > self.ttft_cap_s
+                score = np.where(over, 1e12 * (1.0 + f[:, 0] - self.ttft_cap_s), score)
+        else:
+            weights = self.weights if self.mode == "weights" else Preference().weights
+            score = (f / scales) @ np.asarray(weights)
+        return np.where(np.asarray(violation_s) <= 0, score, np.inf)
+
     def choose(self, objectives: np.ndarray, violation_s: np.ndarray, scales: np.ndarray) -> int:
         """Index of the chosen plan (``objectives`` [K, 4], ``violation_s`` [K])."""
         feasible = violation_s <= 0
         if not feasible.any():
             return int(np.argmin(violation_s))
-        candidates = np.flatnonzero(feasible)
-        f = objectives[candidates]
-        if self.mode == "weights":
-            score = (f / scales) @ np.asarray(self.weights)
-        elif self.mode == "knee":
-            lo, hi = f.min(axis=0), f.max(axis=0)
-            span = np.where(hi > lo, hi - lo, 1.0)
-            score = np.linalg.norm((f - lo) / span, axis=1)
-        else:
-            column = OBJECTIVES.index(self.minimise)
-            score = f[:, column].copy()
-            if self.ttft_cap_s is not None:
-                over = f[:, 0] > self.ttft_cap_s
-                if not over.all():
-                    score[over] = np.inf
-                else:  # nobody meets the cap: the fastest plan
-                    score = f[:, 0]
-        return int(candidates[int(np.argmin(score))])
+        if self.mode != "knee":
+            return int(np.argmin(self.score(objectives, violation_s, scales)))
+        f = objectives[feasible]
+        lo, hi = f.min(axis=0), f.max(axis=0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        distance = np.linalg.norm((f - lo) / span, axis=1)
+        return int(np.flatnonzero(feasible)[int(np.argmin(distance))])

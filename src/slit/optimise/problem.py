@@ -2,9 +2,9 @@
 
 Decision: a routing matrix ``X[o, s]`` (share of origin ``o``'s requests served at site ``s``;
 rows sum to 1, zero where residency pins or the TTFT SLO forbid the pair). The awake replicas per
-site follow from the routed load: the fewest replicas whose predicted p95 TTFT stays within the
-site's share of the SLO (``awake_for_load``), so every policy sizes fleets by the same rule and
-differs only in where it sends requests.
+site follow from the routed load: the fewest replicas whose predicted tail TTFT (the SLO
+percentile) stays within what the SLO leaves after the round trip (``awake_for_load``), so every
+policy sizes fleets by the same rule and differs only in where it sends requests.
 
 Objectives, all minimised, for one interval: demand-weighted mean TTFT (s, network round trip +
 site TTFT), carbon (kg), water (L, on-site + off-site) and energy cost (USD).
@@ -20,7 +20,7 @@ from slit.optimise.site_table import SiteServingTable
 
 OBJECTIVES: tuple[str, ...] = ("ttft_mean_s", "carbon_kg", "water_l", "cost_usd")
 SHARE_EPS = 1e-3  # shares below this are treated as "not routed" by the SLO check
-TARGET_GRID = np.linspace(0.0, 1.0, 41)  # site p95 targets as fractions of the SLO
+TARGET_GRID = np.linspace(0.0, 1.0, 41)  # site tail targets as fractions of the SLO
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class IntervalProblem:
     cost_usd_per_kwh_it: np.ndarray  # [S]
     interval_s: float
     slo_ttft_s: float
-    # slo_capacity_rps[s, k, n - 1]: load that n awake replicas of site s carry with site p95 TTFT
+    # slo_capacity_rps[s, k, n - 1]: load that n awake replicas of site s carry with site tail TTFT
     # within TARGET_GRID[k] x SLO; the target a plan needs is the SLO less the worst round trip
     # it routes to the site.
     slo_capacity_rps: np.ndarray = field(init=False)
@@ -94,7 +94,7 @@ class IntervalProblem:
         return np.where(routed, self.rtt_s[None], 0.0).max(axis=1)
 
     def awake_for_load(self, load_rps: np.ndarray, worst_rtt_s: np.ndarray) -> np.ndarray:
-        """Fewest awake replicas per site keeping pair p95 TTFT within the SLO ([P, S]).
+        """Fewest awake replicas per site keeping pair tail TTFT within the SLO ([P, S]).
 
         A site with no load sleeps entirely; a site loaded past its capacity keeps all awake.
         """
@@ -115,8 +115,8 @@ class PlanEvaluation:
     objectives: np.ndarray  # [P, 4] in OBJECTIVES order
     awake: np.ndarray  # [P, S]
     load_rps: np.ndarray  # [P, S]
-    site_ttft_p95_s: np.ndarray  # [P, S]
-    slo_violation_s: np.ndarray  # [P] worst (rtt + site p95 - SLO) over routed pairs; <= 0 ok
+    site_ttft_tail_s: np.ndarray  # [P, S]
+    slo_violation_s: np.ndarray  # [P] worst (rtt + site tail - SLO) over routed pairs; <= 0 ok
     energy_kwh: np.ndarray  # [P, S] IT energy over the interval
 
 
@@ -129,10 +129,10 @@ def evaluate_plans(problem: IntervalProblem, routing: np.ndarray) -> PlanEvaluat
     load = np.einsum("o,pos->ps", demand, x)
     awake = problem.awake_for_load(load, problem.worst_rtt_s(x))
     ttft_mean = np.empty_like(load)
-    ttft_p95 = np.empty_like(load)
+    ttft_tail = np.empty_like(load)
     power_w = np.empty_like(load)
     for s, table in enumerate(problem.tables):
-        ttft_mean[:, s], ttft_p95[:, s], power_w[:, s] = table.lookup(load[:, s], awake[:, s])
+        ttft_mean[:, s], ttft_tail[:, s], power_w[:, s] = table.lookup(load[:, s], awake[:, s])
     energy_kwh = power_w * problem.interval_s / 3.6e6
     total_demand = max(float(demand.sum()), 1e-12)
     flow = demand[None, :, None] * x  # [P, O, S] req/s
@@ -147,6 +147,6 @@ def evaluate_plans(problem: IntervalProblem, routing: np.ndarray) -> PlanEvaluat
         axis=1,
     )
     routed = x > SHARE_EPS
-    pair_p95 = problem.rtt_s[None] + ttft_p95[:, None, :]
-    violation = np.where(routed, pair_p95 - problem.slo_ttft_s, -np.inf).max(axis=(1, 2))
-    return PlanEvaluation(objectives, awake, load, ttft_p95, violation, energy_kwh)
+    pair_tail = problem.rtt_s[None] + ttft_tail[:, None, :]
+    violation = np.where(routed, pair_tail - problem.slo_ttft_s, -np.inf).max(axis=(1, 2))
+    return PlanEvaluation(objectives, awake, load, ttft_tail, violation, energy_kwh)

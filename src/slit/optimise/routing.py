@@ -28,7 +28,7 @@ def normalise_rows(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
 def repair(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
     """Make plans valid: rows on allowed pairs summing to 1, no site loaded past its capacity.
 
-    Load above a site's capacity (all replicas awake, p95 within the SLO for the worst round trip
+    Load above a site's capacity (all replicas awake, tail within the SLO for the worst round trip
     routed there) is moved to allowed sites with spare capacity, in proportion to that spare
     capacity. When the whole fleet is short, the overload stays where it is.
     """

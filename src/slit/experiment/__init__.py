@@ -1,0 +1,1 @@
+"""Runs of a scenario: every policy planned on forecasts and judged by simulation."""

@@ -1,0 +1,74 @@
+"""The figures a run reports per policy, from simulation results and site footprints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from slit.simulate.site import SiteSimResult
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMetrics:
+    requests: int
+    completed: int
+    ttft_p50_s: float
+    ttft_p95_s: float
+    ttft_p99_s: float
+    ttft_mean_s: float
+    slo_attainment_pct: float  # requests with TTFT (incl. network) within the SLO
+    tpot_mean_s: float
+    it_energy_kwh: float
+    energy_kwh: float  # facility energy
+    carbon_kg: float
+    water_onsite_l: float
+    water_offsite_l: float
+    water_l: float
+    cost_usd: float
+    wh_per_request: float
+    g_co2_per_request: float
+    ml_water_per_request: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
+                   slo_ttft_s: float) -> PolicyMetrics:
+    """Aggregate one policy's site simulations and footprints."""
+    ttft = np.concatenate([r.ttft_with_network_s[r.completed] for r in sims])
+    tpot = np.concatenate([r.tpot_s[r.completed] for r in sims])
+    requests = int(sum(len(r.ttft_s) for r in sims))
+    completed = int(sum(r.completed.sum() for r in sims))
+    totals = site_hourly[["it_energy_kwh", "facility_energy_kwh", "carbon_kg", "water_onsite_l",
+                          "water_offsite_l", "cost_usd"]].sum()
+    water = float(totals["water_onsite_l"] + totals["water_offsite_l"])
+    # Requests still in flight at the end count as missing the SLO.
+    met = float((ttft <= slo_ttft_s).sum()) / max(requests, 1)
+    per_request = max(completed, 1)
+    return PolicyMetrics(
+        requests=requests,
+        completed=completed,
+        ttft_p50_s=_pct(ttft, 50),
+        ttft_p95_s=_pct(ttft, 95),
+        ttft_p99_s=_pct(ttft, 99),
+        ttft_mean_s=float(ttft.mean()) if len(ttft) else float("nan"),
+        slo_attainment_pct=100.0 * met,
+        tpot_mean_s=float(np.nanmean(tpot)) if len(tpot) else float("nan"),
+        it_energy_kwh=float(totals["it_energy_kwh"]),
+        energy_kwh=float(totals["facility_energy_kwh"]),
+        carbon_kg=float(totals["carbon_kg"]),
+        water_onsite_l=float(totals["water_onsite_l"]),
+        water_offsite_l=float(totals["water_offsite_l"]),
+        water_l=water,
+        cost_usd=float(totals["cost_usd"]),
+        wh_per_request=1e3 * float(totals["facility_energy_kwh"]) / per_request,
+        g_co2_per_request=1e3 * float(totals["carbon_kg"]) / per_request,
+        ml_water_per_request=1e3 * water / per_request,
+    )
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")

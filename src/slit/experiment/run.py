@@ -1,0 +1,308 @@
+"""The main job: plan every interval with SLIT and each baseline, judge all by simulation.
+
+Each interval, every policy gets the same inputs: forecast demand per origin and forecast site
+signals (carbon, price, temperature, wet-bulb), turned into the interval problem with the ML
+surrogate's serving tables. Plans are then applied to the *actual* request stream (each request
+draws its site from its origin's routing row; all policies share the same random numbers) and
+every site is run through the request-level discrete-event simulation with the planned awake
+fleet. Footprints use the *actual* hourly signals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from slit.data.regions import get_region
+from slit.data.signals import PRICE, TEMP
+from slit.errors import SlitInputError
+from slit.experiment.metrics import PolicyMetrics, policy_metrics
+from slit.experiment.scenario import Scenario, origin_site_allowed
+from slit.footprint import cooling, site_footprint
+from slit.footprint.model import carbon_column
+from slit.forecast.demand import DemandForecaster
+from slit.forecast.history import WET_BULB, load_history
+from slit.forecast.signals import SignalForecaster
+from slit.optimise.baselines import BASELINES
+from slit.optimise.metaheuristic import Decision, plan_interval
+from slit.optimise.problem import IntervalProblem, evaluate_plans
+from slit.optimise.site_table import SiteServingTable
+from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
+from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
+from slit.workload.demand import interval_counts
+from slit.workload.network import rtt_ms_matrix
+from slit.workload.requests import RequestBatch
+
+POLICIES: tuple[str, ...] = ("slit",) + tuple(BASELINES)
+AWAKE_BIN_S = 60.0  # resolution of the awake schedule handed to the simulation
+TTFT_SAMPLE = 20_000
+
+
+@dataclass
+class PolicyPlan:
+    """What one policy decided for every interval."""
+
+    routing: np.ndarray  # [K, O, S]
+    awake: np.ndarray  # [K, S]
+    planned_objectives: np.ndarray  # [K, 4] under forecasts and the surrogate
+
+
+@dataclass
+class ExperimentResult:
+    scenario: Scenario
+    metrics: dict[str, PolicyMetrics]
+    plans: dict[str, PolicyPlan]
+    slit_decisions: list[Decision]
+    signals_actual: dict[str, pd.DataFrame]  # site -> hourly signals incl. wet-bulb
+    site_hourly: dict[str, pd.DataFrame]  # policy -> per site-hour footprint rows
+    ttft_s: dict[str, np.ndarray]  # policy -> sorted sample of TTFT with network (s)
+    surrogate_accuracy: SurrogateAccuracy
+    decision_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """What every interval's planning needs, loaded once per run."""
+
+    scenario: Scenario
+    history: dict[str, pd.DataFrame]  # site -> signals before the start
+    actual: dict[str, pd.DataFrame]  # site -> signals over the period
+    requests: RequestBatch  # the actual request stream
+    counts: np.ndarray  # [K, O] actual requests per interval and origin
+    tables: tuple[SiteServingTable, ...]
+    surrogate_accuracy: SurrogateAccuracy
+    rtt_s: np.ndarray  # [O, S]
+    pinned: np.ndarray  # [O, S]
+    forecasters: dict[str, SignalForecaster]
+    demand_forecaster: DemandForecaster
+
+
+def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
+            ) -> Prepared:
+    """Load signals and requests, train the surrogate and the forecasters."""
+    report = progress or (lambda stage, done, total: None)
+    site_ids = scenario.site_ids
+    origins = scenario.demand.origins
+    history, actual = _signals(scenario)
+    requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc, scenario.seed,
+                                        scenario.data_dir)
+    spec = SurrogateSpec(
+        replicas=tuple(sorted({s.replica for s in scenario.sites}, key=str)),
+        code_shares=(scenario.code_share,), seed=scenario.seed,
+        n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16} | {s.installed for s in scenario.sites})),
+        token_source="embedded" if scenario.data_dir is None else str(scenario.data_dir),
+    )
+    surrogate, accuracy = train_surrogate(spec, lambda d, t: report("surrogate", d, t))
+    tables = tuple(
+        surrogate.site_table(s.replica, s.installed, scenario.code_share, spec.token_source,
+                             scenario.slo_percentile)
+        for s in scenario.sites
+    )
+    forecasters = {
+        s.region_id: SignalForecaster(
+            signals=(carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB),
+            timezone=get_region(s.region_id).timezone,
+        ).fit(history[s.region_id])
+        for s in scenario.sites
+    }
+    return Prepared(
+        scenario=scenario, history=history, actual=actual, requests=requests,
+        counts=interval_counts(requests, len(origins), scenario.interval_s, scenario.n_intervals),
+        tables=tables, surrogate_accuracy=accuracy,
+        rtt_s=rtt_ms_matrix(origins, site_ids) / 1e3, pinned=origin_site_allowed(scenario),
+        forecasters=forecasters,
+        demand_forecaster=DemandForecaster(scenario.interval_s, prior=scenario.demand),
+    )
+
+
+def interval_problem(prepared: Prepared, k: int) -> IntervalProblem:
+    """The problem of interval ``k`` as known at its start: forecasts only."""
+    scenario = prepared.scenario
+    t = scenario.start_utc + pd.Timedelta(seconds=k * scenario.interval_s)
+    if k == 0:  # nothing observed yet: the demand model's expectation
+        expected = scenario.demand.expected_counts(t, 1, scenario.interval_s)[0]
+    else:
+        expected = prepared.demand_forecaster.predict_next(scenario.start_utc,
+                                                           prepared.counts[:k])
+    demand_rps = expected / scenario.interval_s
+    coefficients = _forecast_coefficients(scenario, prepared.forecasters, prepared.actual, t)
+    tables = prepared.tables
+    # A pair is reachable when the round trip plus the site's unloaded tail fits in the SLO.
+    idle_tail = np.array([table.ttft_tail_s[0, 0] for table in tables])
+    reachable = prepared.rtt_s + idle_tail[None, :] <= scenario.slo_ttft_s
+    return IntervalProblem(
+        origin_ids=scenario.demand.origins, site_ids=scenario.site_ids,
+        demand_rps=demand_rps, rtt_s=prepared.rtt_s, allowed=prepared.pinned & reachable,
+        tables=tables, carbon_kg_per_kwh_it=coefficients[0],
+        water_l_per_kwh_it=coefficients[1], cost_usd_per_kwh_it=coefficients[2],
+        interval_s=scenario.interval_s, slo_ttft_s=scenario.slo_ttft_s,
+    )
+
+
+def run_experiment(
+    scenario: Scenario, policies: tuple[str, ...] = POLICIES,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ExperimentResult:
+    """Run ``scenario`` for every policy and return its metrics and traces."""
+    report = progress or (lambda stage, done, total: None)
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise SlitInputError("policies", f"unknown policy {unknown[0]!r}",
+                             f"use some of: {', '.join(POLICIES)}")
+    prepared = prepare(scenario, report)
+    n_o, n_s, n_k = len(scenario.demand.origins), len(scenario.sites), scenario.n_intervals
+    plans = {p: PolicyPlan(np.zeros((n_k, n_o, n_s)), np.zeros((n_k, n_s), np.int64),
+                           np.zeros((n_k, 4))) for p in policies}
+    slit_decisions: list[Decision] = []
+    previous = None
+    for k in range(n_k):
+        problem = interval_problem(prepared, k)
+        for policy in policies:
+            if policy == "slit":
+                search = replace(scenario.search, seed=scenario.search.seed + k)
+                decision = plan_interval(problem, scenario.preference, search, previous)
+                previous = decision.routing
+                slit_decisions.append(decision)
+                routing = decision.routing
+            else:
+                routing = BASELINES[policy](problem)
+            ev = evaluate_plans(problem, routing)
+            plans[policy].routing[k] = routing
+            plans[policy].awake[k] = ev.awake[0]
+            plans[policy].planned_objectives[k] = ev.objectives[0]
+        report("plan", k + 1, n_k)
+
+    requests = prepared.requests
+    uniform = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(2)[1]) \
+        .random(len(requests))
+    metrics, site_hourly, ttft = {}, {}, {}
+    # One policy at a time, so memory holds one policy's per-request results, not all of them.
+    with ProcessPoolExecutor(max_workers=_workers()) as pool:
+        for p_index, policy in enumerate(policies):
+            site_of = route_requests(requests, plans[policy].routing, scenario.interval_s,
+                                     uniform)
+            futures = []
+            for s, site in enumerate(scenario.sites):
+                mask = site_of == s
+                config = SiteConfig(replica=site.replica, n_replicas=site.installed)
+                schedule = awake_schedule(plans[policy].awake[:, s], scenario.interval_s,
+                                          config.wake_up_s)
+                futures.append(pool.submit(
+                    _simulate, requests.take(mask), prepared.rtt_s[requests.origin[mask], s],
+                    config, schedule, scenario.seed + s))
+            sims = [f.result() for f in futures]
+            site_hourly[policy] = _site_hourly(scenario, prepared.actual, sims)
+            metrics[policy] = policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s)
+            ttft[policy] = _ttft_sample(sims)
+            report("simulate", p_index + 1, len(policies))
+    return ExperimentResult(scenario, metrics, plans, slit_decisions, prepared.actual,
+                            site_hourly, ttft, prepared.surrogate_accuracy,
+                            [d.decision_s for d in slit_decisions])
+
+
+def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: float,
+                   uniform: np.ndarray) -> np.ndarray:
+    """Site index of every request: its origin's routing row of its interval, sampled with
+    the given uniform numbers (shared by all policies, so they differ only by their plans)."""
+    k = np.minimum((requests.arrival_s // interval_s).astype(np.int64), len(routing) - 1)
+    cumulative = np.cumsum(routing, axis=2)
+    rows = cumulative[k, requests.origin.astype(np.int64)]  # [N, S]
+    site = (rows < uniform[:, None] * rows[:, -1:]).sum(axis=1)
+    return np.minimum(site, routing.shape[2] - 1)
+
+
+def awake_schedule(awake: np.ndarray, interval_s: float, wake_up_s: float) -> np.ndarray:
+    """Per-minute awake counts: each interval's fleet, raised ``wake_up_s`` ahead of an
+    interval that needs more replicas, so they are ready when its traffic arrives."""
+    per_interval = int(round(interval_s / AWAKE_BIN_S))
+    minutes = np.repeat(np.asarray(awake, dtype=np.int64), per_interval)
+    lead = int(np.ceil(wake_up_s / AWAKE_BIN_S))
+    ahead = np.concatenate([minutes[lead:], np.repeat(minutes[-1:], lead)])
+    return np.maximum(minutes, ahead)
+
+
+def _simulate(requests: RequestBatch, rtt_s: np.ndarray, site: SiteConfig,
+              schedule: np.ndarray, seed: int) -> SiteSimResult:
+    return simulate_site(requests, site, schedule, AWAKE_BIN_S, seed, None, rtt_s)
+
+
+def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],
+                 sims: list[SiteSimResult]) -> pd.DataFrame:
+    """Footprint per site and hour of one policy, from simulated IT energy and actual signals."""
+    rows = []
+    for site, sim in zip(scenario.sites, sims, strict=True):
+        signals = actual[site.region_id]
+        fp = site_footprint(_hourly_energy_kwh(sim, scenario), signals, site.footprint,
+                            scenario.carbon_basis)
+        rows.append(pd.DataFrame({
+            "site": site.region_id, "time_utc": signals.index,
+            "it_energy_kwh": fp.it_energy_kwh, "facility_energy_kwh": fp.facility_energy_kwh,
+            "carbon_kg": fp.carbon_kg, "water_onsite_l": fp.water_onsite_l,
+            "water_offsite_l": fp.water_offsite_l, "cost_usd": fp.cost_usd,
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _ttft_sample(sims: list[SiteSimResult]) -> np.ndarray:
+    """Sorted TTFTs (with network) of completed requests, thinned to at most TTFT_SAMPLE
+    evenly spaced order statistics: enough for a CDF plot."""
+    ttft = np.sort(np.concatenate([r.ttft_with_network_s[r.completed] for r in sims]))
+    if len(ttft) <= TTFT_SAMPLE:
+        return ttft
+    return ttft[np.linspace(0, len(ttft) - 1, TTFT_SAMPLE).round().astype(np.int64)]
+
+
+def _workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Per site: history before the start (for the forecasters) and the actual period."""
+    begin = scenario.start_utc - pd.Timedelta(days=scenario.history_days)
+    end = scenario.end_utc.ceil("h")
+    history, actual = {}, {}
+    for site in scenario.sites:
+        frame = load_history(scenario.data_dir, site.region_id, begin, end, scenario.seed)
+        history[site.region_id] = frame[frame.index < scenario.start_utc]
+        actual[site.region_id] = frame[frame.index >= scenario.start_utc.floor("h")]
+    return history, actual
+
+
+def _forecast_coefficients(scenario: Scenario, forecasters: dict[str, SignalForecaster],
+                           actual: dict[str, pd.DataFrame], t: pd.Timestamp) -> np.ndarray:
+    """[3, S] forecast carbon (kg), water (L) and cost (USD) per IT kWh for the hour of ``t``.
+
+    Forecasters learn of each completed hour as time passes (never of the hour in progress).
+    """
+    carbon = carbon_column(scenario.carbon_basis)
+    out = np.empty((3, len(scenario.sites)))
+    for s, site in enumerate(scenario.sites):
+        forecaster = forecasters[site.region_id]
+        completed = actual[site.region_id]
+        forecaster.observe(completed[completed.index < t.floor("h")][list(forecaster.signals)])
+        row = forecaster.predict(t, 1).iloc[0]
+        pue = cooling.pue(np.array([row[TEMP]]), np.array([row[WET_BULB]]), site.footprint)[0]
+        wue = cooling.wue_onsite_l_per_kwh(np.array([row[WET_BULB]]), site.footprint)[0]
+        out[0, s] = pue * max(row[carbon], 0.0) / 1e3
+        out[1, s] = wue + pue * site.footprint.ewif_l_per_kwh
+        out[2, s] = pue * row[PRICE] / 1e3
+    return out
+
+
+def _hourly_energy_kwh(sim: SiteSimResult, scenario: Scenario) -> np.ndarray:
+    """IT energy per hour of the period; energy spent finishing requests after the end is
+    counted in the last hour."""
+    n_hours = int(np.ceil(scenario.hours))
+    per_hour = int(round(3600.0 / sim.interval_s))
+    bins = sim.it_energy_j_per_interval
+    padded = np.zeros(n_hours * per_hour)
+    take = min(len(bins), len(padded))
+    padded[:take] = bins[:take]
+    hourly = padded.reshape(n_hours, per_hour).sum(axis=1)
+    hourly[-1] += bins[take:].sum()
+    return hourly / 3.6e6

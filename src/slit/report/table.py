@@ -1,0 +1,91 @@
+"""The comparison table of a run, for the terminal and for JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from slit.experiment.metrics import PolicyMetrics
+
+# (metric, column header, format)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("ttft_p50_s", "TTFT p50 s", "{:.3f}"),
+    ("ttft_p95_s", "p95 s", "{:.3f}"),
+    ("ttft_p99_s", "p99 s", "{:.3f}"),
+    ("slo_attainment_pct", "SLO %", "{:.2f}"),
+    ("energy_kwh", "energy kWh", "{:,.0f}"),
+    ("carbon_kg", "carbon kg", "{:,.0f}"),
+    ("water_onsite_l", "water on-site L", "{:,.0f}"),
+    ("water_offsite_l", "water off-site L", "{:,.0f}"),
+    ("cost_usd", "cost USD", "{:,.0f}"),
+    ("wh_per_request", "Wh/req", "{:.3f}"),
+    ("g_co2_per_request", "gCO2/req", "{:.3f}"),
+    ("ml_water_per_request", "mL/req", "{:.2f}"),
+)
+# The four objectives on which dominance is judged (all minimised).
+DOMINANCE_METRICS = ("ttft_mean_s", "carbon_kg", "water_l", "cost_usd")
+
+
+def comparison_table(metrics: dict[str, PolicyMetrics], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("policy")
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="right")
+    for policy, m in metrics.items():
+        values = m.as_dict()
+        table.add_row(policy, *[fmt.format(values[key]) for key, _, fmt in COLUMNS])
+    return table
+
+
+def reductions_vs(metrics: dict[str, PolicyMetrics], policy: str, reference: str
+                  ) -> dict[str, float]:
+    """Percent reduction of carbon, water and cost of ``policy`` against ``reference``."""
+    out = {}
+    for key in ("carbon_kg", "water_l", "cost_usd", "energy_kwh"):
+        ref = getattr(metrics[reference], key)
+        out[key] = 100.0 * (ref - getattr(metrics[policy], key)) / ref if ref else math.nan
+    return out
+
+
+def dominating(metrics: dict[str, PolicyMetrics], policy: str) -> list[str]:
+    """Policies at least as good as ``policy`` on all four objectives and better on one."""
+    mine = [getattr(metrics[policy], k) for k in DOMINANCE_METRICS]
+    out = []
+    for other, m in metrics.items():
+        theirs = [getattr(m, k) for k in DOMINANCE_METRICS]
+        if other != policy and all(t <= v for t, v in zip(theirs, mine, strict=True)) and \
+                any(t < v for t, v in zip(theirs, mine, strict=True)):
+            out.append(other)
+    return out
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Write atomically: a temporary file beside the target, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    text = json.dumps(_finite(document), indent=2, sort_keys=True, allow_nan=False,
+                      default=_jsonable)
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _finite(value: object) -> object:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
