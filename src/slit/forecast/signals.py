@@ -128,9 +128,9 @@ class LgbmSettings:
     """Training set and booster size of ``SignalForecaster``."""
 
     train_window_days: int = 120  # recent history only: grid mixes and markets drift
-    issue_stride_h: int = 3  # one training issue time every few hours keeps fits small
-    n_estimators: int = 150
-    learning_rate: float = 0.05
+    issue_stride_h: int = 4  # one training issue time every few hours keeps fits small
+    n_estimators: int = 80
+    learning_rate: float = 0.1
     num_leaves: int = 31
     min_child_samples: int = 40
 
@@ -218,7 +218,7 @@ def _features(values: np.ndarray, start_utc: pd.Timestamp, positions: np.ndarray
     columns = [
         np.broadcast_to(horizons[None, :], shape).ravel().astype(float),
         np.asarray(local.hour, dtype=float),
-        np.asarray(local.dayofweek, dtype=float),
+        np.asarray(local.day_of_week, dtype=float),
         np.repeat(per_issue[:, 0], horizon_h),
         np.repeat(per_issue[:, 1], horizon_h),
         np.repeat(per_issue[:, 2], horizon_h),

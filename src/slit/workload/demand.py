@@ -128,7 +128,7 @@ class DemandModel:
             hour = local.hour + local.minute / 60.0 + local.second / 3600.0
             out[:, k] = (self.global_rate_rps * self.weights[k]
                          * diurnal_factor(np.asarray(hour, dtype=float))
-                         * WEEKLY_BY_LOCAL_DAY[np.asarray(local.dayofweek)])
+                         * WEEKLY_BY_LOCAL_DAY[np.asarray(local.day_of_week)])
         return out
 
     def expected_counts(self, start_utc: pd.Timestamp, n_intervals: int,
