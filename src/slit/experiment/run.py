@@ -263,12 +263,15 @@ def _workers() -> int:
 
 def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """Per site: history before the start (for the forecasters) and the actual period."""
-    begin = scenario.start_utc - pd.Timedelta(days=scenario.history_days)
+    # Signals are hourly: a start inside an hour (``slit plan --at 13:15``) has seen only the
+    # hours completed before it.
+    first_hour = scenario.start_utc.floor("h")
+    begin = first_hour - pd.Timedelta(days=scenario.history_days)
     end = scenario.end_utc.ceil("h")
     history, actual = {}, {}
     for site in scenario.sites:
         frame = load_history(scenario.data_dir, site.region_id, begin, end, scenario.seed)
-        history[site.region_id] = frame[frame.index < scenario.start_utc]
+        history[site.region_id] = frame[frame.index < first_hour]
         actual[site.region_id] = frame[frame.index >= scenario.start_utc.floor("h")]
     return history, actual
 
