@@ -26,6 +26,7 @@ def _register_commands() -> None:
     # Imported here so that each module can decorate commands on `app` without import cycles.
     from slit.cli import (  # noqa: F401
         data_commands,
+        plan_commands,
         run_commands,
         serving_commands,
         workload_commands,

@@ -1,7 +1,9 @@
-"""``slit run``: the main job."""
+"""``slit run``: the main job, and ``slit init``: an example scenario file."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -11,36 +13,101 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
+from slit.config import example_yaml, load_scenario
 from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
-from slit.experiment.run import POLICIES, run_experiment
-from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, default_scenario
+from slit.experiment.run import POLICIES, ExperimentResult, run_experiment
+from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_scenario
+from slit.report.bundle import check_out_dir, results_document, write_results_dir
 from slit.report.table import comparison_table, dominating, reductions_vs, write_json
 
 STAGES = {"surrogate": "training the serving surrogate (simulations)",
           "plan": "planning intervals", "simulate": "simulating sites"}
+DEFAULT_OUT = Path("slit-results")
 
 
 @app.command()
 def run(
+    scenario_file: Annotated[Path | None, typer.Argument(
+        metavar="[SCENARIO]", help="Scenario YAML (see `slit init`); default: the embedded "
+        "default scenario.", show_default=False)] = None,
     data_dir: DataDirOption = None,
-    hours: Annotated[float, typer.Option(help="Length of the simulated period (hours).")] = 24.0,
-    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
-    rate: Annotated[float, typer.Option(
-        "--rate", help="Mean global request rate (requests per second).")
-    ] = DEFAULT_GLOBAL_RATE_RPS,
-    json_path: Annotated[Path | None, typer.Option(
-        "--json", help="Write the figures, keyed by policy and metric, to this JSON file.")
+    hours: Annotated[float | None, typer.Option(
+        help="Length of the simulated period (hours) [default: 24, or the scenario's].",
+        show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of every random draw [default: 0] (a scenario file sets its own).",
+        show_default=False)] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help=f"Mean global request rate (requests per second) [default: "
+        f"{DEFAULT_GLOBAL_RATE_RPS:g}] (a scenario file sets its own).", show_default=False)
     ] = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the figures, keyed by policy and metric, to this JSON file.")
+    ] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for report.html, the PNG figures and results.json.")
+    ] = DEFAULT_OUT,
 ) -> None:
-    """Simulate a day with SLIT and every baseline; print the comparison table."""
-    if not hours > 0:
+    """Simulate a day with SLIT and every baseline; print the comparison table and write the
+    report."""
+    if hours is not None and not hours > 0:
         raise SlitInputError("--hours", f"{hours} is not positive", "give a period in hours")
-    if not rate > 0:
+    if rate is not None and not rate > 0:
         raise SlitInputError("--rate", f"{rate} is not positive", "give requests per second")
-    scenario = default_scenario(resolve_data_dir(data_dir), hours=hours, seed=seed,
-                                global_rate_rps=rate)
+    if seed is not None and seed < 0:
+        raise SlitInputError("--seed", f"{seed} is negative", "give a seed >= 0")
+    check_out_dir(out)
+    if json_path is not None:
+        check_json_target(json_path)
+    scenario = build_scenario(scenario_file, resolve_data_dir(data_dir), hours, seed, rate)
     console = Console(width=200)
+    result = run_with_progress(scenario, console)
+    _print_summary(result, console)
+    written = write_results_dir(out, result)
+    console.print(f"wrote {written[0]} (report), {out / 'results.json'} and "
+                  f"{len(written) - 2} figures")
+    if json_path is not None:
+        write_json(json_path, results_document(result))
+        console.print(f"wrote {json_path}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the scenario.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")
+                     ] = False,
+) -> None:
+    """Write a commented example scenario (the embedded default) that runs as is."""
+    if path.exists() and not force:
+        raise SlitInputError(str(path), "already exists",
+                             "choose another name, or add --force to overwrite it")
+    if path.exists() and not path.is_file():
+        raise SlitInputError(str(path), "is not a file", "give a file name")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise SlitInputError(str(path), f"folder {folder} does not exist", "create it first")
+    write_text_atomically(path, example_yaml())
+    typer.echo(f"wrote {path}; run it with: slit run {path}")
+
+
+def build_scenario(scenario_file: Path | None, data_dir: Path | None, hours: float | None,
+                   seed: int | None, rate: float | None) -> Scenario:
+    """The scenario to run: the file's (with --hours and --data-dir applied) or the default."""
+    if scenario_file is None:
+        return default_scenario(data_dir, hours=24.0 if hours is None else hours,
+                                seed=0 if seed is None else seed,
+                                global_rate_rps=DEFAULT_GLOBAL_RATE_RPS if rate is None
+                                else rate)
+    for option, value, key in (("--seed", seed, "seed"), ("--rate", rate,
+                                                           "workload.global_rate_rps")):
+        if value is not None:
+            raise SlitInputError(option, "is not used with a scenario file",
+                                 f"set `{key}` in {scenario_file} instead")
+    return load_scenario(scenario_file, data_dir=data_dir, hours=hours)
+
+
+def run_with_progress(scenario: Scenario, console: Console) -> ExperimentResult:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=console,
                   transient=True) as progress:
@@ -51,12 +118,37 @@ def run(
                 tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
-        result = run_experiment(scenario, POLICIES, report)
-    metrics = result.metrics
+        return run_experiment(scenario, POLICIES, report)
+
+
+def check_json_target(path: Path) -> None:
+    if path.is_dir():
+        raise SlitInputError(f"--json {path}", "is a folder", "give a file name")
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise SlitInputError(f"--json {path}", f"folder {folder} does not exist",
+                             "create it first")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """A temporary file beside ``path``, then a rename: never a half-written file."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                   dir=path.resolve().parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _print_summary(result: ExperimentResult, console: Console) -> None:
+    scenario, metrics = result.scenario, result.metrics
     console.print(comparison_table(
-        metrics, f"{scenario.name}: {hours:g} h from {scenario.start_utc:%Y-%m-%d %H:%M} UTC, "
-        f"{len(scenario.sites)} sites, {metrics['slit'].requests:,} requests, "
-        f"SLO TTFT <= {scenario.slo_ttft_s:g} s"))
+        metrics, f"{scenario.name}: {scenario.hours:g} h from "
+        f"{scenario.start_utc:%Y-%m-%d %H:%M} UTC, {len(scenario.sites)} sites, "
+        f"{metrics['slit'].requests:,} requests, SLO TTFT <= {scenario.slo_ttft_s:g} s"))
     cut = reductions_vs(metrics, "slit", "latency_first")
     beaten_by = dominating(metrics, "slit")
     decision = sorted(result.decision_s)[len(result.decision_s) // 2]
@@ -71,17 +163,3 @@ def run(
         "surrogate held-out MAPE (operating range): "
         + ", ".join(f"{k} {v:.1f} %" for k, v in acc.mape_operating_pct.items())
     )
-    if json_path is not None:
-        write_json(json_path, {
-            "scenario": {"name": scenario.name, "start_utc": str(scenario.start_utc),
-                         "hours": hours, "seed": seed, "global_rate_rps": rate,
-                         "slo_ttft_s": scenario.slo_ttft_s,
-                         "data_dir": str(scenario.data_dir) if scenario.data_dir else None},
-            "policies": {p: m.as_dict() for p, m in metrics.items()},
-            "slit_vs_latency_first_reduction_pct": cut,
-            "slit_dominated_by": beaten_by,
-            "median_decision_s": decision,
-            "surrogate_mape_pct": acc.mape_pct,
-            "surrogate_mape_operating_pct": acc.mape_operating_pct,
-        })
-        console.print(f"wrote {json_path}")

@@ -1,0 +1,109 @@
+"""The results folder of a run: report.html, the PNGs and results.json, written all or nothing.
+
+Everything is built in a temporary folder beside the target and renamed into place at the end,
+so a run that fails leaves neither a half-written folder nor a temporary one behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from slit.errors import SlitInputError
+from slit.experiment.run import ExperimentResult
+from slit.report.html import render_html
+from slit.report.plots import FIGURES
+from slit.report.table import dominating, reductions_vs, write_json
+
+REPORT_FILE = "report.html"
+RESULTS_FILE = "results.json"
+# What a results folder holds; an existing folder with anything else is not replaced.
+FOLDER_MODE = 0o755
+OWN_FILES = frozenset({REPORT_FILE, RESULTS_FILE} | {spec.file for spec in FIGURES})
+
+
+def results_document(result: ExperimentResult) -> dict:
+    """The machine-readable results: scenario, per-policy figures, comparisons, accuracy."""
+    sc = result.scenario
+    metrics = result.metrics
+    doc: dict = {
+        "scenario": {"name": sc.name, "start_utc": str(sc.start_utc), "hours": sc.hours,
+                     "interval_s": sc.interval_s, "seed": sc.seed,
+                     "global_rate_rps": sc.demand.global_rate_rps,
+                     "slo_ttft_s": sc.slo_ttft_s, "slo_percentile": sc.slo_percentile,
+                     "sites": list(sc.site_ids), "origins": list(sc.demand.origins),
+                     "data_dir": str(sc.data_dir) if sc.data_dir else None},
+        "policies": {p: m.as_dict() for p, m in metrics.items()},
+        "surrogate_mape_pct": result.surrogate_accuracy.mape_pct,
+        "surrogate_mape_operating_pct": result.surrogate_accuracy.mape_operating_pct,
+    }
+    if result.decision_s:
+        doc["median_decision_s"] = sorted(result.decision_s)[len(result.decision_s) // 2]
+    if "slit" in metrics:
+        doc["slit_dominated_by"] = dominating(metrics, "slit")
+        if "latency_first" in metrics:
+            doc["slit_vs_latency_first_reduction_pct"] = reductions_vs(
+                metrics, "slit", "latency_first")
+    return doc
+
+
+def check_out_dir(out_dir: Path, option: str = "--out") -> Path:
+    """Refuse, before any work is done, a target the run could not (or must not) replace."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SlitInputError(f"{option} {out_dir}", "is a file, not a folder",
+                             "give a folder for the report and results")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OWN_FILES)
+        if foreign:
+            raise SlitInputError(f"{option} {out_dir}", f"holds other files ({foreign[0]}, ...)"
+                                 , "give a new or empty folder, or an earlier results folder")
+    parent = out_dir.resolve().parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SlitInputError(f"{option} {out_dir}", f"{folder} is a file",
+                                     "give a folder path under a folder")
+            break
+    return out_dir
+
+
+def write_results_dir(out_dir: Path, result: ExperimentResult) -> list[Path]:
+    """Write the report, figures and results.json to ``out_dir`` (replacing an earlier results
+    folder there); returns the files written."""
+    out_dir = check_out_dir(Path(out_dir))
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+    try:
+        staging.chmod(FOLDER_MODE)  # mkdtemp makes it private; results are for sharing
+        figures = []
+        for spec in FIGURES:
+            png = spec.draw(result)
+            (staging / spec.file).write_bytes(png)
+            figures.append((spec, png))
+        (staging / REPORT_FILE).write_text(render_html(result, figures), encoding="utf-8")
+        write_json(staging / RESULTS_FILE, results_document(result))
+        _swap_in(staging, out_dir.resolve())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [out_dir / name for name in (REPORT_FILE, RESULTS_FILE, *(s.file for s in FIGURES))]
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an earlier results folder is moved aside first and
+    deleted only once the new one is in place."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    old.rmdir()
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""The HTML report: one self-contained file (inline CSS, PNGs as data URIs, no scripts), so it
+opens offline and can be mailed or archived as is."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from slit.experiment.run import ExperimentResult
+from slit.report.plots import FigureSpec
+from slit.report.table import COLUMNS, dominating, reductions_vs
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px;
+       color: #222; line-height: 1.45; padding: 0 1rem; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2.2rem; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.6rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.slit td { font-weight: 600; background: #eef4ff; }
+figure { margin: 1rem 0; } img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.85rem; color: #555; }
+.note { font-size: 0.9rem; color: #444; }
+"""
+
+
+def render_html(result: ExperimentResult, figures: list[tuple[FigureSpec, bytes]]) -> str:
+    """The report page for ``result`` with ``figures`` (spec, PNG bytes) embedded."""
+    sc = result.scenario
+    metrics = result.metrics
+    slit = metrics.get("slit")
+    title = f"SLIT report: {sc.name}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="note">{escape(_summary(result))}</p>',
+        "<h2>Comparison of policies</h2>",
+        _metrics_table(result),
+    ]
+    if slit is not None and "latency_first" in metrics:
+        cut = reductions_vs(metrics, "slit", "latency_first")
+        beaten_by = dominating(metrics, "slit")
+        parts.append(
+            f'<p class="note">SLIT against latency_first: carbon {-cut["carbon_kg"]:+.1f} %, '
+            f'water {-cut["water_l"]:+.1f} %, energy cost {-cut["cost_usd"]:+.1f} %, energy '
+            f'{-cut["energy_kwh"]:+.1f} %. Policies dominating SLIT on mean TTFT, carbon, '
+            f'water and cost: {escape(", ".join(beaten_by)) if beaten_by else "none"}.</p>')
+    for spec, png in figures:
+        data = base64.b64encode(png).decode("ascii")
+        parts += [
+            f'<h2 id="{escape(spec.file.removesuffix(".png"))}">{escape(spec.title)}</h2>',
+            f'<figure><img src="data:image/png;base64,{data}" alt="{escape(spec.title)}">',
+            f"<figcaption>{escape(spec.caption)}</figcaption></figure>",
+        ]
+    parts += ["<h2>Sites</h2>", _sites_table(result), "<h2>Surrogate accuracy</h2>",
+              _accuracy_table(result), "</body></html>", ""]
+    return "\n".join(parts)
+
+
+def _summary(result: ExperimentResult) -> str:
+    sc = result.scenario
+    requests = next(iter(result.metrics.values())).requests if result.metrics else 0
+    data = str(sc.data_dir) if sc.data_dir else "embedded default"
+    decision = sorted(result.decision_s)[len(result.decision_s) // 2] \
+        if result.decision_s else float("nan")
+    return (f"{sc.hours:g} h from {sc.start_utc:%Y-%m-%d %H:%M} UTC in {sc.interval_s:g} s "
+            f"intervals; {len(sc.sites)} sites, {len(sc.demand.origins)} origins, "
+            f"{requests:,} requests; SLO: p{sc.slo_percentile} TTFT <= {sc.slo_ttft_s:g} s; "
+            f"preference: {sc.preference.mode}; carbon basis: {sc.carbon_basis}; data: {data}; "
+            f"seed {sc.seed}; median SLIT decision {decision:.2f} s.")
+
+
+def _metrics_table(result: ExperimentResult) -> str:
+    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in COLUMNS)
+    rows = []
+    for policy, m in result.metrics.items():
+        values = m.as_dict()
+        cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in COLUMNS)
+        css = ' class="slit"' if policy == "slit" else ""
+        rows.append(f"<tr{css}><td>{escape(policy)}</td>{cells}</tr>")
+    return f"<table><tr><th>policy</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _sites_table(result: ExperimentResult) -> str:
+    rows = []
+    awake = result.plans["slit"].awake if "slit" in result.plans else None
+    for s, site in enumerate(result.scenario.sites):
+        mean_awake = f"{awake[:, s].mean():.2f}" if awake is not None else ""
+        rows.append(
+            f"<tr><td>{escape(site.region_id)}</td><td>{escape(site.replica.model)}</td>"
+            f"<td>{escape(site.replica.gpu)}</td><td>{site.replica.tp}</td>"
+            f"<td>{site.installed}</td><td>{mean_awake}</td>"
+            f"<td>{escape(site.footprint.cooling.value)}</td></tr>")
+    return ("<table><tr><th>site</th><th>model</th><th>GPU</th><th>TP</th><th>installed "
+            "replicas</th><th>mean awake (SLIT)</th><th>cooling</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
+def _accuracy_table(result: ExperimentResult) -> str:
+    acc = result.surrogate_accuracy
+    rows = "".join(
+        f"<tr><td>{escape(k)}</td><td>{v:.1f}</td>"
+        f"<td>{acc.mape_operating_pct.get(k, float('nan')):.1f}</td></tr>"
+        for k, v in acc.mape_pct.items())
+    return ("<p class=\"note\">Mean absolute percentage error of the serving surrogate on "
+            "held-out discrete-event simulations.</p><table><tr><th>target</th>"
+            f"<th>MAPE %</th><th>MAPE % (operating range)</th></tr>{rows}</table>")
