@@ -1,0 +1,99 @@
+"""Scenario files: the example ``slit init`` writes, loading, overrides and error lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scenario_helpers import TINY_YAML, run_slit, write_tiny
+
+from slit.config import example_yaml, load_scenario
+from slit.errors import SlitInputError
+from slit.experiment.scenario import default_scenario
+from slit.footprint import CoolingType
+
+
+def test_init_writes_the_default_scenario(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "scenario.yaml"
+    code, out, _ = run_slit(["init", str(path)], capsys, monkeypatch)
+    assert code == 0 and "slit run" in out
+    assert path.read_text() == example_yaml()
+    assert load_scenario(path) == default_scenario()
+    assert [p.name for p in tmp_path.iterdir()] == ["scenario.yaml"]
+
+
+def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path, capsys, monkeypatch) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("keep me")
+    code, _, err = run_slit(["init", str(path)], capsys, monkeypatch)
+    assert code == 2 and "already exists" in err and "--force" in err
+    assert path.read_text() == "keep me"
+    code, _, _ = run_slit(["init", str(path), "--force"], capsys, monkeypatch)
+    assert code == 0 and path.read_text() == example_yaml()
+
+
+def test_tiny_scenario_loads(tmp_path: Path) -> None:
+    sc = load_scenario(write_tiny(tmp_path))
+    assert sc.name == "tiny"
+    assert sc.site_ids == ("US-CAL-CISO", "DE-LU", "SG")
+    assert sc.sites[1].footprint.cooling is CoolingType.DRY
+    assert sc.sites[0].footprint.cooling is CoolingType.EVAPORATIVE
+    assert sc.start_utc == pd.Timestamp("2023-07-12 12:00", tz="UTC")
+    assert sc.hours == 1 and sc.interval_s == 900 and sc.n_intervals == 4
+    assert sc.pins == {"DE-LU": ("DE-LU",)}
+    assert sc.search.population == 16 and sc.search.generations == 5
+    assert sc.demand.global_rate_rps == 8
+
+
+def test_fleet_default_and_preference(tmp_path: Path) -> None:
+    text = """
+period: {start_utc: 2023-07-12, hours: 3}
+fleet: default
+workload: {global_rate_rps: 100}
+preference: {mode: cap, ttft_cap_s: 0.8, minimise: water_l}
+carbon_basis: lca
+slo: {ttft_s: 2, percentile: 95}
+"""
+    sc = load_scenario(write_tiny(tmp_path, text))
+    default = default_scenario(hours=3)
+    assert sc.sites == default.sites
+    assert sc.hours == 3 and sc.carbon_basis == "lca"
+    assert sc.slo_ttft_s == 2 and sc.slo_percentile == 95
+    assert sc.preference.mode == "cap" and sc.preference.ttft_cap_s == 0.8
+    assert sc.preference.minimise == "water_l"
+
+
+def test_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "regions").mkdir(parents=True)
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    path = write_tiny(folder, TINY_YAML + "data_dir: ../data\n")
+    assert load_scenario(path).data_dir == folder / "../data"
+    assert load_scenario(path).data_dir.resolve() == data.resolve()
+
+
+def test_command_line_overrides_the_file(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    (other / "regions").mkdir(parents=True)
+    sc = load_scenario(write_tiny(tmp_path), data_dir=other, hours=2.5)
+    assert sc.data_dir == other and sc.hours == 2.5
+
+
+def test_errors_name_file_field_line_and_fix(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path, TINY_YAML.replace("gpu: H100-SXM5-80GB, tp: 4, installed_"
+                                                  "replicas: 3, cooling: dry",
+                                                  "gpu: H200, tp: 4, installed_replicas: 3"))
+    with pytest.raises(SlitInputError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: sites[1].gpu (line 6): unknown GPU 'H200'; use one of")
+    assert "\n" not in message
+
+
+def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path, TINY_YAML.replace("slo: {ttft_s: 1.5,", "slo: {ttft_ms: 1.5,"))
+    with pytest.raises(SlitInputError, match=r"slo\.ttft_ms \(line 13\): is not a known "
+                       r"setting; remove it or use one of: ttft_s, percentile"):
+        load_scenario(path)

@@ -1,0 +1,153 @@
+"""``slit plan``: the next-interval plan as JSON and as Envoy routes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from scenario_helpers import run_slit, write_tiny
+
+from slit.cli.plan_commands import (
+    ENVOY_TOTAL_WEIGHT,
+    ROUTE_CONFIG_TYPE,
+    SHARE_UNITS,
+    cluster_name,
+    envoy_yaml,
+    integer_weights,
+    plan_document,
+    plan_next_interval,
+    plan_scenario,
+)
+from slit.optimise.problem import OBJECTIVES
+
+REPO = Path(__file__).resolve().parents[1]
+AT = "2023-07-12T13:15"
+
+
+@pytest.fixture(scope="module")
+def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny(tmp_path_factory.mktemp("plan"))
+
+
+@pytest.fixture(scope="module")
+def document(scenario_file: Path) -> dict:
+    scenario = plan_scenario(scenario_file, None, pd.Timestamp(AT, tz="UTC"))
+    problem, decision = plan_next_interval(scenario)
+    return plan_document(scenario, problem, decision)
+
+
+def _without_issue_time(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k != "issued_at"}
+
+
+def test_cli_json_matches_and_is_deterministic(document: dict, scenario_file: Path, capsys,
+                                               monkeypatch) -> None:
+    code, out, _ = run_slit(["plan", "--at", AT, "--scenario", str(scenario_file)], capsys,
+                            monkeypatch)
+    assert code == 0
+    printed = json.loads(out)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", printed["issued_at"])
+    assert _without_issue_time(printed) == json.loads(json.dumps(_without_issue_time(document)))
+
+
+def test_document_describes_one_interval(document: dict) -> None:
+    assert document["schema_version"] == 1
+    assert document["interval"] == {"start_utc": "2023-07-12T13:15:00Z",
+                                    "end_utc": "2023-07-12T13:30:00Z", "seconds": 900.0}
+    assert document["slo"] == {"ttft_s": 1.5, "percentile": 99}
+    sites = {s["id"]: s for s in document["sites"]}
+    assert list(sites) == ["US-CAL-CISO", "DE-LU", "SG"]
+    for site in sites.values():
+        assert 0 <= site["awake_replicas"] <= site["installed_replicas"] == 3
+        assert (site["awake_replicas"] > 0) == (site["expected_load_rps"] > 0)
+    load = {s: 0.0 for s in sites}
+    for origin in document["origins"]:
+        assert origin["forecast_rps"] > 0
+        units = [round(share * SHARE_UNITS) for share in origin["routes"].values()]
+        assert sum(units) == SHARE_UNITS and min(units) > 0
+        for site, share in origin["routes"].items():
+            load[site] += share * origin["forecast_rps"]
+    for site, rps in load.items():
+        assert rps == pytest.approx(sites[site]["expected_load_rps"], rel=1e-4, abs=1e-6)
+    # Residency: DE-LU is pinned to itself.
+    de = next(o for o in document["origins"] if o["id"] == "DE-LU")
+    assert de["routes"] == {"DE-LU": 1.0}
+
+
+def test_front_holds_the_chosen_plan(document: dict) -> None:
+    front = document["front"]
+    chosen = [p for p in front if p["chosen"]]
+    assert len(chosen) == 1
+    assert chosen[0] == {**document["expected"], "chosen": True}
+    assert set(document["expected"]) == set(OBJECTIVES) | {"meets_slo", "slo_margin_s"}
+    assert document["expected"]["meets_slo"]
+    ttft = [p["ttft_mean_s"] for p in front]
+    assert ttft == sorted(ttft)
+
+
+def test_envoy_routes(document: dict, scenario_file: Path, tmp_path: Path, capsys,
+                      monkeypatch) -> None:
+    out = tmp_path / "routes.yaml"
+    code, _, err = run_slit(["plan", "--at", AT, "--scenario", str(scenario_file),
+                             "--format", "envoy", "--output", str(out)], capsys, monkeypatch)
+    assert code == 0 and "wrote" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["routes.yaml"]
+    config = yaml.safe_load(out.read_text())
+    (resource,) = config["resources"]
+    assert resource["@type"] == ROUTE_CONFIG_TYPE
+    hosts = resource["virtual_hosts"]
+    assert [h["name"] for h in hosts] == ["origin-us-cal-ciso", "origin-de-lu", "origin-sg"]
+    assert hosts[0]["domains"] == ["us-cal-ciso.*"]
+    for host, origin in zip(hosts, document["origins"], strict=True):
+        clusters = host["routes"][0]["route"]["weighted_clusters"]["clusters"]
+        assert sum(c["weight"] for c in clusters) == ENVOY_TOTAL_WEIGHT
+        assert {c["name"] for c in clusters} <= {cluster_name(s) for s in origin["routes"]}
+        for c in clusters:
+            share = next(v for s, v in origin["routes"].items() if cluster_name(s) == c["name"])
+            assert abs(c["weight"] - share * ENVOY_TOTAL_WEIGHT) < 1.0
+
+
+def test_envoy_rounding_sums_exactly() -> None:
+    doc = {"issued_at": "x", "interval": {"start_utc": "a", "end_utc": "b"},
+           "origins": [{"id": "SG", "routes": {"SG": 1 / 3, "KR": 1 / 3, "JP-TK": 1 / 3}}]}
+    config = yaml.safe_load(envoy_yaml(doc, "{origin}.llm.example.com"))
+    host = config["resources"][0]["virtual_hosts"][0]
+    assert host["domains"] == ["sg.llm.example.com"]
+    weights = [c["weight"] for c in host["routes"][0]["route"]["weighted_clusters"]["clusters"]]
+    assert weights == [3334, 3333, 3333]
+
+
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=15).filter(lambda v: sum(v) > 1e-6),
+       st.sampled_from([100, 10_000, 1_000_000]))
+def test_integer_weights_sum_exactly(shares: list[float], total: int) -> None:
+    weights = integer_weights(np.array(shares), total)
+    assert weights.sum() == total and (weights >= 0).all()
+    exact = np.array(shares) / sum(shares) * total
+    assert np.all(np.abs(weights - exact) < 1.0 + 1e-9)
+    assert np.all(weights[np.array(shares) == 0] == 0)
+
+
+def test_docs_describe_every_field(document: dict) -> None:
+    text = (REPO / "docs" / "plan.md").read_text()
+
+    def keys(value: object, prefix: str = "") -> set[str]:
+        if isinstance(value, dict):
+            found = set()
+            for k, v in value.items():
+                if prefix.endswith("routes") or prefix.endswith("weights"):
+                    continue
+                found |= {k} | keys(v, k)
+            return found
+        if isinstance(value, list):
+            return set().union(*(keys(v, prefix) for v in value)) if value else set()
+        return set()
+
+    missing = sorted(k for k in keys(document) if f"`{k}`" not in text)
+    assert missing == []
