@@ -49,7 +49,7 @@ def plan(
         "offset).", show_default=False)],
     scenario_file: Annotated[Path | None, typer.Option(
         "--scenario", help="Scenario YAML giving sites, workload, SLO and preference "
-        "[default: the embedded default scenario].", show_default=False)] = None,
+        "(default: the embedded default scenario).", show_default=False)] = None,
     data_dir: DataDirOption = None,
     output_format: Annotated[str, typer.Option(
         "--format", help="json: the plan document (docs/plan.md); envoy: weighted-cluster "

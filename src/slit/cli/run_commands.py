@@ -33,14 +33,14 @@ def run(
         "default scenario.", show_default=False)] = None,
     data_dir: DataDirOption = None,
     hours: Annotated[float | None, typer.Option(
-        help="Length of the simulated period (hours) [default: 24, or the scenario's].",
+        help="Length of the simulated period in hours (default 24, or the scenario's).",
         show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(
-        help="Seed of every random draw [default: 0] (a scenario file sets its own).",
+        help="Seed of every random draw (default 0; a scenario file sets its own).",
         show_default=False)] = None,
     rate: Annotated[float | None, typer.Option(
-        "--rate", help=f"Mean global request rate (requests per second) [default: "
-        f"{DEFAULT_GLOBAL_RATE_RPS:g}] (a scenario file sets its own).", show_default=False)
+        "--rate", help=f"Mean global request rate in requests per second (default "
+        f"{DEFAULT_GLOBAL_RATE_RPS:g}; a scenario file sets its own).", show_default=False)
     ] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write the figures, keyed by policy and metric, to this JSON file.")
