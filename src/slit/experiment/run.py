@@ -134,13 +134,13 @@ def interval_problem(prepared: Prepared, k: int) -> IntervalProblem:
     tables = prepared.tables
     # A pair is reachable when the round trip plus the site's unloaded tail fits in the SLO.
     idle_tail = np.array([table.ttft_tail_s[0, 0] for table in tables])
-    reachable = prepared.rtt_s + idle_tail[None, :] <= scenario.slo_ttft_s
+    reachable = prepared.rtt_s + idle_tail[None, :] <= scenario.planning_slo_ttft_s
     return IntervalProblem(
         origin_ids=scenario.demand.origins, site_ids=scenario.site_ids,
         demand_rps=demand_rps, rtt_s=prepared.rtt_s, allowed=prepared.pinned & reachable,
         tables=tables, carbon_kg_per_kwh_it=coefficients[0],
         water_l_per_kwh_it=coefficients[1], cost_usd_per_kwh_it=coefficients[2],
-        interval_s=scenario.interval_s, slo_ttft_s=scenario.slo_ttft_s,
+        interval_s=scenario.interval_s, slo_ttft_s=scenario.planning_slo_ttft_s,
     )
 
 

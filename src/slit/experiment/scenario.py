@@ -64,6 +64,9 @@ class Scenario:
     interval_s: float = 900.0
     slo_ttft_s: float = DEFAULT_SLO_TTFT_S
     slo_percentile: int = 99  # the SLO: this share of requests gets its first token in time
+    # Plans are sized for the SLO less this share, to absorb forecast error and the load swings
+    # of a Poisson stream inside an interval.
+    slo_planning_margin: float = 0.1
     preference: Preference = field(default_factory=Preference)
     # origin -> the only sites allowed to serve it (data residency); absent origins are free.
     pins: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -92,6 +95,9 @@ class Scenario:
         if self.slo_percentile not in (95, 99):
             raise SlitInputError("slo_percentile", f"{self.slo_percentile} is not supported",
                                  "use 95 or 99")
+        if not 0.0 <= self.slo_planning_margin < 1.0:
+            raise SlitInputError("slo_planning_margin", f"{self.slo_planning_margin} is outside "
+                                 "[0, 1)", "give a share such as 0.1")
         if not self.slo_ttft_s > 0:
             raise SlitInputError("slo_ttft_s", f"{self.slo_ttft_s} is not positive",
                                  "give the TTFT SLO in seconds, e.g. 1.5")
@@ -107,6 +113,10 @@ class Scenario:
     @property
     def n_intervals(self) -> int:
         return int(math.ceil(self.hours * 3600.0 / self.interval_s))
+
+    @property
+    def planning_slo_ttft_s(self) -> float:
+        return self.slo_ttft_s * (1.0 - self.slo_planning_margin)
 
     @property
     def code_share(self) -> float:

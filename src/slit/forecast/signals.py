@@ -159,11 +159,13 @@ class SignalForecaster(HourlyForecaster):
                                        self.timezone)
             targets = positions[:, None] + np.arange(MAX_HORIZON_H)[None, :]
             change = (values[targets] - last[:, None]).ravel()
+            # One thread: the sets are small, and OpenMP threads that spin-wait slow to a crawl
+            # when another process holds the second core.
             model = lgb.LGBMRegressor(
                 objective="l1", n_estimators=self.settings.n_estimators,
                 learning_rate=self.settings.learning_rate, num_leaves=self.settings.num_leaves,
                 min_child_samples=self.settings.min_child_samples, subsample=1.0,
-                colsample_bytree=1.0, n_jobs=2, deterministic=True, force_row_wise=True,
+                colsample_bytree=1.0, n_jobs=1, deterministic=True, force_row_wise=True,
                 random_state=self.seed, verbose=-1,
             )
             model.fit(features, change)

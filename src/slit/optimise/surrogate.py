@@ -92,6 +92,8 @@ class ServingSurrogate:
         x = samples[list(FEATURES)].to_numpy(dtype=float)
         monotone = [1 if f in ("load_rps_per_replica", "utilisation") else 0 for f in FEATURES]
         models = {}
+        # One thread: a few hundred rows gain nothing from more, and OpenMP threads that
+        # spin-wait slow to a crawl when another process holds the second core.
         for target in TARGETS:
             y = samples[target].to_numpy(dtype=float)
             if target in LOG_TARGETS:
@@ -99,7 +101,7 @@ class ServingSurrogate:
             params = {
                 "objective": "regression", "learning_rate": 0.05, "num_leaves": 15,
                 "min_data_in_leaf": 3, "verbose": -1, "seed": seed, "deterministic": True,
-                "num_threads": 2, "force_row_wise": True,
+                "num_threads": 1, "force_row_wise": True,
                 "monotone_constraints": monotone if target != "throughput_rps" else None,
             }
             params = {k: v for k, v in params.items() if v is not None}

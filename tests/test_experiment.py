@@ -1,0 +1,114 @@
+"""The end-to-end run: plans applied to the actual stream, judged by simulation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from slit.experiment.run import POLICIES, awake_schedule, route_requests, run_experiment
+from slit.experiment.scenario import default_scenario, size_fleet
+from slit.optimise.metaheuristic import SearchSettings
+from slit.report.table import dominating
+from slit.serving.catalog import make_replica
+from slit.workload.requests import RequestBatch
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("SLIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    scenario = replace(default_scenario(hours=1.0, global_rate_rps=15.0),
+                       search=SearchSettings(population=24, generations=5, local_rounds=3))
+    return scenario, run_experiment(scenario)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_every_policy_serves_every_request(small_run):
+    scenario, result = small_run
+    assert set(result.metrics) == set(POLICIES)
+    requests = {m.requests for m in result.metrics.values()}
+    assert len(requests) == 1  # same stream for all
+    for m in result.metrics.values():
+        assert m.completed == m.requests > 0
+        assert 0.0 <= m.slo_attainment_pct <= 100.0
+        assert m.ttft_p50_s <= m.ttft_p95_s <= m.ttft_p99_s
+
+
+def test_footprint_per_request_is_physically_plausible(small_run):
+    _, result = small_run
+    for m in result.metrics.values():
+        assert 0.05 <= m.wh_per_request <= 10.0
+        assert 0.1 <= m.ml_water_per_request <= 50.0
+        assert m.water_l == pytest.approx(m.water_onsite_l + m.water_offsite_l)
+
+
+def test_plans_are_valid_routing(small_run):
+    scenario, result = small_run
+    for plan in result.plans.values():
+        np.testing.assert_allclose(plan.routing.sum(axis=2), 1.0, atol=1e-9)
+        assert (plan.routing >= 0).all()
+        installed = np.array([s.installed for s in scenario.sites])
+        assert (plan.awake <= installed).all() and (plan.awake >= 0).all()
+
+
+def test_slit_is_not_dominated_by_a_baseline(small_run):
+    _, result = small_run
+    assert dominating(result.metrics, "slit") == []
+
+
+def test_same_seed_same_result_bit_for_bit(small_run):
+    scenario, first = small_run
+    second = run_experiment(scenario, ("slit", "latency_first"))
+    for policy in ("slit", "latency_first"):
+        assert first.metrics[policy] == second.metrics[policy]
+        assert np.array_equal(first.plans[policy].routing, second.plans[policy].routing)
+
+
+def test_unknown_policy_is_a_clean_error(small_run):
+    from slit.errors import SlitInputError
+
+    scenario, _ = small_run
+    with pytest.raises(SlitInputError, match="unknown policy"):
+        run_experiment(scenario, ("slit", "fastest_possible"))
+
+
+def test_route_requests_follows_the_routing_rows():
+    n = 40_000
+    rng = np.random.default_rng(0)
+    batch = RequestBatch(np.sort(rng.random(n) * 1800.0), np.ones(n, np.int32),
+                         np.ones(n, np.int32), rng.integers(0, 2, n).astype(np.int16))
+    routing = np.array([
+        [[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]],  # interval 0
+        [[0.0, 0.0, 1.0], [0.5, 0.5, 0.0]],  # interval 1
+    ])
+    site = route_requests(batch, routing, 900.0, rng.random(n))
+    interval = (batch.arrival_s // 900).astype(int)
+    for k in range(2):
+        for o in range(2):
+            mask = (interval == k) & (batch.origin == o)
+            share = np.bincount(site[mask], minlength=3) / mask.sum()
+            np.testing.assert_allclose(share, routing[k, o], atol=0.02)
+
+
+def test_awake_schedule_wakes_replicas_ahead_of_their_interval():
+    schedule = awake_schedule(np.array([2, 5, 1]), 900.0, 60.0)
+    assert len(schedule) == 45
+    assert (schedule[:14] == 2).all()
+    assert schedule[14] == 5  # woken one minute before interval 1 starts
+    assert (schedule[15:30] == 5).all()
+    assert (schedule[30:] == 1).all()  # falling counts are not held back
+
+
+def test_fleets_are_sized_to_seventy_percent_of_peak():
+    replica = make_replica("Llama-3.1-70B", "H100-SXM5-80GB", 4)
+    small = size_fleet(1.0, replica, 0.3)
+    large = size_fleet(100.0, replica, 0.3)
+    assert small == 1
+    assert large > 10
+    assert size_fleet(100.0, replica, 0.3, utilisation=0.35) >= 2 * large - 1
