@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from slit.data.regions import REGIONS
 from slit.footprint import CoolingType
+from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.problem import OBJECTIVES
 from slit.serving.catalog import GPUS, MODELS
 from slit.workload.traces import TRACE_KINDS
@@ -172,8 +173,8 @@ class PreferenceSection(_Section):
 
 
 class Search(_Section):
-    population: Annotated[int, Field(ge=4, le=10_000)] = 48
-    generations: Annotated[int, Field(ge=1, le=100_000)] = 40
+    population: Annotated[int, Field(ge=4, le=10_000)] = SearchSettings().population
+    generations: Annotated[int, Field(ge=1, le=100_000)] = SearchSettings().generations
 
 
 class ScenarioFile(_Section):

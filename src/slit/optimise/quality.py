@@ -7,20 +7,23 @@ from pymoo.indicators.hv import HV
 
 from slit.optimise.lp import lp_front
 from slit.optimise.problem import IntervalProblem, evaluate_plans
+from slit.optimise.routing import repair
 
 REFERENCE_MARGIN = 0.1
 
 
 def hypervolume_ratio(
-    problem: IntervalProblem, front_objectives: np.ndarray, partitions: int = 4
+    problem: IntervalProblem, front_objectives: np.ndarray, partitions: int = 6
 ) -> tuple[float, np.ndarray]:
     """HV(front) / HV(LP front), both judged by the same model, on SLO-feasible plans only.
 
+    The LP's linearisation is optimistic about capacity (it ignores that far origins shrink it),
+    so its plans go through the same capacity repair as SLIT's candidates before they are judged.
     Objectives are scaled to [0, 1] by the ideal and nadir of the two fronts together and the
     reference point sits ``REFERENCE_MARGIN`` beyond the nadir. Returns the ratio and the LP
     front's objectives.
     """
-    lp = evaluate_plans(problem, lp_front(problem, partitions))
+    lp = evaluate_plans(problem, repair(problem, lp_front(problem, partitions)))
     lp_f = lp.objectives[lp.slo_violation_s <= 0]
     if len(lp_f) == 0:  # every LP plan misses the SLO under the model: compare on all of them
         lp_f = lp.objectives
