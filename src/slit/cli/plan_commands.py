@@ -17,11 +17,11 @@ import pandas as pd
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
-from slit.cli.run_commands import STAGES, write_text_atomically
+from slit.cli.progress import stage_progress
+from slit.cli.run_commands import write_text_atomically
 from slit.config import load_scenario, parse_time_argument
 from slit.data.signals import available_years, resolve_data_dir
 from slit.errors import SlitInputError
@@ -96,16 +96,7 @@ def plan_scenario(scenario_file: Path | None, data_dir: Path | None, start: pd.T
 def plan_next_interval(scenario: Scenario) -> tuple[IntervalProblem, Decision]:
     """Forecast the interval, search its Pareto front, pick by the scenario's preference."""
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-            "{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
-            transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(console) as report:
         prepared = prepare(scenario, report)
     problem = interval_problem(prepared, 0)
     return problem, plan_interval(problem, scenario.preference, scenario.search)

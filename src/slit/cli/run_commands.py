@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
+from slit.cli.progress import stage_progress
 from slit.config import example_yaml, load_scenario
 from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
@@ -21,8 +21,6 @@ from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_
 from slit.report.bundle import check_out_dir, results_document, write_results_dir
 from slit.report.table import comparison_table, dominating, reductions_vs, write_json
 
-STAGES = {"surrogate": "training the serving surrogate (simulations)",
-          "plan": "planning intervals", "simulate": "simulating sites"}
 DEFAULT_OUT = Path("slit-results")
 
 
@@ -108,16 +106,7 @@ def build_scenario(scenario_file: Path | None, data_dir: Path | None, hours: flo
 
 
 def run_with_progress(scenario: Scenario, console: Console) -> ExperimentResult:
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TimeElapsedColumn(), console=console,
-                  transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total)
-            progress.update(tasks[stage], completed=done, total=total)
-
+    with stage_progress(console) as report:
         return run_experiment(scenario, POLICIES, report)
 
 
