@@ -23,8 +23,8 @@ from slit.data.signals import PRICE, TEMP
 from slit.errors import SlitInputError
 from slit.experiment.metrics import PolicyMetrics, policy_metrics
 from slit.experiment.scenario import Scenario, origin_site_allowed
-from slit.footprint import cooling, site_footprint
-from slit.footprint.model import carbon_column
+from slit.footprint import site_footprint
+from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DemandForecaster
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import SignalForecaster
@@ -80,6 +80,8 @@ class Prepared:
     pinned: np.ndarray  # [O, S]
     forecasters: dict[str, SignalForecaster]
     demand_forecaster: DemandForecaster
+    # [3, S] forecast footprint per IT kWh by UTC hour: every interval of an hour shares it.
+    hourly_coefficients: dict[pd.Timestamp, np.ndarray] = field(default_factory=dict)
 
 
 def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
@@ -130,7 +132,11 @@ def interval_problem(prepared: Prepared, k: int) -> IntervalProblem:
         expected = prepared.demand_forecaster.predict_next(scenario.start_utc,
                                                            prepared.counts[:k])
     demand_rps = expected / scenario.interval_s
-    coefficients = _forecast_coefficients(scenario, prepared.forecasters, prepared.actual, t)
+    hour = t.floor("h")
+    if hour not in prepared.hourly_coefficients:
+        prepared.hourly_coefficients[hour] = _forecast_coefficients(
+            scenario, prepared.forecasters, prepared.actual, t)
+    coefficients = prepared.hourly_coefficients[hour]
     tables = prepared.tables
     # A pair is reachable when the round trip plus the site's unloaded tail fits in the SLO.
     idle_tail = np.array([table.ttft_tail_s[0, 0] for table in tables])
@@ -289,11 +295,12 @@ def _forecast_coefficients(scenario: Scenario, forecasters: dict[str, SignalFore
         completed = actual[site.region_id]
         forecaster.observe(completed[completed.index < t.floor("h")][list(forecaster.signals)])
         row = forecaster.predict(t, 1).iloc[0]
-        pue = cooling.pue(np.array([row[TEMP]]), np.array([row[WET_BULB]]), site.footprint)[0]
-        wue = cooling.wue_onsite_l_per_kwh(np.array([row[WET_BULB]]), site.footprint)[0]
-        out[0, s] = pue * max(row[carbon], 0.0) / 1e3
-        out[1, s] = wue + pue * site.footprint.ewif_l_per_kwh
-        out[2, s] = pue * row[PRICE] / 1e3
+        # A forecast may dip below zero carbon; the grid cannot.
+        coefficients = coefficients_from_weather(
+            np.array([row[TEMP]]), np.array([row[WET_BULB]]), np.array([max(row[carbon], 0.0)]),
+            np.array([row[PRICE]]), site.footprint)
+        out[:, s] = [coefficients["carbon_kg_per_kwh_it"][0],
+                     coefficients["water_l_per_kwh_it"][0], coefficients["cost_usd_per_kwh_it"][0]]
     return out
 
 

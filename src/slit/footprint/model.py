@@ -60,25 +60,37 @@ def hourly_coefficients(
         raise SlitInputError("hourly signals", f"missing column {missing[0]!r}",
                              "pass the table from slit.data.source.get_signals")
     temp = hourly[TEMP].to_numpy(dtype=float)
-    wet_bulb = wet_bulb_c(temp, hourly[RH].to_numpy(dtype=float))
-    facility_per_it = pue(temp, wet_bulb, site)
-    wue = wue_onsite_l_per_kwh(wet_bulb, site)
-    offsite = facility_per_it * site.ewif_l_per_kwh
     return pd.DataFrame(
-        {
-            "pue": facility_per_it,
-            "wet_bulb_c": wet_bulb,
-            "wue_onsite_l_per_kwh": wue,
-            "ewif_l_per_kwh": np.full(len(hourly), site.ewif_l_per_kwh),
-            # g/kWh -> kg/kWh, and USD/MWh -> USD/kWh: both / 1000.
-            "carbon_kg_per_kwh_it": facility_per_it * hourly[carbon].to_numpy(dtype=float) / 1e3,
-            "water_onsite_l_per_kwh_it": wue,
-            "water_offsite_l_per_kwh_it": offsite,
-            "water_l_per_kwh_it": wue + offsite,
-            "cost_usd_per_kwh_it": facility_per_it * hourly[PRICE].to_numpy(dtype=float) / 1e3,
-        },
+        coefficients_from_weather(
+            temp, wet_bulb_c(temp, hourly[RH].to_numpy(dtype=float)),
+            hourly[carbon].to_numpy(dtype=float), hourly[PRICE].to_numpy(dtype=float), site,
+        ),
         index=hourly.index,
     )
+
+
+def coefficients_from_weather(
+    temp_c: np.ndarray, wet_bulb: np.ndarray, carbon_g_per_kwh: np.ndarray,
+    price_usd_per_mwh: np.ndarray, site: SiteFootprintParams,
+) -> dict[str, np.ndarray]:
+    """The ``COEFFICIENT_COLUMNS`` from dry-bulb and wet-bulb temperature, carbon intensity and
+    price (arrays of one length): the one place the per-kWh footprint is worked out, for actual
+    signals and forecasts alike."""
+    facility_per_it = pue(temp_c, wet_bulb, site)
+    wue = wue_onsite_l_per_kwh(wet_bulb, site)
+    offsite = facility_per_it * site.ewif_l_per_kwh
+    return {
+        "pue": facility_per_it,
+        "wet_bulb_c": np.asarray(wet_bulb, dtype=float),
+        "wue_onsite_l_per_kwh": wue,
+        "ewif_l_per_kwh": np.full(len(facility_per_it), site.ewif_l_per_kwh),
+        # g/kWh -> kg/kWh, and USD/MWh -> USD/kWh: both / 1000.
+        "carbon_kg_per_kwh_it": facility_per_it * np.asarray(carbon_g_per_kwh, float) / 1e3,
+        "water_onsite_l_per_kwh_it": wue,
+        "water_offsite_l_per_kwh_it": offsite,
+        "water_l_per_kwh_it": wue + offsite,
+        "cost_usd_per_kwh_it": facility_per_it * np.asarray(price_usd_per_mwh, float) / 1e3,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,11 +79,12 @@ class IntervalProblem:
         if worst_rtt_s is None:
             masked = np.where(self.allowed, self.rtt_s, np.inf).min(axis=0)
             worst_rtt_s = np.where(np.isfinite(masked), masked, self.slo_ttft_s)
-        k = self._target_index(worst_rtt_s)
+        k = self.target_index(worst_rtt_s)
         sites = np.arange(self.n_sites)
         return self.slo_capacity_rps[sites, k, self.installed - 1]
 
-    def _target_index(self, worst_rtt_s: np.ndarray) -> np.ndarray:
+    def target_index(self, worst_rtt_s: np.ndarray) -> np.ndarray:
+        """Index into ``TARGET_GRID`` of the tail-TTFT budget left after ``worst_rtt_s``."""
         fraction = 1.0 - np.asarray(worst_rtt_s) / self.slo_ttft_s
         # Round the remaining budget down to the grid, so sizing is never optimistic.
         return np.clip(np.searchsorted(TARGET_GRID, fraction, side="right") - 1, 0, None)
@@ -99,7 +100,7 @@ class IntervalProblem:
         A site with no load sleeps entirely; a site loaded past its capacity keeps all awake.
         """
         load = np.atleast_2d(np.asarray(load_rps, dtype=float))
-        k = self._target_index(np.atleast_2d(worst_rtt_s))
+        k = self.target_index(np.atleast_2d(worst_rtt_s))
         out = np.zeros(load.shape, dtype=np.int64)
         for s, table in enumerate(self.tables):
             caps = self.slo_capacity_rps[s, k[:, s], : table.installed]  # [P, N]

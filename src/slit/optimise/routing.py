@@ -39,7 +39,7 @@ def repair(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
     installed = problem.installed
     for _ in range(REPAIR_ROUNDS):
         load = np.einsum("o,pos->ps", demand, x)
-        k = problem._target_index(problem.worst_rtt_s(x))
+        k = problem.target_index(problem.worst_rtt_s(x))
         cap = problem.slo_capacity_rps[sites[None, :], k, installed[None, :] - 1]
         over = load > cap * (1 + 1e-9)
         if not over.any():
@@ -93,7 +93,7 @@ def greedy_fill(problem: IntervalProblem, score: np.ndarray) -> np.ndarray:
 
 
 def _site_capacity(problem: IntervalProblem, site: int, worst_rtt_s: float) -> float:
-    k = problem._target_index(np.array([worst_rtt_s]))[0]
+    k = problem.target_index(np.array([worst_rtt_s]))[0]
     return float(problem.slo_capacity_rps[site, k, problem.tables[site].installed - 1])
 
 
