@@ -9,15 +9,10 @@ median wall time of ``plan_interval`` on the default day's problems. Target: X <
 from __future__ import annotations
 
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _default_problems import default_problems, widened  # noqa: E402
-
-from slit.optimise.metaheuristic import plan_interval  # noqa: E402
+from slit.experiment.problems import default_problems, widened
+from slit.optimise.metaheuristic import plan_interval
 
 
 def main() -> None:

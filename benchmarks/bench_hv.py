@@ -10,15 +10,10 @@ and ends with ``hv_ratio=X``, the mean ratio. Target: X >= 0.95.
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _default_problems import default_problems  # noqa: E402
-
-from slit.optimise.metaheuristic import plan_interval  # noqa: E402
-from slit.optimise.quality import hypervolume_ratio  # noqa: E402
+from slit.experiment.problems import default_problems
+from slit.optimise.metaheuristic import plan_interval
+from slit.optimise.quality import hypervolume_ratio
 
 
 def main() -> None:

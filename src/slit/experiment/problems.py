@@ -1,9 +1,10 @@
-"""Interval problems of the embedded default day, shared by the optimiser benchmarks."""
+"""Interval problems of the default day, shared by the optimiser benchmarks and tests."""
 
 from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -12,13 +13,26 @@ from slit.experiment.scenario import default_scenario
 from slit.optimise.problem import IntervalProblem
 
 
-def default_problems(every: int = 8) -> list[IntervalProblem]:
+def default_problems(every: int = 8, data_dir: Path | None = None) -> list[IntervalProblem]:
     """Problems at every ``every``-th interval of the default day (forecast inputs)."""
-    scenario = default_scenario()
-    prepared = prepare(scenario, lambda stage, done, total: print(
-        f"\r{stage} {done}/{total}", end="", file=sys.stderr))
+    scenario = default_scenario(data_dir=data_dir)
+    prepared = prepare(scenario, _progress)
     print(file=sys.stderr)
     return [interval_problem(prepared, k) for k in range(0, scenario.n_intervals, every)]
+
+
+def busiest_problems(n: int = 12, data_dir: Path | None = None) -> list[IntervalProblem]:
+    """The ``n`` intervals of the default day with the most forecast demand, in time order."""
+    scenario = default_scenario(data_dir=data_dir)
+    prepared = prepare(scenario, _progress)
+    print(file=sys.stderr)
+    problems = [interval_problem(prepared, k) for k in range(scenario.n_intervals)]
+    busiest = sorted(np.argsort([-p.demand_rps.sum() for p in problems], kind="stable")[:n])
+    return [problems[k] for k in busiest]
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    print(f"\r{stage} {done}/{total}", end="", file=sys.stderr)
 
 
 def widened(problem: IntervalProblem, n_sites: int, seed: int = 0) -> IntervalProblem:
