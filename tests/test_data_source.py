@@ -8,25 +8,30 @@ import pandas as pd
 import pytest
 
 from slit.data.signals import SIGNAL_COLUMNS
-from slit.data.source import get_signals
+from slit.data.source import EMBEDDED, DataSource, get_signals
 from slit.errors import SlitInputError
 
 
+def real(data_dir: Path) -> DataSource:
+    return DataSource(data_dir)
+
+
 def test_real_window_is_hourly_utc_and_end_exclusive(data_dir: Path) -> None:
-    hourly = get_signals(data_dir, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
+    hourly = get_signals(real(data_dir), "SG", pd.Timestamp("2023-07-01"),
+                         pd.Timestamp("2023-07-02"))
     assert len(hourly) == 24
     assert tuple(hourly.columns) == SIGNAL_COLUMNS
     assert hourly.index[0] == pd.Timestamp("2023-07-01", tz="UTC")
     assert hourly.index[-1] == pd.Timestamp("2023-07-01T23:00", tz="UTC")
     # A zone-aware start is converted: 08:00 in Singapore is midnight UTC.
-    local = get_signals(data_dir, "SG", pd.Timestamp("2023-07-01T08:00", tz="Asia/Singapore"),
+    local = get_signals(real(data_dir), "SG", pd.Timestamp("2023-07-01T08:00", tz="Asia/Singapore"),
                         pd.Timestamp("2023-07-02", tz="UTC"))
     pd.testing.assert_frame_equal(local, hourly)
 
 
 def test_hours_outside_the_real_years_name_the_available_range(data_dir: Path) -> None:
     with pytest.raises(SlitInputError, match="available: 2023-01-01 00:00 to 2024-01-01 00:00"):
-        get_signals(data_dir, "SG", pd.Timestamp("2023-12-31"), pd.Timestamp("2024-01-02"))
+        get_signals(real(data_dir), "SG", pd.Timestamp("2023-12-31"), pd.Timestamp("2024-01-02"))
 
 
 @pytest.mark.parametrize(("start", "end", "words"), [
@@ -36,11 +41,11 @@ def test_hours_outside_the_real_years_name_the_available_range(data_dir: Path) -
 ])
 def test_bad_periods_are_refused(start: str, end: str, words: str) -> None:
     with pytest.raises(SlitInputError, match=words):
-        get_signals(None, "SG", start, end)  # type: ignore[arg-type]
+        get_signals(EMBEDDED, "SG", start, end)  # type: ignore[arg-type]
 
 
 def test_unknown_region_and_bad_seed_are_refused() -> None:
     with pytest.raises(SlitInputError, match="unknown region"):
-        get_signals(None, "MARS", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
+        get_signals(EMBEDDED, "MARS", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
     with pytest.raises(SlitInputError, match="seed"):
-        get_signals(None, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"), -1)
+        get_signals(EMBEDDED, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"), -1)

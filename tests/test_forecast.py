@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from slit.data.signals import CARBON_DIRECT, PRICE
+from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
 from slit.forecast.demand import DemandForecaster
 from slit.forecast.evaluate import (
@@ -34,7 +35,7 @@ SMALL = LgbmSettings(train_window_days=60, n_estimators=40)
 
 @pytest.fixture(scope="module")
 def history(data_dir: Path) -> pd.DataFrame:
-    return load_history(data_dir, "DE-LU", "2023-01-01", "2023-06-01")
+    return load_history(DataSource(data_dir), "DE-LU", "2023-01-01", "2023-06-01")
 
 
 def _corrupt_from(frame: pd.DataFrame, stamp: pd.Timestamp) -> pd.DataFrame:
@@ -121,7 +122,7 @@ def test_predict_refuses_missing_recent_hours_and_bad_horizons(history: pd.DataF
 
 
 def test_forecaster_works_on_the_embedded_default() -> None:
-    history = load_history(None, "KR", "2023-01-01", "2023-04-01", seed=0)
+    history = load_history(EMBEDDED, "KR", "2023-01-01", "2023-04-01", seed=0)
     forecaster = SignalForecaster(SIGNALS, "Asia/Seoul", settings=SMALL).fit(history)
     forecast = forecaster.predict(history.index[-1] + pd.Timedelta(minutes=75), 24)
     assert forecast.shape == (24, 3) and np.isfinite(forecast.to_numpy()).all()
@@ -136,7 +137,7 @@ def test_mape_guard_skips_near_zero_actuals() -> None:
 
 def test_small_rolling_evaluation_reports_every_horizon(data_dir: Path) -> None:
     config = EvalConfig(regions=("CL-SIC", "JP-TK"), first_origin_month=10, issue_every_h=12)
-    errors = evaluate(data_dir, config)
+    errors = evaluate(DataSource(data_dir), config)
     assert set(errors["horizon_h"]) == set(range(1, 25))
     assert len(errors) == 2 * 3 * 3 * 24
     assert regions_beating_persistence(errors) == ["CL-SIC", "JP-TK"]

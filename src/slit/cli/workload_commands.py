@@ -14,7 +14,7 @@ from rich.table import Table
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
 from slit.data.regions import DEFAULT_REGION_IDS
-from slit.data.signals import resolve_data_dir
+from slit.data.source import DataSource
 from slit.errors import SlitInputError
 from slit.forecast.evaluate import (
     METHODS,
@@ -71,7 +71,7 @@ def forecast_eval(
     console = Console(width=160)
     began = time.perf_counter()
     with console.status("evaluating forecasts") as status:
-        errors = evaluate(resolve_data_dir(data_dir), config,
+        errors = evaluate(DataSource.resolve(data_dir), config,
                           progress=lambda r: status.update(f"evaluated {r}"))
     for signal in config.signals:
         _print_signal_table(console, errors[errors["signal"] == signal], signal, shown)

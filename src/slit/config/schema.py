@@ -1,9 +1,17 @@
-"""The scenario file's schema: pydantic models mirroring the YAML, one per section.
+"""The one description of a scenario: pydantic models mirroring the YAML, one per section.
+
+Each setting is declared once here with its default, its check and its help text
+(``Field(description=...)``; the unit is in the name). Everything else is generated from it:
+the ``Scenario`` a run uses is built only from a validated ``ScenarioFile``
+(``slit.experiment.scenario.scenario_from_settings``), the commented example ``slit init``
+writes and the settings table of docs/scenarios.md come from the descriptions
+(``slit.config.example``). Adding a setting means adding a field here and using it.
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
-Checks that need the catalogs (regions, GPUs, models, trace kinds) live here too, so an error
-names the exact field; what can only be judged on the whole scenario is checked in
-``slit.config.loader`` when it is converted to ``slit.experiment.scenario.Scenario``.
+Checks that need the catalogs (regions, GPUs, models, trace kinds) and the whole file (pins
+against the fleet) live here too, so an error names the exact field. Defaults that belong to a
+lower layer's own type (the search effort, the preference weights, the trace mix) are read from
+that type rather than repeated.
 """
 
 from __future__ import annotations
@@ -17,16 +25,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-from slit.data.regions import REGIONS
-from slit.footprint import CoolingType
+from slit.data.regions import DEFAULT_REGION_IDS, REGIONS
+from slit.errors import SlitInputError
+from slit.footprint import CarbonBasis, CoolingType
 from slit.optimise.metaheuristic import SearchSettings
+from slit.optimise.preference import Preference, PreferenceMode
 from slit.optimise.problem import OBJECTIVES
 from slit.serving.catalog import GPUS, MODELS
+from slit.timeutil import to_utc
+from slit.workload.demand import DEFAULT_TRACE_MIX
 from slit.workload.traces import TRACE_KINDS
 
 SCHEMA_VERSION = 1
@@ -54,12 +67,15 @@ class _Section(BaseModel):
 class SiteEntry(_Section):
     """One datacenter: region, what it serves with, how many replicas, how it is cooled."""
 
-    region: str
-    model: str | None = None  # default: the scenario's model
-    gpu: str
-    tp: Annotated[int, Field(ge=1)]
-    installed_replicas: Annotated[int, Field(ge=1)]
-    cooling: CoolingType = CoolingType.EVAPORATIVE
+    region: str = Field(description="region id (see `slit regions`); one site per region")
+    model: str | None = Field(None, description="served model; null: the scenario's `model`")
+    gpu: str = Field(description=f"GPU: {' or '.join(GPUS)}")
+    tp: int = Field(ge=1, description="GPUs per replica (tensor parallel): 1, 2, 4 or 8; the "
+                    "model must fit")
+    installed_replicas: int = Field(ge=1, description="replicas the site has (at least 1)")
+    cooling: CoolingType = Field(
+        CoolingType.EVAPORATIVE, description="`evaporative` (cooling tower: uses water on "
+        "site) or `dry` (no water on site, higher PUE when hot)")
 
     @field_validator("region")
     @classmethod
@@ -78,11 +94,20 @@ class SiteEntry(_Section):
 
 
 class Workload(_Section):
-    origins: list[str] | Literal["default"] = "default"
-    weights: list[Annotated[float, Field(ge=0)]] | None = None  # None: by Internet users
-    global_rate_rps: Annotated[float, Field(gt=0)] = 100.0
+    """The users: where requests come from, how many, and their token sizes."""
+
+    origins: list[str] | Literal["default"] = Field(
+        "default", description="user regions, a list of region ids, or `default` (the 15 "
+        "regions)")
+    weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="traffic share per origin, in `origins` order, summing to 1; "
+        "null: by Internet users")
+    global_rate_rps: float = Field(
+        100.0, gt=0, description="mean request rate over a week, all origins together")
     trace_mix: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"conv": 0.7, "code": 0.3})
+        default_factory=lambda: dict(DEFAULT_TRACE_MIX),
+        description="shares of Azure trace kinds (`conv`, `code`) that draw token sizes; "
+        "sum 1")
 
     @field_validator("origins")
     @classmethod
@@ -119,8 +144,11 @@ class Workload(_Section):
 
 
 class Period(_Section):
-    start_utc: str
-    hours: Annotated[float, Field(gt=0, le=24 * 366)]
+    """The simulated period."""
+
+    start_utc: str = Field(description="first hour, ISO 8601 `YYYY-MM-DDTHH:MM`, on a whole "
+                           "hour; no offset means UTC")
+    hours: float = Field(gt=0, le=24 * 366, description="length of the simulated period")
 
     @field_validator("start_utc", mode="before")
     @classmethod
@@ -145,20 +173,33 @@ class Period(_Section):
 
 
 class Slo(_Section):
-    ttft_s: Annotated[float, Field(gt=0, le=600)] = 1.5
-    percentile: Literal[95, 99] = 99
+    """The service-level objective every plan must meet."""
+
+    ttft_s: float = Field(1.5, gt=0, le=600, description="time-to-first-token SLO, network "
+                          "round trip included")
+    percentile: Literal[95, 99] = Field(99, description="`95` or `99`: the share of requests "
+                                        "that must meet it")
 
 
 ObjectiveName = Literal["ttft_mean_s", "carbon_kg", "water_l", "cost_usd"]
 
 
 class PreferenceSection(_Section):
-    mode: Literal["weights", "knee", "cap"] = "weights"
+    """How SLIT picks one plan from each interval's Pareto front."""
+
+    mode: PreferenceMode = Field(
+        Preference().mode, description="`weights`: least weighted sum of the objectives, each "
+        "scaled to its typical size; `knee`: the plan nearest the ideal point; `cap`: mean "
+        "TTFT within `ttft_cap_s`, then least `minimise`")
     weights: dict[ObjectiveName, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: {"ttft_mean_s": 0.1, "carbon_kg": 0.3, "water_l": 0.3,
-                                 "cost_usd": 0.3})
-    ttft_cap_s: Annotated[float, Field(gt=0)] | None = None
-    minimise: ObjectiveName = "carbon_kg"
+        default_factory=lambda: dict(zip(OBJECTIVES, Preference().weights, strict=True)),
+        description="weights per objective (missing ones are 0; at least one positive)")
+    ttft_cap_s: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="cap on mean TTFT for `mode: cap` (required there)")
+    minimise: ObjectiveName = Field(
+        Preference().minimise,  # type: ignore[arg-type]
+        description="objective minimised under the cap: `ttft_mean_s`, `carbon_kg`, "
+        "`water_l` or `cost_usd`")
 
     @field_validator("weights")
     @classmethod
@@ -167,34 +208,59 @@ class PreferenceSection(_Section):
             raise invalid("no weight is positive", "give at least one objective a weight > 0")
         return value
 
+    @model_validator(mode="after")
+    def _cap(self) -> PreferenceSection:
+        if self.mode == "cap" and self.ttft_cap_s is None:
+            raise invalid("mode: cap needs a cap", "add `ttft_cap_s:` (mean TTFT in seconds, "
+                          "e.g. 0.5) or use mode: weights", field=("ttft_cap_s",))
+        return self
+
     def weight_tuple(self) -> tuple[float, float, float, float]:
         w = [float(self.weights.get(name, 0.0)) for name in OBJECTIVES]
         return (w[0], w[1], w[2], w[3])
 
 
 class Search(_Section):
-    population: Annotated[int, Field(ge=4, le=10_000)] = SearchSettings().population
-    generations: Annotated[int, Field(ge=1, le=100_000)] = SearchSettings().generations
+    """Effort of the multi-objective search per interval."""
+
+    population: int = Field(SearchSettings().population, ge=4, le=10_000,
+                            description="population of the multi-objective search")
+    generations: int = Field(SearchSettings().generations, ge=1, le=100_000,
+                             description="generations of the search")
 
 
 class ScenarioFile(_Section):
     """The whole file."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = "scenario"
-    seed: Annotated[int, Field(ge=0)] = 0
-    data_dir: Path | None = None  # relative paths: against the scenario file's folder
-    carbon_basis: Literal["direct", "lca"] = "direct"
-    model: str = "Llama-3.1-70B"
-    fleet: Literal["default"] | None = None
-    sites: list[SiteEntry] | None = None
-    workload: Workload = Field(default_factory=Workload)
-    period: Period
-    interval_s: Annotated[int, Field(ge=INTERVAL_STEP_S, le=24 * 3600)] = 900
-    slo: Slo = Field(default_factory=Slo)
-    preference: PreferenceSection = Field(default_factory=PreferenceSection)
-    pins: dict[str, list[str]] = Field(default_factory=dict)
-    search: Search = Field(default_factory=Search)
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="version of this format")
+    name: str = Field("scenario", description="shown in the report")
+    seed: int = Field(0, ge=0, description="seed of every random draw (requests, embedded "
+                      "signals, search)")
+    data_dir: Path | None = Field(
+        None, description="folder in the layout of `shared/data` (`regions/REGION/YEAR/`, "
+        "`traces/`); relative to the scenario file's folder; null: the embedded default")
+    carbon_basis: CarbonBasis = Field(
+        CarbonBasis.DIRECT, description="Electricity Maps carbon intensity: `direct` or `lca` "
+        "(life-cycle)")
+    model: str = Field("Llama-3.1-70B", description="model served by sites that name none")
+    fleet: Literal["default"] | None = Field(
+        None, description="`default`: the 15 default sites, each sized to its own region's "
+        "peak demand at `workload.global_rate_rps` (about 70 % utilisation). Give either "
+        "`fleet` or `sites`")
+    sites: list[SiteEntry] | None = Field(None, description="list of sites (one per region)")
+    workload: Workload = Field(default_factory=Workload, description="the users")
+    period: Period = Field(description="the simulated period")
+    interval_s: int = Field(900, ge=INTERVAL_STEP_S, le=24 * 3600,
+                            description="scheduling interval; a whole number of minutes")
+    slo: Slo = Field(default_factory=Slo, description="the SLO")
+    preference: PreferenceSection = Field(
+        default_factory=PreferenceSection, description="how SLIT picks one plan from each "
+        "interval's Pareto front")
+    pins: dict[str, list[str]] = Field(
+        default_factory=dict, description="data residency: origin -> the only sites that may "
+        "serve it, e.g. `{DE-LU: [DE-LU]}`")
+    search: Search = Field(default_factory=Search, description="effort of the "
+                           "multi-objective search per interval")
 
     @field_validator("model")
     @classmethod
@@ -234,17 +300,128 @@ class ScenarioFile(_Section):
                     raise invalid(f"region {site.region} appears twice", "list each site once",
                                   field=("sites", i, "region"))
                 seen.add(site.region)
+        self._check_pins()
         return self
+
+    @property
+    def site_ids(self) -> tuple[str, ...]:
+        return DEFAULT_REGION_IDS if self.sites is None else tuple(s.region for s in self.sites)
+
+    @property
+    def origin_ids(self) -> tuple[str, ...]:
+        origins = self.workload.origins
+        return DEFAULT_REGION_IDS if origins == "default" else tuple(origins)
+
+    def _check_pins(self) -> None:
+        for origin, allowed in self.pins.items():
+            if origin not in self.origin_ids:
+                raise invalid(f"{origin} is not a workload origin",
+                              f"pin one of: {' '.join(self.origin_ids)}", field=("pins", origin))
+            outside = [site for site in allowed if site not in self.site_ids]
+            if outside:
+                raise invalid(f"site {outside[0]} is not in the fleet",
+                              f"pin {origin} to sites from: {' '.join(self.site_ids)}",
+                              field=("pins", origin))
+
+
+Loc = tuple[str | int, ...]
+
+
+def validate_settings(document: dict) -> ScenarioFile:
+    """A validated ``ScenarioFile`` from a mapping, or one ``SlitInputError`` naming the field."""
+    try:
+        return ScenarioFile.model_validate(document)
+    except ValidationError as err:
+        error = err.errors()[0]
+        loc = error_loc(error)
+        problem, fix = explain(error, loc)
+        raise SlitInputError(dotted(loc) or "scenario", problem, fix) from None
+
+
+def error_loc(error: ErrorDetails) -> Loc:
+    """Where a validation error points, including the field a model check names."""
+    ctx = error.get("ctx") or {}
+    return tuple(error["loc"]) + tuple(ctx.get("field", ()))
+
+
+def dotted(loc: Loc) -> str:
+    """``('sites', 2, 'gpu')`` -> ``sites[2].gpu``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def explain(error: ErrorDetails, loc: Loc) -> tuple[str, str]:
+    """The problem and its fix, in words a user can act on."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "slit":
+        return str(ctx["problem"]), str(ctx["fix"])
+    if kind == "extra_forbidden":
+        allowed = allowed_keys(loc[:-1])
+        return ("is not a known setting",
+                f"remove it or use one of: {', '.join(allowed)}" if allowed else "remove it")
+    if kind == "missing":
+        return "is missing", f"add `{loc[-1]}:`; `slit init FILE` shows every setting"
+    if kind == "literal_error":
+        return f"{value!r} is not allowed", f"use one of: {ctx.get('expected')}"
+    if kind == "enum":
+        return f"{value!r} is not allowed", f"use one of: {ctx.get('expected')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
+                 "less_than": "< {lt}", "less_than_equal": "<= {le}"}[kind].format(**ctx)
+        return f"{value!r} is out of range", f"give a value {bound}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{value!r} is not a whole number", "give an integer such as 4 (no units)"
+    if kind in ("float_parsing", "float_type"):
+        return (f"{value!r} is not a number",
+                "give a plain number; the unit is in the field's name (e.g. ttft_s: 1.5)")
+    if kind in ("string_type",):
+        return f"{value!r} is not text", "give a string"
+    if kind in ("list_type", "tuple_type"):
+        return f"{value!r} is not a list", "give a YAML list, e.g. [DE-LU, SG]"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{value!r} is not a mapping", "give `key: value` lines indented under it"
+    if kind in ("path_type",):
+        return f"{value!r} is not a path", "give a folder path, relative to this file"
+    return error["msg"], "see docs/scenarios.md for the setting's form"
+
+
+def allowed_keys(loc: Loc) -> list[str]:
+    """Field names of the section at ``loc`` (list indices skipped)."""
+    model: type = ScenarioFile
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        model = _section_type(info.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _section_type(annotation: object) -> type | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_utc(value: str) -> pd.Timestamp:
     """An ISO 8601 time as a UTC timestamp (no zone means UTC), else the schema's error."""
     text = str(value).strip()
     try:
-        stamp = pd.Timestamp(text)
+        stamp = to_utc(text)
     except (ValueError, TypeError, OverflowError):
         stamp = None
     if stamp is None or stamp is pd.NaT or len(text) < 10:
         raise invalid(f"{value!r} is not a date and time",
                       "use ISO 8601 YYYY-MM-DDTHH:MM (UTC), e.g. 2023-07-12T00:00")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp

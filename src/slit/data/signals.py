@@ -110,6 +110,12 @@ def available_years(data_dir: Path, region_id: str) -> list[int]:
     return sorted(years)
 
 
+def missing_files(data_dir: Path, region_id: str, year: int) -> list[str]:
+    """Which of the three files a region-year lacks (all three when its folder is absent)."""
+    folder = Path(data_dir) / "regions" / region_id / str(year)
+    return [f for f in (CARBON_FILE, PRICE_FILE, WEATHER_FILE) if not (folder / f).is_file()]
+
+
 def load_region_signals(data_dir: Path, region_id: str, year: int | None = None) -> RegionSignals:
     """Load and validate one region-year (the latest year found if ``year`` is None)."""
     region = get_region(region_id)

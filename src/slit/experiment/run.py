@@ -92,12 +92,12 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
     origins = scenario.demand.origins
     history, actual = _signals(scenario)
     requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc, scenario.seed,
-                                        scenario.data_dir)
+                                        scenario.data)
     spec = SurrogateSpec(
         replicas=tuple(sorted({s.replica for s in scenario.sites}, key=str)),
         code_shares=(scenario.code_share,), seed=scenario.seed,
         n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16} | {s.installed for s in scenario.sites})),
-        token_source="embedded" if scenario.data_dir is None else str(scenario.data_dir),
+        token_source=scenario.data.key,
     )
     surrogate, accuracy = train_surrogate(spec, lambda d, t: report("surrogate", d, t))
     tables = tuple(
@@ -276,7 +276,8 @@ def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.
     end = scenario.end_utc.ceil("h")
     history, actual = {}, {}
     for site in scenario.sites:
-        frame = load_history(scenario.data_dir, site.region_id, begin, end, scenario.seed)
+        frame = load_history(scenario.data, site.region_id, begin, end, scenario.seed,
+                             history_days=scenario.history_days)
         history[site.region_id] = frame[frame.index < first_hour]
         actual[site.region_id] = frame[frame.index >= scenario.start_utc.floor("h")]
     return history, actual

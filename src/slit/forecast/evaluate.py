@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, TEMP
+from slit.data.source import DataSource
 from slit.forecast.demand import DemandForecaster
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import (
@@ -117,14 +117,14 @@ def evaluate_region(history: pd.DataFrame, region_id: str, config: EvalConfig) -
     return pd.DataFrame(rows)
 
 
-def evaluate(data_dir: Path | None, config: EvalConfig = EvalConfig(),
+def evaluate(source: DataSource, config: EvalConfig = EvalConfig(),
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Rolling-origin errors for every region of ``config``."""
     start = pd.Timestamp(year=config.year, month=1, day=1, tz="UTC")
     end = pd.Timestamp(year=config.year + 1, month=1, day=1, tz="UTC")
     frames = []
     for region_id in config.regions:
-        history = load_history(data_dir, region_id, start, end, seed=config.seed)
+        history = load_history(source, region_id, start, end, seed=config.seed)
         frames.append(evaluate_region(history, region_id, config))
         if progress is not None:
             progress(region_id)
