@@ -49,3 +49,21 @@ def test_unknown_region_and_bad_seed_are_refused() -> None:
         get_signals(EMBEDDED, "MARS", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
     with pytest.raises(SlitInputError, match="seed"):
         get_signals(EMBEDDED, "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"), -1)
+
+
+def test_a_missing_weather_file_is_named(tmp_path: Path, data_dir: Path) -> None:
+    import shutil
+    year = tmp_path / "regions" / "SG" / "2023"
+    year.mkdir(parents=True)
+    for name in ("carbon_intensity.csv", "electricity_price.csv"):
+        shutil.copy(data_dir / "regions" / "SG" / "2023" / name, year / name)
+    with pytest.raises(SlitInputError, match="has no weather.json") as err:
+        get_signals(real(tmp_path), "SG", pd.Timestamp("2023-07-01"), pd.Timestamp("2023-07-02"))
+    assert "no year" not in str(err.value)
+
+
+def test_a_window_before_the_data_says_history_is_needed(data_dir: Path) -> None:
+    from slit.forecast.history import load_history
+    with pytest.raises(SlitInputError, match="28 days of history") as err:
+        load_history(real(data_dir), "SG", "2022-12-07", "2023-01-06", history_days=28)
+    assert "2023-01-04" in str(err.value)  # the period start the user asked for

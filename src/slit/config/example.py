@@ -41,7 +41,7 @@ def example_yaml() -> str:
 def default_settings() -> ScenarioFile:
     """The settings of ``default_scenario()`` with its fleet written out as a ``sites`` list."""
     scenario = default_scenario()
-    sites = [SiteEntry(region=s.region_id, gpu=s.replica.gpu, tp=s.replica.tp,
+    sites = [SiteEntry(region=s.region_id, model=None, gpu=s.replica.gpu, tp=s.replica.tp,
                        installed_replicas=s.installed, cooling=s.footprint.cooling)
              for s in scenario.sites]
     return validate_settings({

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import pandas as pd
 from pydantic import (
@@ -42,7 +42,7 @@ from slit.timeutil import to_utc
 from slit.workload.demand import DEFAULT_TRACE_MIX
 from slit.workload.traces import TRACE_KINDS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 # The site simulation keeps its awake schedule per minute, so intervals are whole minutes.
 INTERVAL_STEP_S = 60
 
@@ -68,13 +68,14 @@ class SiteEntry(_Section):
     """One datacenter: region, what it serves with, how many replicas, how it is cooled."""
 
     region: str = Field(description="region id (see `slit regions`); one site per region")
-    model: str | None = Field(None, description="served model; null: the scenario's `model`")
+    model: str | None = Field(default=None,
+                              description="served model; null: the scenario's `model`")
     gpu: str = Field(description=f"GPU: {' or '.join(GPUS)}")
     tp: int = Field(ge=1, description="GPUs per replica (tensor parallel): 1, 2, 4 or 8; the "
                     "model must fit")
     installed_replicas: int = Field(ge=1, description="replicas the site has (at least 1)")
     cooling: CoolingType = Field(
-        CoolingType.EVAPORATIVE, description="`evaporative` (cooling tower: uses water on "
+        default=CoolingType.EVAPORATIVE, description="`evaporative` (cooling tower: uses water on "
         "site) or `dry` (no water on site, higher PUE when hot)")
 
     @field_validator("region")
@@ -97,15 +98,15 @@ class Workload(_Section):
     """The users: where requests come from, how many, and their token sizes."""
 
     origins: list[str] | Literal["default"] = Field(
-        "default", description="user regions, a list of region ids, or `default` (the 15 "
+        default="default", description="user regions, a list of region ids, or `default` (the 15 "
         "regions)")
     weights: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="traffic share per origin, in `origins` order, summing to 1; "
+        default=None, description="traffic share per origin, in `origins` order, summing to 1; "
         "null: by Internet users")
     global_rate_rps: float = Field(
-        100.0, gt=0, description="mean request rate over a week, all origins together")
+        default=100.0, gt=0, description="mean request rate over a week, all origins together")
     trace_mix: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: dict(DEFAULT_TRACE_MIX),
+       default_factory=lambda: dict(DEFAULT_TRACE_MIX),
         description="shares of Azure trace kinds (`conv`, `code`) that draw token sizes; "
         "sum 1")
 
@@ -175,29 +176,36 @@ class Period(_Section):
 class Slo(_Section):
     """The service-level objective every plan must meet."""
 
-    ttft_s: float = Field(1.5, gt=0, le=600, description="time-to-first-token SLO, network "
+    ttft_s: float = Field(default=1.5, gt=0, le=600, description="time-to-first-token SLO, network "
                           "round trip included")
-    percentile: Literal[95, 99] = Field(99, description="`95` or `99`: the share of requests "
+    percentile: Literal[95, 99] = Field(default=99, description="`95` or `99`: the share of "
+                                        "requests "
                                         "that must meet it")
 
 
 ObjectiveName = Literal["ttft_mean_s", "carbon_kg", "water_l", "cost_usd"]
 
 
+def _default_weights() -> dict[ObjectiveName, float]:
+    return cast(dict[ObjectiveName, float],
+                dict(zip(OBJECTIVES, Preference().weights, strict=True)))
+
+
 class PreferenceSection(_Section):
     """How SLIT picks one plan from each interval's Pareto front."""
 
     mode: PreferenceMode = Field(
-        Preference().mode, description="`weights`: least weighted sum of the objectives, each "
+        default=Preference().mode,
+        description="`weights`: least weighted sum of the objectives, each "
         "scaled to its typical size; `knee`: the plan nearest the ideal point; `cap`: mean "
         "TTFT within `ttft_cap_s`, then least `minimise`")
     weights: dict[ObjectiveName, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=lambda: dict(zip(OBJECTIVES, Preference().weights, strict=True)),
+       default_factory=_default_weights,
         description="weights per objective (missing ones are 0; at least one positive)")
     ttft_cap_s: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="cap on mean TTFT for `mode: cap` (required there)")
+        default=None, description="cap on mean TTFT for `mode: cap` (required there)")
     minimise: ObjectiveName = Field(
-        Preference().minimise,  # type: ignore[arg-type]
+        default=Preference().minimise,  # type: ignore[arg-type]
         description="objective minimised under the cap: `ttft_mean_s`, `carbon_kg`, "
         "`water_l` or `cost_usd`")
 
@@ -216,48 +224,51 @@ class PreferenceSection(_Section):
         return self
 
     def weight_tuple(self) -> tuple[float, float, float, float]:
-        w = [float(self.weights.get(name, 0.0)) for name in OBJECTIVES]
+        weights: dict[str, float] = {str(k): v for k, v in self.weights.items()}
+        w = [float(weights.get(name, 0.0)) for name in OBJECTIVES]
         return (w[0], w[1], w[2], w[3])
 
 
 class Search(_Section):
     """Effort of the multi-objective search per interval."""
 
-    population: int = Field(SearchSettings().population, ge=4, le=10_000,
+    population: int = Field(default=SearchSettings().population, ge=4, le=10_000,
                             description="population of the multi-objective search")
-    generations: int = Field(SearchSettings().generations, ge=1, le=100_000,
+    generations: int = Field(default=SearchSettings().generations, ge=1, le=100_000,
                              description="generations of the search")
 
 
 class ScenarioFile(_Section):
     """The whole file."""
 
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="version of this format")
-    name: str = Field("scenario", description="shown in the report")
-    seed: int = Field(0, ge=0, description="seed of every random draw (requests, embedded "
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="version of this format")
+    name: str = Field(default="scenario", description="shown in the report")
+    seed: int = Field(default=0, ge=0, description="seed of every random draw (requests, embedded "
                       "signals, search)")
     data_dir: Path | None = Field(
-        None, description="folder in the layout of `shared/data` (`regions/REGION/YEAR/`, "
+        default=None, description="folder in the layout of `shared/data` (`regions/REGION/YEAR/`, "
         "`traces/`); relative to the scenario file's folder; null: the embedded default")
     carbon_basis: CarbonBasis = Field(
-        CarbonBasis.DIRECT, description="Electricity Maps carbon intensity: `direct` or `lca` "
+        default=CarbonBasis.DIRECT,
+        description="Electricity Maps carbon intensity: `direct` or `lca` "
         "(life-cycle)")
-    model: str = Field("Llama-3.1-70B", description="model served by sites that name none")
+    model: str = Field(default="Llama-3.1-70B", description="model served by sites that name none")
     fleet: Literal["default"] | None = Field(
-        None, description="`default`: the 15 default sites, each sized to its own region's "
+        default=None, description="`default`: the 15 default sites, each sized to its own region's "
         "peak demand at `workload.global_rate_rps` (about 70 % utilisation). Give either "
         "`fleet` or `sites`")
-    sites: list[SiteEntry] | None = Field(None, description="list of sites (one per region)")
+    sites: list[SiteEntry] | None = Field(default=None,
+                                          description="list of sites (one per region)")
     workload: Workload = Field(default_factory=Workload, description="the users")
     period: Period = Field(description="the simulated period")
-    interval_s: int = Field(900, ge=INTERVAL_STEP_S, le=24 * 3600,
+    interval_s: int = Field(default=900, ge=INTERVAL_STEP_S, le=24 * 3600,
                             description="scheduling interval; a whole number of minutes")
     slo: Slo = Field(default_factory=Slo, description="the SLO")
     preference: PreferenceSection = Field(
-        default_factory=PreferenceSection, description="how SLIT picks one plan from each "
+       default_factory=PreferenceSection, description="how SLIT picks one plan from each "
         "interval's Pareto front")
     pins: dict[str, list[str]] = Field(
-        default_factory=dict, description="data residency: origin -> the only sites that may "
+       default_factory=dict, description="data residency: origin -> the only sites that may "
         "serve it, e.g. `{DE-LU: [DE-LU]}`")
     search: Search = Field(default_factory=Search, description="effort of the "
                            "multi-objective search per interval")
@@ -391,20 +402,21 @@ def explain(error: ErrorDetails, loc: Loc) -> tuple[str, str]:
 
 def allowed_keys(loc: Loc) -> list[str]:
     """Field names of the section at ``loc`` (list indices skipped)."""
-    model: type = ScenarioFile
+    model: type[BaseModel] = ScenarioFile
     for part in loc:
         if isinstance(part, int):
             continue
         info = model.model_fields.get(part)
         if info is None:
             return []
-        model = _section_type(info.annotation)
-        if model is None:
+        section = _section_type(info.annotation)
+        if section is None:
             return []
+        model = section
     return list(model.model_fields)
 
 
-def _section_type(annotation: object) -> type | None:
+def _section_type(annotation: object) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in getattr(annotation, "__args__", ()):

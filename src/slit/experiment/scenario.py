@@ -116,7 +116,7 @@ def size_fleet(peak_rps: float, replica: ReplicaSpec, code_share: float,
 
 
 def default_scenario(
-    data: DataSource | Path | None = None, hours: float = 24.0, seed: int = 0,
+    data_dir: DataSource | Path | None = None, hours: float = 24.0, seed: int = 0,
     global_rate_rps: float = DEFAULT_GLOBAL_RATE_RPS, start_utc: pd.Timestamp | None = None,
 ) -> Scenario:
     """The embedded default: 15 regions, fleets sized to own-region peak at ~70 % utilisation;
@@ -127,7 +127,7 @@ def default_scenario(
         "workload": {"global_rate_rps": global_rate_rps},
         "period": {"start_utc": f"{start.floor('h'):%Y-%m-%dT%H:%M}", "hours": hours},
     })
-    source = data if isinstance(data, DataSource) else DataSource(data)
+    source = data_dir if isinstance(data_dir, DataSource) else DataSource(data_dir)
     return scenario_from_settings(settings, source=source, start_utc=start)
 
 

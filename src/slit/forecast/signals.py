@@ -178,7 +178,8 @@ class SignalForecaster(HourlyForecaster):
             raise RuntimeError(f"SignalForecaster has no model for {signal!r}; fit() first")
         features, last = _features(np.asarray(values, dtype=float), start_utc, positions,
                                    horizon_h, self.timezone)
-        change = self._models[signal].predict(features).reshape(len(positions), horizon_h)
+        change = np.asarray(self._models[signal].predict(features)).reshape(len(positions),
+                                                                     horizon_h)
         return last[:, None] + change
 
 

@@ -124,10 +124,11 @@ class DemandModel:
         """Expected rate [len(times), n_origins] in requests per second at UTC instants."""
         times = index_to_utc(pd.DatetimeIndex(times_utc))
         out = np.empty((len(times), self.n_origins))
+        weights = self.weights or ()  # a tuple once constructed
         for k, tz in enumerate(self._timezones):
             local = times.tz_convert(tz)
             hour = local.hour + local.minute / 60.0 + local.second / 3600.0
-            out[:, k] = (self.global_rate_rps * self.weights[k]
+            out[:, k] = (self.global_rate_rps * weights[k]
                          * diurnal_factor(np.asarray(hour, dtype=float))
                          * WEEKLY_BY_LOCAL_DAY[np.asarray(local.day_of_week)])
         return out
