@@ -150,11 +150,7 @@ class DemandModel:
                                  "give an end time later than the start")
         count_rng, time_rng, kind_rng, token_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-        bin_starts_s = np.arange(0.0, duration_s, self.bin_s)
-        bin_lengths_s = np.minimum(self.bin_s, duration_s - bin_starts_s)
-        mids = start + pd.to_timedelta(bin_starts_s + bin_lengths_s / 2.0, unit="s")
-        expected = self.rate_rps(pd.DatetimeIndex(mids)) * bin_lengths_s[:, None]
-        counts = count_rng.poisson(expected)  # [bins, origins]
+        bin_starts_s, bin_lengths_s, counts = self._bin_counts(start, duration_s, count_rng)
         n = int(counts.sum())
         bin_of = np.repeat(np.arange(counts.size) // self.n_origins, counts.ravel())
         origin = np.repeat(np.tile(np.arange(self.n_origins), len(bin_starts_s)),
@@ -163,6 +159,31 @@ class DemandModel:
         order = np.argsort(arrival, kind="stable")
         prompt, output = self._sample_tokens(n, kind_rng, token_rng, source)
         return RequestBatch(arrival[order], prompt[order], output[order], origin[order])
+
+    def observed_counts(self, start_utc: pd.Timestamp | str, n_intervals: int,
+                        interval_s: float, seed: int) -> np.ndarray:
+        """Requests [n_intervals, n_origins] per interval of a Poisson stream from ``start_utc``:
+        the counts ``generate`` would give for that seed, without drawing times and tokens (so
+        days of observed demand cost milliseconds)."""
+        count_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[0])
+        duration_s = n_intervals * interval_s
+        bin_starts_s, _, counts = self._bin_counts(to_utc(start_utc), duration_s, count_rng)
+        # A bin straddling an interval boundary counts in the interval of its start: exact
+        # when bin_s divides interval_s (60 s bins, whole-minute intervals).
+        slot = np.minimum((bin_starts_s // interval_s).astype(np.int64), n_intervals - 1)
+        out = np.zeros((n_intervals, self.n_origins), np.int64)
+        np.add.at(out, slot, counts)
+        return out
+
+    def _bin_counts(self, start: pd.Timestamp, duration_s: float, count_rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one Poisson draw of the stream: bin starts and lengths (s) and counts
+        [bins, origins], each bin Poisson(rate at its midpoint x its length)."""
+        bin_starts_s = np.arange(0.0, duration_s, self.bin_s)
+        bin_lengths_s = np.minimum(self.bin_s, duration_s - bin_starts_s)
+        mids = start + pd.to_timedelta(bin_starts_s + bin_lengths_s / 2.0, unit="s")
+        expected = self.rate_rps(pd.DatetimeIndex(mids)) * bin_lengths_s[:, None]
+        return bin_starts_s, bin_lengths_s, count_rng.poisson(expected)
 
     def replay(self, source: DataSource, start_utc: pd.Timestamp | str, seed: int
                ) -> RequestBatch:
