@@ -187,3 +187,25 @@ def test_observed_counts_are_the_generated_stream_counts() -> None:
     batch = model.generate(start, start + pd.Timedelta(hours=6), seed=11)
     counts = interval_counts(batch, model.n_origins, 900.0, 24)
     assert np.array_equal(model.observed_counts(start, 24, 900.0, seed=11), counts)
+
+
+def test_the_run_plans_demand_without_the_demand_models_expectation(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from scenario_helpers import write_tiny
+
+    from slit.config import load_scenario
+    from slit.experiment.run import interval_problem, prepare
+    scenario = load_scenario(write_tiny(tmp_path))
+    d = scenario.demand
+    blind = replace(scenario, demand=_NoOracle(origins=d.origins, weights=d.weights,
+                                               global_rate_rps=d.global_rate_rps,
+                                               trace_mix=d.trace_mix))
+    prepared = prepare(blind)
+    for k in range(blind.n_intervals):
+        problem = interval_problem(prepared, k)
+        assert problem.demand_rps.shape == (len(d.origins),)
+        assert (problem.demand_rps > 0).all()
+    # Interval 0 is forecast from the observed history alone, close to the realised load.
+    first = interval_problem(prepared, 0).demand_rps * blind.interval_s
+    assert first.sum() == pytest.approx(prepared.counts[0].sum(), rel=0.25)
