@@ -121,14 +121,14 @@ def test_docs_settings_tables_match_the_schema() -> None:
     from slit.config.example import SETTINGS_BEGIN, SETTINGS_END, settings_tables
     docs = (Path(__file__).parents[1] / "docs" / "scenarios.md").read_text(encoding="utf-8")
     shown = docs.split(SETTINGS_BEGIN, 1)[1].split(SETTINGS_END, 1)[0].strip()
-    assert shown == settings_tables(), "run: python -m slit.config.example docs/scenarios.md"
+    assert shown == settings_tables(), "run: python -m slit.config docs/scenarios.md"
     default = default_scenario()
     assert f"| `search.population` | `{default.search.population}` |" in shown
     assert f"| `search.generations` | `{default.search.generations}` |" in shown
 
 
 def test_init_comments_are_the_schema_descriptions() -> None:
-    from slit.config.schema import ScenarioFile, Slo
+    from slit.experiment.settings import ScenarioFile, Slo
     text = example_yaml()
     for info in (ScenarioFile.model_fields["seed"], Slo.model_fields["ttft_s"]):
         assert f"# {info.description}" in text

@@ -1,15 +1,14 @@
-"""Text generated from the one description of the settings (``slit.config.schema``).
+"""Text generated from the one description of the settings (``slit.experiment.settings``).
 
 - ``example_yaml``: the commented scenario ``slit init`` writes, the embedded default spelled
   out; each setting's ``description`` becomes its comment.
 - ``settings_tables``: the settings tables of docs/scenarios.md (between the markers
-  ``SETTINGS_BEGIN`` and ``SETTINGS_END``); ``python -m slit.config.example docs/scenarios.md``
+  ``SETTINGS_BEGIN`` and ``SETTINGS_END``); ``python -m slit.config docs/scenarios.md``
   rewrites them, and a test checks the file matches.
 """
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from slit.config.schema import ScenarioFile, SiteEntry, validate_settings
 from slit.experiment.scenario import default_scenario
+from slit.experiment.settings import ScenarioFile, SiteEntry, validate_settings
 
 HEADER = (
     "# SLIT scenario (docs/scenarios.md describes every setting).",
@@ -28,7 +27,7 @@ HEADER = (
     "# Units are in the names: _s seconds, _rps requests per second, _utc UTC time.",
 )
 COMMENT_WIDTH = 96
-SETTINGS_BEGIN = "<!-- settings table: generated from slit.config.schema -->"
+SETTINGS_BEGIN = "<!-- settings table: generated from slit.experiment.settings -->"
 SETTINGS_END = "<!-- end of settings table -->"
 
 
@@ -147,7 +146,3 @@ def update_docs(path: Path) -> bool:
         path.write_text(new, encoding="utf-8")
     return new != text
 
-
-if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print(f"{arg}: {'updated' if update_docs(Path(arg)) else 'up to date'}")

@@ -13,10 +13,10 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from slit.config.schema import ScenarioFile, dotted, error_loc, explain, parse_utc
 from slit.data.source import DataSource
 from slit.errors import SlitInputError
 from slit.experiment.scenario import Scenario, scenario_from_settings
+from slit.experiment.settings import ScenarioFile, dotted, error_loc, explain, parse_utc
 
 MAX_FILE_BYTES = 1_000_000  # a scenario is a page of YAML; anything larger is the wrong file
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slit.config.schema import ScenarioFile, Slo, Workload, validate_settings
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
+from slit.experiment.settings import ScenarioFile, Slo, Workload, validate_settings
 from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
 from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.preference import Preference
@@ -36,7 +36,7 @@ H100 = "H100-SXM5-80GB"
 A100 = "A100-SXM4-80GB"
 DEFAULT_START_UTC = pd.Timestamp("2023-07-12 00:00", tz="UTC")  # a mid-week summer day
 DEFAULT_PEAK_UTILISATION = 0.7
-# The settings' defaults, read from their one description (slit.config.schema).
+# The settings' defaults, read from their one description (slit.experiment.settings).
 DEFAULT_MODEL: str = ScenarioFile.model_fields["model"].default
 DEFAULT_GLOBAL_RATE_RPS: float = Workload.model_fields["global_rate_rps"].default
 DEFAULT_SLO_TTFT_S: float = Slo.model_fields["ttft_s"].default
@@ -57,7 +57,7 @@ class Scenario:
     """Everything a run needs. Times are UTC.
 
     Built only from validated settings (``scenario_from_settings``, ``default_scenario``), so
-    the checks and defaults of every user setting are those of ``slit.config.schema``; the
+    the checks and defaults of every user setting are those of ``slit.experiment.settings``; the
     fields with defaults here are not user settings.
     """
 

@@ -1,17 +1,18 @@
-"""The one description of a scenario: pydantic models mirroring the YAML, one per section.
+"""The one description of a scenario's settings: pydantic models mirroring the YAML file.
 
 Each setting is declared once here with its default, its check and its help text
 (``Field(description=...)``; the unit is in the name). Everything else is generated from it:
-the ``Scenario`` a run uses is built only from a validated ``ScenarioFile``
-(``slit.experiment.scenario.scenario_from_settings``), the commented example ``slit init``
-writes and the settings table of docs/scenarios.md come from the descriptions
+the ``Scenario`` a run uses is built only from validated settings
+(``slit.experiment.scenario.scenario_from_settings``); the commented example ``slit init``
+writes and the settings tables of docs/scenarios.md come from the descriptions
 (``slit.config.example``). Adding a setting means adding a field here and using it.
 
 Every model forbids unknown keys, so a typo is an error rather than a silently ignored setting.
-Checks that need the catalogs (regions, GPUs, models, trace kinds) and the whole file (pins
-against the fleet) live here too, so an error names the exact field. Defaults that belong to a
-lower layer's own type (the search effort, the preference weights, the trace mix) are read from
-that type rather than repeated.
+Checks that need the catalogs (regions, GPUs, models, trace kinds) or the whole file (pins
+against the fleet, a cap for ``mode: cap``) live here too, so an error names the exact field.
+Defaults that belong to a lower layer's own type (the search effort, the preference weights,
+the trace mix) are read from that type rather than repeated. ``slit.config.loader`` reads the
+YAML and adds the line of an error.
 """
 
 from __future__ import annotations
