@@ -11,7 +11,7 @@ from scenario_helpers import TINY_YAML, run_slit, write_tiny
 from slit.config import example_yaml, load_scenario
 from slit.errors import SlitInputError
 from slit.experiment.scenario import default_scenario
-from slit.footprint import CoolingType
+from slit.footprint import CarbonBasis, CoolingType
 
 
 def test_init_writes_the_default_scenario(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -58,7 +58,7 @@ slo: {ttft_s: 2, percentile: 95}
     sc = load_scenario(write_tiny(tmp_path, text))
     default = default_scenario(hours=3)
     assert sc.sites == default.sites
-    assert sc.hours == 3 and sc.carbon_basis == "lca"
+    assert sc.hours == 3 and sc.carbon_basis is CarbonBasis.LCA
     assert sc.slo_ttft_s == 2 and sc.slo_percentile == 95
     assert sc.preference.mode == "cap" and sc.preference.ttft_cap_s == 0.8
     assert sc.preference.minimise == "water_l"

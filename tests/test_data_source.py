@@ -67,3 +67,14 @@ def test_a_window_before_the_data_says_history_is_needed(data_dir: Path) -> None
     with pytest.raises(SlitInputError, match="28 days of history") as err:
         load_history(real(data_dir), "SG", "2022-12-07", "2023-01-06", history_days=28)
     assert "2023-01-04" in str(err.value)  # the period start the user asked for
+
+
+def test_data_source_key_round_trips_and_names_the_source(tmp_path: Path) -> None:
+    assert EMBEDDED.is_embedded and EMBEDDED.key == "embedded"
+    real_source = DataSource(tmp_path)
+    assert not real_source.is_embedded and real_source.key == str(tmp_path)
+    for source in (EMBEDDED, real_source):
+        assert DataSource.from_key(source.key) == source
+    with pytest.raises(TypeError, match="DataSource"):
+        get_signals(None, "SG", pd.Timestamp("2023-07-01"),  # type: ignore[arg-type]
+                    pd.Timestamp("2023-07-02"))

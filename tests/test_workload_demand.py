@@ -135,3 +135,9 @@ def test_trace_sampler_bootstraps_real_pairs(data_dir: Path) -> None:
     prompt, output = sampler.sample(1000, np.random.default_rng(1))
     pairs = set(zip(trace.prompt_tokens.tolist(), trace.output_tokens.tolist(), strict=True))
     assert all(p in pairs for p in zip(prompt.tolist(), output.tolist(), strict=True))
+
+
+def test_replay_needs_real_traces() -> None:
+    from slit.data.source import EMBEDDED
+    with pytest.raises(SlitInputError, match="traces"):
+        DemandModel().replay(EMBEDDED, "2023-06-07 12:00", seed=3)
