@@ -341,7 +341,8 @@ def _on_whole_hours(frame: pd.DataFrame) -> pd.DataFrame:
     the time-weighted price of the UTC hour; for weather readings it is linear interpolation.
     A whole hour before the first or after the last row stays missing, for the edge hold.
     """
-    if (frame.index == frame.index.floor("h")).all():
+    index = pd.DatetimeIndex(frame.index)
+    if (index == index.floor("h")).all():
         return frame
     hours = pd.date_range(frame.index[0].ceil("h"), frame.index[-1].floor("h"), freq="h")
     both = frame.reindex(frame.index.union(hours)).interpolate(method="time", limit_area="inside")
