@@ -18,7 +18,7 @@ import pandas as pd
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.experiment.settings import ScenarioFile, Slo, Workload, validate_settings
+from slit.experiment.settings import ScenarioFile, Workload, validate_settings
 from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
 from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.preference import Preference
@@ -39,7 +39,6 @@ DEFAULT_PEAK_UTILISATION = 0.7
 # The settings' defaults, read from their one description (slit.experiment.settings).
 DEFAULT_MODEL: str = ScenarioFile.model_fields["model"].default
 DEFAULT_GLOBAL_RATE_RPS: float = Workload.model_fields["global_rate_rps"].default
-DEFAULT_SLO_TTFT_S: float = Slo.model_fields["ttft_s"].default
 
 
 @dataclass(frozen=True)
