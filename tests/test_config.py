@@ -11,7 +11,7 @@ from scenario_helpers import TINY_YAML, run_slit, write_tiny
 from slit.config import example_yaml, load_scenario
 from slit.errors import SlitInputError
 from slit.experiment.scenario import default_scenario
-from slit.footprint import CoolingType
+from slit.footprint import CarbonBasis, CoolingType
 
 
 def test_init_writes_the_default_scenario(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -58,7 +58,7 @@ slo: {ttft_s: 2, percentile: 95}
     sc = load_scenario(write_tiny(tmp_path, text))
     default = default_scenario(hours=3)
     assert sc.sites == default.sites
-    assert sc.hours == 3 and sc.carbon_basis == "lca"
+    assert sc.hours == 3 and sc.carbon_basis is CarbonBasis.LCA
     assert sc.slo_ttft_s == 2 and sc.slo_percentile == 95
     assert sc.preference.mode == "cap" and sc.preference.ttft_cap_s == 0.8
     assert sc.preference.minimise == "water_l"
@@ -97,3 +97,40 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(SlitInputError, match=r"slo\.ttft_ms \(line 13\): is not a known "
                        r"setting; remove it or use one of: ttft_s, percentile"):
         load_scenario(path)
+
+
+def test_cap_mode_without_a_cap_is_rejected(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path, TINY_YAML + "preference: {mode: cap, minimise: water_l}\n")
+    with pytest.raises(SlitInputError) as err:
+        load_scenario(path)
+    assert "preference.ttft_cap_s" in err.value.where
+    assert "mode: cap needs a cap" in err.value.problem and "ttft_cap_s" in err.value.fix
+
+
+def test_pin_to_a_site_outside_the_fleet_names_the_site(tmp_path: Path) -> None:
+    path = write_tiny(tmp_path, TINY_YAML.replace("pins: {DE-LU: [DE-LU]}",
+                                                  "pins: {DE-LU: [DE-LU, KR]}"))
+    with pytest.raises(SlitInputError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert "site KR is not in the fleet" in message and "(" not in err.value.problem
+    assert "US-CAL-CISO DE-LU SG" in err.value.fix
+
+
+def test_docs_settings_tables_match_the_schema() -> None:
+    from slit.config.example import SETTINGS_BEGIN, SETTINGS_END, settings_tables
+    docs = (Path(__file__).parents[1] / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    shown = docs.split(SETTINGS_BEGIN, 1)[1].split(SETTINGS_END, 1)[0].strip()
+    assert shown == settings_tables(), "run: python -m slit.config docs/scenarios.md"
+    default = default_scenario()
+    assert f"| `search.population` | `{default.search.population}` |" in shown
+    assert f"| `search.generations` | `{default.search.generations}` |" in shown
+
+
+def test_init_comments_are_the_schema_descriptions() -> None:
+    from slit.experiment.settings import ScenarioFile, Slo
+    text = example_yaml()
+    for info in (ScenarioFile.model_fields["seed"], Slo.model_fields["ttft_s"]):
+        assert f"# {info.description}" in text
+    # A setting added to the schema reaches the example without touching the renderer.
+    assert "ttft_cap_s: null" in text and "fleet: null" in text

@@ -12,6 +12,7 @@ import pytest
 from slit.data.embedded import embedded_info, synthesise_year
 from slit.data.regions import REGIONS
 from slit.data.signals import PHYSICAL_RANGES, PRICE, SIGNAL_COLUMNS, load_region_signals
+from slit.data.source import EMBEDDED as BUILTIN
 from slit.data.source import get_signals
 
 EMBEDDED = resources.files("slit") / "embedded"
@@ -46,7 +47,7 @@ def test_monthly_means_match_the_real_data(data_dir: Path) -> None:
 
 
 def test_variation_is_realistic_and_in_range() -> None:
-    hourly = get_signals(None, "DE-LU", pd.Timestamp("2031-01-01"), pd.Timestamp("2032-01-01"))
+    hourly = get_signals(BUILTIN, "DE-LU", pd.Timestamp("2031-01-01"), pd.Timestamp("2032-01-01"))
     assert len(hourly) == 8760 and not hourly.isna().any().any()
     for column, (lo, hi) in PHYSICAL_RANGES.items():
         assert hourly[column].between(lo, hi).all()
@@ -58,12 +59,12 @@ def test_variation_is_realistic_and_in_range() -> None:
 
 
 def test_same_hour_same_value_whatever_the_window() -> None:
-    wide = get_signals(None, "SG", pd.Timestamp("2025-12-20"), pd.Timestamp("2026-01-10"), 4)
-    narrow = get_signals(None, "SG", pd.Timestamp("2025-12-31T22:00"),
+    wide = get_signals(BUILTIN, "SG", pd.Timestamp("2025-12-20"), pd.Timestamp("2026-01-10"), 4)
+    narrow = get_signals(BUILTIN, "SG", pd.Timestamp("2025-12-31T22:00"),
                          pd.Timestamp("2026-01-01T03:00"), 4)
     assert len(narrow) == 5
     pd.testing.assert_frame_equal(narrow, wide.loc[narrow.index])
-    other_seed = get_signals(None, "SG", pd.Timestamp("2025-12-31T22:00"),
+    other_seed = get_signals(BUILTIN, "SG", pd.Timestamp("2025-12-31T22:00"),
                              pd.Timestamp("2026-01-01T03:00"), 5)
     assert not np.allclose(other_seed.to_numpy(), narrow.to_numpy())
     assert tuple(narrow.columns) == SIGNAL_COLUMNS

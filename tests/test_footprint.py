@@ -163,3 +163,11 @@ def test_bad_energy_and_basis_are_refused() -> None:
         site_footprint(np.array([-1.0]), hourly, site)
     with pytest.raises(SlitInputError):
         hourly_coefficients(hourly, site, carbon_basis="market")  # type: ignore[arg-type]
+
+
+def test_carbon_basis_is_one_enum_accepting_its_values() -> None:
+    from slit.data.signals import CARBON_DIRECT, CARBON_LCA
+    from slit.footprint import CarbonBasis, carbon_column
+    assert carbon_column(CarbonBasis.LCA) == carbon_column("lca") == CARBON_LCA
+    assert carbon_column(CarbonBasis.DIRECT) == CARBON_DIRECT
+    assert [b.value for b in CarbonBasis] == ["direct", "lca"]

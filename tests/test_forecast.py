@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from slit.data.signals import CARBON_DIRECT, PRICE
+from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.forecast.demand import DemandForecaster
+from slit.forecast.demand import DemandForecaster, observed_history
 from slit.forecast.evaluate import (
     EvalConfig,
     evaluate,
+    evaluate_demand,
     make_forecasters,
     mape,
     regions_beating_persistence,
@@ -34,7 +36,7 @@ SMALL = LgbmSettings(train_window_days=60, n_estimators=40)
 
 @pytest.fixture(scope="module")
 def history(data_dir: Path) -> pd.DataFrame:
-    return load_history(data_dir, "DE-LU", "2023-01-01", "2023-06-01")
+    return load_history(DataSource(data_dir), "DE-LU", "2023-01-01", "2023-06-01")
 
 
 def _corrupt_from(frame: pd.DataFrame, stamp: pd.Timestamp) -> pd.DataFrame:
@@ -121,7 +123,7 @@ def test_predict_refuses_missing_recent_hours_and_bad_horizons(history: pd.DataF
 
 
 def test_forecaster_works_on_the_embedded_default() -> None:
-    history = load_history(None, "KR", "2023-01-01", "2023-04-01", seed=0)
+    history = load_history(EMBEDDED, "KR", "2023-01-01", "2023-04-01", seed=0)
     forecaster = SignalForecaster(SIGNALS, "Asia/Seoul", settings=SMALL).fit(history)
     forecast = forecaster.predict(history.index[-1] + pd.Timedelta(minutes=75), 24)
     assert forecast.shape == (24, 3) and np.isfinite(forecast.to_numpy()).all()
@@ -136,36 +138,74 @@ def test_mape_guard_skips_near_zero_actuals() -> None:
 
 def test_small_rolling_evaluation_reports_every_horizon(data_dir: Path) -> None:
     config = EvalConfig(regions=("CL-SIC", "JP-TK"), first_origin_month=10, issue_every_h=12)
-    errors = evaluate(data_dir, config)
+    errors = evaluate(DataSource(data_dir), config)
     assert set(errors["horizon_h"]) == set(range(1, 25))
     assert len(errors) == 2 * 3 * 3 * 24
     assert regions_beating_persistence(errors) == ["CL-SIC", "JP-TK"]
 
 
-def test_demand_forecaster_learns_the_level_and_beats_persistence() -> None:
-    prior = DemandModel(global_rate_rps=2.0)
-    truth = DemandModel(global_rate_rps=2.6)
-    start = pd.Timestamp("2023-06-05", tz="UTC")
-    counts = interval_counts(truth.generate(start, start + pd.Timedelta(days=2), seed=5),
-                             truth.n_origins, 900.0, 192)
-    with_prior, seasonal = DemandForecaster(900.0, prior), DemandForecaster(900.0)
-    errors = {"prior": [], "seasonal": [], "persistence": []}
-    for k in range(97, 192):
-        errors["prior"].append(np.abs(with_prior.predict_next(start, counts[:k]) - counts[k]))
-        errors["seasonal"].append(np.abs(seasonal.predict_next(start, counts[:k]) - counts[k]))
-        errors["persistence"].append(np.abs(counts[k - 1] - counts[k]))
-    mae = {name: float(np.mean(v)) for name, v in errors.items()}
-    assert mae["prior"] < mae["persistence"]
-    assert mae["seasonal"] < mae["persistence"]
-    forecast = with_prior.predict_next(start, counts[:150])
-    expected = truth.expected_counts(start, 151, 900.0)[-1]
-    assert forecast.sum() == pytest.approx(expected.sum(), rel=0.05)
+class _NoOracle(DemandModel):
+    """A demand model whose expectation must never be read by a forecaster."""
+
+    def expected_counts(self, *args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("the forecaster read the demand model's expectation")
 
 
-def test_demand_forecast_uses_only_observed_counts() -> None:
-    forecaster = DemandForecaster(900.0, DemandModel(global_rate_rps=2.0))
-    counts = np.full((10, 15), 100)
-    assert np.array_equal(forecaster.predict_next("2023-06-05", counts),
-                          forecaster.predict_next("2023-06-05", counts.copy()))
-    with pytest.raises(SlitInputError):
-        forecaster.predict_next("2023-06-05", np.zeros((0, 15)))
+def test_demand_forecaster_never_reads_the_expectation_and_learns_the_level() -> None:
+    truth = _NoOracle(global_rate_rps=20.0)
+    start = pd.Timestamp("2023-06-07", tz="UTC")
+    forecaster = DemandForecaster(900.0).fit(observed_history(truth, start, 7, 900.0, seed=2))
+    period = truth.observed_counts(start, 96, 900.0, seed=2)
+    forecast = np.stack([forecaster.predict_next(period[:k]) for k in range(96)])
+    # Over the day, the forecasts add up to what was observed (the level is learned) ...
+    assert forecast.sum() == pytest.approx(period.sum(), rel=0.03)
+    # ... and follow the daily shape: the correlation with the observed counts is high.
+    assert np.corrcoef(forecast.ravel(), period.ravel())[0, 1] > 0.98
+    # A demand that doubles is followed within a few intervals.
+    doubled = np.concatenate([period[:40], 2 * period[40:48]])
+    assert forecaster.predict_next(doubled).sum() > 1.6 * forecaster.predict_next(
+        period[:48]).sum()
+
+
+def test_demand_forecaster_beats_persistence_on_held_out_days() -> None:
+    for rate in (5.0, 100.0):
+        mae = evaluate_demand(seed=3, eval_days=2, global_rate_rps=rate)
+        assert mae["forecaster"] < 0.9 * mae["persistence"], mae
+        assert mae["forecaster"] < mae["seasonal_naive"], mae
+
+
+def test_demand_forecaster_needs_a_day_of_history() -> None:
+    with pytest.raises(SlitInputError, match="one day"):
+        DemandForecaster(900.0).fit(np.zeros((95, 15)))
+    with pytest.raises(SlitInputError, match="not fitted"):
+        DemandForecaster(900.0).predict_next(np.zeros((3, 15)))
+
+
+def test_observed_counts_are_the_generated_stream_counts() -> None:
+    model = DemandModel(global_rate_rps=3.0)
+    start = pd.Timestamp("2023-06-07 06:00", tz="UTC")
+    batch = model.generate(start, start + pd.Timedelta(hours=6), seed=11)
+    counts = interval_counts(batch, model.n_origins, 900.0, 24)
+    assert np.array_equal(model.observed_counts(start, 24, 900.0, seed=11), counts)
+
+
+def test_the_run_plans_demand_without_the_demand_models_expectation(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from scenario_helpers import write_tiny
+
+    from slit.config import load_scenario
+    from slit.experiment.run import interval_problem, prepare
+    scenario = load_scenario(write_tiny(tmp_path))
+    d = scenario.demand
+    blind = replace(scenario, demand=_NoOracle(origins=d.origins, weights=d.weights,
+                                               global_rate_rps=d.global_rate_rps,
+                                               trace_mix=d.trace_mix))
+    prepared = prepare(blind)
+    for k in range(blind.n_intervals):
+        problem = interval_problem(prepared, k)
+        assert problem.demand_rps.shape == (len(d.origins),)
+        assert (problem.demand_rps > 0).all()
+    # Interval 0 is forecast from the observed history alone, close to the realised load.
+    first = interval_problem(prepared, 0).demand_rps * blind.interval_s
+    assert first.sum() == pytest.approx(prepared.counts[0].sum(), rel=0.25)

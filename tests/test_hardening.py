@@ -57,9 +57,10 @@ BAD_SCENARIOS: list[tuple[str, str | None, str]] = [
     ("zero-weights", TINY_YAML + "preference: {weights: {carbon_kg: 0}}\n",
      "no weight is positive"),
     ("pin-unknown-origin", TINY_YAML.replace("pins: {DE-LU: [DE-LU]}", "pins: {KR: [SG]}"),
-     "pins.KR: is not a workload origin"),
+     "pins.KR (line 14): KR is not a workload origin; pin one of: US-CAL-CISO DE-LU SG"),
     ("pin-unknown-site", TINY_YAML.replace("pins: {DE-LU: [DE-LU]}", "pins: {DE-LU: [KR]}"),
-     "pins.DE-LU: unknown or empty site list"),
+     "pins.DE-LU (line 14): site KR is not in the fleet; pin DE-LU to sites from: "
+     "US-CAL-CISO DE-LU SG"),
     ("missing-data-dir", TINY_YAML + "data_dir: nowhere\n", "nowhere is not a directory"),
     ("carbon-basis", TINY_YAML + "carbon_basis: total\n",
      "carbon_basis (line 16): 'total' is not allowed; use one of: 'direct' or 'lca'"),

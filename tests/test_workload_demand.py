@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
+from slit.data.source import DataSource
 from slit.errors import SlitInputError
 from slit.workload.demand import (
     DIURNAL_BY_LOCAL_HOUR,
@@ -100,12 +101,12 @@ def test_bad_inputs_are_refused() -> None:
 
 def test_replay_keeps_trace_timing_and_tokens(data_dir: Path) -> None:
     model = DemandModel()
-    batch = model.replay(data_dir, "2023-06-07 12:00", seed=3)
+    batch = model.replay(DataSource(data_dir), "2023-06-07 12:00", seed=3)
     code, conv = load_trace(data_dir, "code"), load_trace(data_dir, "conv")
     assert len(batch) == len(code.prompt_tokens) + len(conv.prompt_tokens)
     assert batch.prompt_tokens.sum() == code.prompt_tokens.sum() + conv.prompt_tokens.sum()
     assert np.all(np.diff(batch.arrival_s) >= 0) and batch.arrival_s[0] == 0.0
-    assert _same(batch, model.replay(data_dir, "2023-06-07 12:00", seed=3))
+    assert _same(batch, model.replay(DataSource(data_dir), "2023-06-07 12:00", seed=3))
     assert set(np.unique(batch.origin)) <= set(range(model.n_origins))
 
 
@@ -129,8 +130,14 @@ def test_shipped_profile_is_small_and_derived() -> None:
 
 
 def test_trace_sampler_bootstraps_real_pairs(data_dir: Path) -> None:
-    sampler = TokenSampler.for_kind("conv", data_dir)
+    sampler = TokenSampler.for_kind("conv", DataSource(data_dir))
     trace = load_trace(data_dir, "conv")
     prompt, output = sampler.sample(1000, np.random.default_rng(1))
     pairs = set(zip(trace.prompt_tokens.tolist(), trace.output_tokens.tolist(), strict=True))
     assert all(p in pairs for p in zip(prompt.tolist(), output.tolist(), strict=True))
+
+
+def test_replay_needs_real_traces() -> None:
+    from slit.data.source import EMBEDDED
+    with pytest.raises(SlitInputError, match="traces"):
+        DemandModel().replay(EMBEDDED, "2023-06-07 12:00", seed=3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,7 @@ from slit.cli.options import DataDirOption
 from slit.data.embedded import embedded_info
 from slit.data.regions import REGIONS, get_region
 from slit.data.signals import PRICE, RH, TEMP, available_years, resolve_data_dir
-from slit.data.source import get_signals
+from slit.data.source import DataSource, get_signals
 from slit.errors import SlitInputError
 from slit.footprint import (
     CarbonBasis,
@@ -31,11 +30,6 @@ from slit.footprint import (
 
 # Beyond this many hours the table shows the first and last days only; --csv has them all.
 MAX_TABLE_ROWS = 48
-
-
-class CarbonBasisChoice(StrEnum):
-    direct = "direct"
-    lca = "lca"
 
 
 @app.command()
@@ -72,9 +66,9 @@ def signals(
     csv: Annotated[Path | None, typer.Option(
         "--csv", help="Write every hour to this CSV file.", show_default=False)] = None,
     data_dir: DataDirOption = None,
-    carbon_basis: Annotated[CarbonBasisChoice, typer.Option(
+    carbon_basis: Annotated[CarbonBasis, typer.Option(
         help="Electricity Maps carbon intensity: direct emissions or life-cycle.")
-    ] = CarbonBasisChoice.direct,
+    ] = CarbonBasis.DIRECT,
     cooling: Annotated[CoolingType, typer.Option(
         help="Site cooling, for PUE and on-site water.")] = CoolingType.EVAPORATIVE,
     seed: Annotated[int, typer.Option(
@@ -87,13 +81,12 @@ def signals(
         raise SlitInputError("--end", f"{end} is not after --start {start}",
                              "--end is exclusive: one day is --start D --end D+1")
     directory = resolve_data_dir(data_dir)
-    hourly = get_signals(directory, site.region_id, pd.Timestamp(start_day, tz="UTC"),
+    hourly = get_signals(DataSource(directory), site.region_id, pd.Timestamp(start_day, tz="UTC"),
                          pd.Timestamp(end_day, tz="UTC"), seed)
-    basis: CarbonBasis = "lca" if carbon_basis is CarbonBasisChoice.lca else "direct"
-    table = signal_table(hourly, site, basis)
+    table = signal_table(hourly, site, carbon_basis)
     if csv is not None:
         _write_csv_atomically(table, csv)
-    _print(table, carbon_column(basis), site, directory, csv)
+    _print(table, carbon_column(carbon_basis), site, directory, csv)
 
 
 def signal_table(

@@ -14,7 +14,7 @@ from rich.table import Table
 from slit.cli.app import app
 from slit.cli.options import DataDirOption
 from slit.data.regions import DEFAULT_REGION_IDS
-from slit.data.signals import resolve_data_dir
+from slit.data.source import DataSource
 from slit.errors import SlitInputError
 from slit.forecast.evaluate import (
     METHODS,
@@ -71,19 +71,21 @@ def forecast_eval(
     console = Console(width=160)
     began = time.perf_counter()
     with console.status("evaluating forecasts") as status:
-        errors = evaluate(resolve_data_dir(data_dir), config,
+        errors = evaluate(DataSource.resolve(data_dir), config,
                           progress=lambda r: status.update(f"evaluated {r}"))
     for signal in config.signals:
         _print_signal_table(console, errors[errors["signal"] == signal], signal, shown)
     _print_summary(console, errors)
     demand = evaluate_demand(seed=seed)
-    console.print("Next-interval demand (15 min intervals), MAE in requests per origin, on a "
-                  "synthetic stream running 20 % above the prior")
+    mean_count = demand.pop("mean_count")
+    console.print("Next-interval demand (15 min intervals) on 7 held-out days of the default "
+                  "workload, fitted on the 7 days before; MAE in requests per origin")
     table = Table(title="Demand forecast")
     table.add_column("method")
     table.add_column("MAE", justify="right")
+    table.add_column("% of mean count", justify="right")
     for name, mae in demand.items():
-        table.add_row(name, f"{mae:.1f}")
+        table.add_row(name, f"{mae:.1f}", f"{100 * mae / mean_count:.1f}")
     console.print(table)
     console.print(f"elapsed {time.perf_counter() - began:.0f} s")
     beating = regions_beating_persistence(errors)

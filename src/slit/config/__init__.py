@@ -1,4 +1,6 @@
-"""Scenario files: the YAML schema (pydantic), its loader and the example ``slit init`` writes."""
+"""Scenario files: reading the YAML (checked against ``slit.experiment.settings``, with the
+line of every error) and the text generated from the settings' descriptions (the example
+``slit init`` writes, the docs' settings tables)."""
 
 from slit.config.example import example_yaml
 from slit.config.loader import load_scenario, parse_time_argument

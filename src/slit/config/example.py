@@ -1,88 +1,148 @@
-"""The commented example scenario ``slit init`` writes: the embedded default, spelled out."""
+"""Text generated from the one description of the settings (``slit.experiment.settings``).
+
+- ``example_yaml``: the commented scenario ``slit init`` writes, the embedded default spelled
+  out; each setting's ``description`` becomes its comment.
+- ``settings_tables``: the settings tables of docs/scenarios.md (between the markers
+  ``SETTINGS_BEGIN`` and ``SETTINGS_END``); ``python -m slit.config docs/scenarios.md``
+  rewrites them, and a test checks the file matches.
+"""
 
 from __future__ import annotations
 
-from slit.data.regions import DEFAULT_REGION_IDS
-from slit.experiment.scenario import Scenario, default_scenario
-from slit.optimise.problem import OBJECTIVES
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from slit.experiment.scenario import default_scenario
+from slit.experiment.settings import ScenarioFile, SiteEntry, validate_settings
+
+HEADER = (
+    "# SLIT scenario (docs/scenarios.md describes every setting).",
+    "# Run it with:  slit run THIS_FILE.yaml",
+    "# Units are in the names: _s seconds, _rps requests per second, _utc UTC time.",
+)
+COMMENT_WIDTH = 96
+SETTINGS_BEGIN = "<!-- settings table: generated from slit.experiment.settings -->"
+SETTINGS_END = "<!-- end of settings table -->"
 
 
 def example_yaml() -> str:
-    """YAML that loads to exactly ``default_scenario()`` (with ``name: default``)."""
-    return render(default_scenario())
+    """YAML that loads to exactly ``default_scenario()``: the default settings, with the
+    default fleet listed site by site."""
+    return render(default_settings())
 
 
-def render(scenario: Scenario) -> str:
-    """A commented scenario file for ``scenario`` (sites listed one by one)."""
-    pref = scenario.preference
-    weights = ", ".join(f"{name}: {w:g}" for name, w in zip(OBJECTIVES, pref.weights,
-                                                            strict=True))
-    mix = ", ".join(f"{kind}: {share:g}" for kind, share in scenario.demand.trace_mix.items())
-    models = {s.replica.model for s in scenario.sites}
-    model = models.pop() if len(models) == 1 else scenario.sites[0].replica.model
-    lines = [
-        "# SLIT scenario (docs/scenarios.md describes every setting).",
-        "# Run it with:  slit run THIS_FILE.yaml",
-        "# Units are in the names: _s seconds, _rps requests per second, _utc UTC time.",
-        "schema_version: 1",
-        f"name: {scenario.name}",
-        f"seed: {scenario.seed}                    # every random draw follows from it",
-        "# Folder with real data in the layout of shared/data (regions/REGION/YEAR/, traces/).",
-        "# Relative paths are read from this file's folder; null = the embedded default.",
-        "data_dir: null",
-        f"carbon_basis: {scenario.carbon_basis}         # direct | lca (life-cycle)",
-        f"model: {model}        # served by every site that names no model of its own",
-        "",
-        "# Datacenters. Instead of this list, `fleet: default` takes the 15 default sites,",
-        "# each sized to serve its own region's peak demand at about 70 % utilisation.",
-        "sites:",
-    ]
-    for site in scenario.sites:
-        own_model = "" if site.replica.model == model else f", model: {site.replica.model}"
-        lines.append(
-            f"  - {{region: {site.region_id}, gpu: {site.replica.gpu}, tp: {site.replica.tp}, "
-            f"installed_replicas: {site.installed}, cooling: {site.footprint.cooling.value}"
-            f"{own_model}}}")
-    origins = "default" if scenario.demand.origins == DEFAULT_REGION_IDS \
-        else "[" + ", ".join(scenario.demand.origins) + "]"
-    lines += [
-        "",
-        "workload:",
-        f"  origins: {origins}        # user regions; default = the 15 regions",
-        "  weights: null           # traffic shares per origin (sum 1); null = by Internet users",
-        f"  global_rate_rps: {scenario.demand.global_rate_rps:g}     # mean over a week, all "
-        "origins",
-        f"  trace_mix: {{{mix}}}   # Azure trace kinds: conv, code",
-        "",
-        "period:",
-        f"  start_utc: \"{scenario.start_utc:%Y-%m-%dT%H:%M}\"   # on a whole hour",
-        f"  hours: {scenario.hours:g}",
-        f"interval_s: {scenario.interval_s:g}            # scheduling interval, whole minutes",
-        "",
-        "slo:",
-        f"  ttft_s: {scenario.slo_ttft_s:g}             # time to first token, network included",
-        f"  percentile: {scenario.slo_percentile}          # 95 | 99: share of requests within it",
-        "",
-        "# How SLIT picks one plan from each interval's Pareto front:",
-        "#   weights: least weighted sum of the objectives (each scaled to its typical size)",
-        "#   knee:    the plan nearest the ideal point",
-        "#   cap:     mean TTFT <= ttft_cap_s, then least `minimise`",
-        "preference:",
-        f"  mode: {pref.mode}",
-        f"  weights: {{{weights}}}",
-        f"  ttft_cap_s: {'null' if pref.ttft_cap_s is None else f'{pref.ttft_cap_s:g}'}",
-        f"  minimise: {pref.minimise}      # ttft_mean_s | carbon_kg | water_l | cost_usd",
-        "",
-        "# Data residency: origin -> the only sites that may serve it. For example:",
-        "#   pins: {DE-LU: [DE-LU], KR: [KR, JP-TK]}",
-    ]
-    lines.append("pins: {}" if not scenario.pins else "pins: {" + ", ".join(
-        f"{o}: [{', '.join(s)}]" for o, s in scenario.pins.items()) + "}")
-    lines += [
-        "",
-        "search:                    # effort of the multi-objective search per interval",
-        f"  population: {scenario.search.population}",
-        f"  generations: {scenario.search.generations}",
-        "",
-    ]
-    return "\n".join(lines)
+def default_settings() -> ScenarioFile:
+    """The settings of ``default_scenario()`` with its fleet written out as a ``sites`` list."""
+    scenario = default_scenario()
+    sites = [SiteEntry(region=s.region_id, model=None, gpu=s.replica.gpu, tp=s.replica.tp,
+                       installed_replicas=s.installed, cooling=s.footprint.cooling)
+             for s in scenario.sites]
+    return validate_settings({
+        "name": scenario.name, "seed": scenario.seed,
+        "sites": [site.model_dump(mode="json", exclude_none=True) for site in sites],
+        "period": {"start_utc": f"{scenario.start_utc:%Y-%m-%dT%H:%M}",
+                   "hours": scenario.hours},
+    })
+
+
+def render(settings: ScenarioFile) -> str:
+    """A scenario file for ``settings``, every setting preceded by its description."""
+    lines = list(HEADER)
+    _render_section(settings, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _render_section(section: BaseModel, indent: str, lines: list[str]) -> None:
+    dumped = section.model_dump(mode="json")
+    for name, info in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            lines.append("")
+            lines += _comment(info.description, indent)
+            lines.append(f"{indent}{name}:")
+            _render_section(value, indent + "  ", lines)
+        elif name == "sites" and value:
+            lines.append("")
+            lines += _comment(info.description, indent)
+            for key, site_info in SiteEntry.model_fields.items():
+                lines += _comment(f"  {key}: {site_info.description}", indent)
+            lines.append(f"{indent}{name}:")
+            for site in value:
+                entry = site.model_dump(mode="json", exclude_none=True)
+                lines.append(f"{indent}  - {_flow(entry)}")
+        else:
+            lines += _comment(info.description, indent)
+            lines.append(f"{indent}{name}: {_flow(dumped[name])}")
+
+
+def _comment(text: str | None, indent: str) -> list[str]:
+    if not text:
+        return []
+    prefix = f"{indent}# "
+    return textwrap.wrap(text, COMMENT_WIDTH - len(prefix), initial_indent=prefix,
+                         subsequent_indent=prefix + "  ", break_on_hyphens=False)
+
+
+def _flow(value: Any) -> str:
+    """One-line YAML for a value (flow style for lists and mappings)."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6,
+                          allow_unicode=True).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def settings_tables() -> str:
+    """The Markdown tables of every setting (key, default, meaning), from the schema."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    _table_rows(ScenarioFile, "", rows)
+    rows += ["", "A site (`sites[]`):", "", "| key | default | meaning |", "| --- | --- | --- |"]
+    _table_rows(SiteEntry, "", rows)
+    return "\n".join(rows)
+
+
+def _table_rows(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
+    for name, info in model.model_fields.items():
+        section = _section_of(info)
+        if section is not None and name != "sites":
+            _table_rows(section, f"{prefix}{name}.", rows)
+            continue
+        rows.append(f"| `{prefix}{name}` | {_default_cell(info)} | {info.description} |")
+
+
+def _section_of(info: FieldInfo) -> type[BaseModel] | None:
+    annotation = info.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _default_cell(info: FieldInfo) -> str:
+    if info.default is PydanticUndefined and info.default_factory is None:
+        return "(required)"
+    value = info.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return f"`{_flow(_plain(value))}`"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "value"):  # an enum member
+        return value.value
+    return value
+
+
+def update_docs(path: Path) -> bool:
+    """Rewrite the settings tables between the markers in ``path``; True if it changed."""
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split(SETTINGS_BEGIN, 1)
+    _, tail = rest.split(SETTINGS_END, 1)
+    new = f"{head}{SETTINGS_BEGIN}\n{settings_tables()}\n{SETTINGS_END}{tail}"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+

@@ -110,6 +110,12 @@ def available_years(data_dir: Path, region_id: str) -> list[int]:
     return sorted(years)
 
 
+def missing_files(data_dir: Path, region_id: str, year: int) -> list[str]:
+    """Which of the three files a region-year lacks (all three when its folder is absent)."""
+    folder = Path(data_dir) / "regions" / region_id / str(year)
+    return [f for f in (CARBON_FILE, PRICE_FILE, WEATHER_FILE) if not (folder / f).is_file()]
+
+
 def load_region_signals(data_dir: Path, region_id: str, year: int | None = None) -> RegionSignals:
     """Load and validate one region-year (the latest year found if ``year`` is None)."""
     region = get_region(region_id)
@@ -335,7 +341,8 @@ def _on_whole_hours(frame: pd.DataFrame) -> pd.DataFrame:
     the time-weighted price of the UTC hour; for weather readings it is linear interpolation.
     A whole hour before the first or after the last row stays missing, for the edge hold.
     """
-    if (frame.index == frame.index.floor("h")).all():
+    index = pd.DatetimeIndex(frame.index)
+    if (index == index.floor("h")).all():
         return frame
     hours = pd.date_range(frame.index[0].ceil("h"), frame.index[-1].floor("h"), freq="h")
     both = frame.reindex(frame.index.union(hours)).interpolate(method="time", limit_area="inside")

@@ -25,7 +25,7 @@ from slit.experiment.metrics import PolicyMetrics, policy_metrics
 from slit.experiment.scenario import Scenario, origin_site_allowed
 from slit.footprint import site_footprint
 from slit.footprint.model import carbon_column, coefficients_from_weather
-from slit.forecast.demand import DemandForecaster
+from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import SignalForecaster
 from slit.optimise.baselines import BASELINES
@@ -92,12 +92,12 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
     origins = scenario.demand.origins
     history, actual = _signals(scenario)
     requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc, scenario.seed,
-                                        scenario.data_dir)
+                                        scenario.data)
     spec = SurrogateSpec(
         replicas=tuple(sorted({s.replica for s in scenario.sites}, key=str)),
         code_shares=(scenario.code_share,), seed=scenario.seed,
         n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16} | {s.installed for s in scenario.sites})),
-        token_source="embedded" if scenario.data_dir is None else str(scenario.data_dir),
+        token_source=scenario.data.key,
     )
     surrogate, accuracy = train_surrogate(spec, lambda d, t: report("surrogate", d, t))
     tables = tuple(
@@ -118,7 +118,10 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         tables=tables, surrogate_accuracy=accuracy,
         rtt_s=rtt_ms_matrix(origins, site_ids) / 1e3, pinned=origin_site_allowed(scenario),
         forecasters=forecasters,
-        demand_forecaster=DemandForecaster(scenario.interval_s, prior=scenario.demand),
+        # Learns only from demand observed before the start, never from the demand model.
+        demand_forecaster=DemandForecaster(scenario.interval_s).fit(observed_history(
+            scenario.demand, scenario.start_utc, DEFAULT_HISTORY_DAYS, scenario.interval_s,
+            scenario.seed)),
     )
 
 
@@ -126,11 +129,7 @@ def interval_problem(prepared: Prepared, k: int) -> IntervalProblem:
     """The problem of interval ``k`` as known at its start: forecasts only."""
     scenario = prepared.scenario
     t = scenario.start_utc + pd.Timedelta(seconds=k * scenario.interval_s)
-    if k == 0:  # nothing observed yet: the demand model's expectation
-        expected = scenario.demand.expected_counts(t, 1, scenario.interval_s)[0]
-    else:
-        expected = prepared.demand_forecaster.predict_next(scenario.start_utc,
-                                                           prepared.counts[:k])
+    expected = prepared.demand_forecaster.predict_next(prepared.counts[:k])
     demand_rps = expected / scenario.interval_s
     hour = t.floor("h")
     if hour not in prepared.hourly_coefficients:
@@ -276,7 +275,8 @@ def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.
     end = scenario.end_utc.ceil("h")
     history, actual = {}, {}
     for site in scenario.sites:
-        frame = load_history(scenario.data_dir, site.region_id, begin, end, scenario.seed)
+        frame = load_history(scenario.data, site.region_id, begin, end, scenario.seed,
+                             history_days=scenario.history_days)
         history[site.region_id] = frame[frame.index < first_hour]
         actual[site.region_id] = frame[frame.index >= scenario.start_utc.floor("h")]
     return history, actual

@@ -9,33 +9,36 @@ capacity by construction and every gain comes from time zones, signals and routi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
+from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.footprint import CoolingType, SiteFootprintParams
+from slit.experiment.settings import ScenarioFile, Workload, validate_settings
+from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
 from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.preference import Preference
 from slit.optimise.surrogate import mean_tokens
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import ReplicaSpec, make_replica
+from slit.timeutil import to_utc
 from slit.workload.demand import DemandModel
 
-DEFAULT_MODEL = "Llama-3.1-70B"
-H100 = "H100-SXM5-80GB"
-A100 = "A100-SXM4-80GB"
 # Newer GPUs in the largest hyperscale markets, the previous generation elsewhere.
 DEFAULT_H100_REGIONS = frozenset(
     {"US-CAL-CISO", "US-MIDA-PJM", "US-NY-NYIS", "US-TEX-ERCO", "DE-LU", "JP-TK", "KR", "SG"}
 )
+H100 = "H100-SXM5-80GB"
+A100 = "A100-SXM4-80GB"
 DEFAULT_START_UTC = pd.Timestamp("2023-07-12 00:00", tz="UTC")  # a mid-week summer day
-DEFAULT_GLOBAL_RATE_RPS = 100.0
 DEFAULT_PEAK_UTILISATION = 0.7
-DEFAULT_SLO_TTFT_S = 1.5
+# The settings' defaults, read from their one description (slit.experiment.settings).
+DEFAULT_MODEL: str = ScenarioFile.model_fields["model"].default
+DEFAULT_GLOBAL_RATE_RPS: float = Workload.model_fields["global_rate_rps"].default
 
 
 @dataclass(frozen=True)
@@ -47,60 +50,40 @@ class Site:
     installed: int
     footprint: SiteFootprintParams
 
-    def __post_init__(self) -> None:
-        if self.installed < 1:
-            raise SlitInputError(f"site {self.region_id}", f"installed replicas = "
-                                 f"{self.installed}", "give at least 1 replica")
-
 
 @dataclass(frozen=True)
 class Scenario:
-    """Everything a run needs. Times are UTC."""
+    """Everything a run needs. Times are UTC.
+
+    Built only from validated settings (``scenario_from_settings``, ``default_scenario``), so
+    the checks and defaults of every user setting are those of ``slit.experiment.settings``; the
+    fields with defaults here are not user settings.
+    """
 
     sites: tuple[Site, ...]
     demand: DemandModel
-    start_utc: pd.Timestamp = DEFAULT_START_UTC
-    hours: float = 24.0
-    interval_s: float = 900.0
-    slo_ttft_s: float = DEFAULT_SLO_TTFT_S
-    slo_percentile: int = 99  # the SLO: this share of requests gets its first token in time
+    start_utc: pd.Timestamp
+    hours: float
+    interval_s: float
+    slo_ttft_s: float
+    slo_percentile: int  # the SLO: this share of requests gets its first token in time
+    preference: Preference
+    # origin -> the only sites allowed to serve it (data residency); absent origins are free.
+    pins: dict[str, tuple[str, ...]]
+    data: DataSource
+    seed: int
+    carbon_basis: CarbonBasis
+    search: SearchSettings
+    name: str
     # Plans are sized for the SLO less this share, to absorb forecast error and the load swings
     # of a Poisson stream inside an interval.
     slo_planning_margin: float = 0.1
-    preference: Preference = field(default_factory=Preference)
-    # origin -> the only sites allowed to serve it (data residency); absent origins are free.
-    pins: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    data_dir: Path | None = None
-    seed: int = 0
-    carbon_basis: str = "direct"
-    search: SearchSettings = field(default_factory=SearchSettings)
     history_days: int = 28  # signal history before the start, to train the forecasters
-    name: str = "default"
 
-    def __post_init__(self) -> None:
-        site_ids = [s.region_id for s in self.sites]
-        if len(set(site_ids)) != len(site_ids):
-            raise SlitInputError("sites", "a region appears twice", "list each site once")
-        for origin, allowed in self.pins.items():
-            if origin not in self.demand.origins:
-                raise SlitInputError(f"pins.{origin}", "is not a workload origin",
-                                     f"pin one of: {' '.join(self.demand.origins)}")
-            unknown = [s for s in allowed if s not in site_ids]
-            if unknown or not allowed:
-                raise SlitInputError(f"pins.{origin}", f"unknown or empty site list {allowed}",
-                                     f"use sites from: {' '.join(site_ids)}")
-        if not self.interval_s > 0 or not self.hours > 0:
-            raise SlitInputError("period", "hours and interval_s must be positive",
-                                 "e.g. hours: 24, interval_s: 900")
-        if self.slo_percentile not in (95, 99):
-            raise SlitInputError("slo_percentile", f"{self.slo_percentile} is not supported",
-                                 "use 95 or 99")
-        if not 0.0 <= self.slo_planning_margin < 1.0:
-            raise SlitInputError("slo_planning_margin", f"{self.slo_planning_margin} is outside "
-                                 "[0, 1)", "give a share such as 0.1")
-        if not self.slo_ttft_s > 0:
-            raise SlitInputError("slo_ttft_s", f"{self.slo_ttft_s} is not positive",
-                                 "give the TTFT SLO in seconds, e.g. 1.5")
+    @property
+    def data_dir(self) -> Path | None:
+        """The real-data folder, None for the embedded default."""
+        return self.data.data_dir
 
     @property
     def site_ids(self) -> tuple[str, ...]:
@@ -132,13 +115,26 @@ def size_fleet(peak_rps: float, replica: ReplicaSpec, code_share: float,
 
 
 def default_scenario(
-    data_dir: Path | None = None, hours: float = 24.0, seed: int = 0,
+    data_dir: DataSource | Path | None = None, hours: float = 24.0, seed: int = 0,
     global_rate_rps: float = DEFAULT_GLOBAL_RATE_RPS, start_utc: pd.Timestamp | None = None,
 ) -> Scenario:
-    """The embedded default: 15 regions, fleets sized to own-region peak at ~70 % utilisation."""
-    start = DEFAULT_START_UTC if start_utc is None else start_utc
+    """The embedded default: 15 regions, fleets sized to own-region peak at ~70 % utilisation;
+    every other setting at its default."""
+    start = DEFAULT_START_UTC if start_utc is None else to_utc(start_utc)
+    settings = validate_settings({
+        "name": "default", "seed": seed, "fleet": "default",
+        "workload": {"global_rate_rps": global_rate_rps},
+        "period": {"start_utc": f"{start.floor('h'):%Y-%m-%dT%H:%M}", "hours": hours},
+    })
+    source = data_dir if isinstance(data_dir, DataSource) else DataSource(data_dir)
+    return scenario_from_settings(settings, source=source, start_utc=start)
+
+
+def default_sites(global_rate_rps: float, start_utc: pd.Timestamp) -> tuple[Site, ...]:
+    """The 15 default sites, each sized to its own region's peak over the week from
+    ``start_utc`` at ``DEFAULT_PEAK_UTILISATION``."""
     demand = DemandModel(origins=DEFAULT_REGION_IDS, global_rate_rps=global_rate_rps)
-    week = pd.date_range(start, periods=7 * 24 * 4, freq="15min")
+    week = pd.date_range(start_utc, periods=7 * 24 * 4, freq="15min")
     peak_rps = demand.rate_rps(week).max(axis=0)
     sites = []
     for k, region_id in enumerate(DEFAULT_REGION_IDS):
@@ -148,8 +144,72 @@ def default_scenario(
         installed = size_fleet(float(peak_rps[k]), replica, float(demand.trace_mix.get("code", 0)))
         sites.append(Site(region_id, replica, installed,
                           SiteFootprintParams.for_region(region_id, CoolingType.EVAPORATIVE)))
-    return Scenario(sites=tuple(sites), demand=demand, start_utc=start, hours=hours,
-                    data_dir=data_dir, seed=seed)
+    return tuple(sites)
+
+
+def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
+                           source: DataSource | None = None,
+                           start_utc: pd.Timestamp | None = None, hours: float | None = None
+                           ) -> Scenario:
+    """The frozen ``Scenario`` of validated settings. ``source``, ``start_utc`` and ``hours``,
+    when given, replace the settings' (the command line wins over the file); a relative
+    ``data_dir`` resolves against ``base_dir`` (the file's folder)."""
+    if source is None:
+        source = EMBEDDED
+        if settings.data_dir is not None:
+            folder = settings.data_dir
+            if not folder.is_absolute() and base_dir is not None:
+                folder = base_dir / folder
+            try:
+                source = DataSource.resolve(folder)
+            except SlitInputError as err:
+                raise SlitInputError("data_dir", f"{folder} {err.problem}", err.fix) from None
+    workload = settings.workload
+    demand = DemandModel(
+        origins=settings.origin_ids,
+        weights=None if workload.weights is None else tuple(workload.weights),
+        global_rate_rps=workload.global_rate_rps,
+        trace_mix=dict(workload.trace_mix),
+    )
+    if settings.fleet == "default":
+        if settings.model != DEFAULT_MODEL:
+            raise SlitInputError("model", f"fleet: default serves {DEFAULT_MODEL}, not "
+                                 f"{settings.model}", "list the sites to serve another model")
+        # Sized for the settings' own period start even when a command moves the start, so the
+        # installed fleet does not depend on which interval is asked about.
+        sites = default_sites(workload.global_rate_rps, settings.period.start)
+    else:
+        sites = tuple(_site(settings, i) for i in range(len(settings.sites or ())))
+    pref = settings.preference
+    return Scenario(
+        sites=sites,
+        demand=demand,
+        start_utc=settings.period.start if start_utc is None else to_utc(start_utc),
+        hours=settings.period.hours if hours is None else hours,
+        interval_s=float(settings.interval_s),
+        slo_ttft_s=settings.slo.ttft_s,
+        slo_percentile=settings.slo.percentile,
+        preference=Preference(mode=pref.mode, weights=pref.weight_tuple(),
+                              ttft_cap_s=pref.ttft_cap_s, minimise=pref.minimise),
+        pins={origin: tuple(allowed) for origin, allowed in settings.pins.items()},
+        data=source,
+        seed=settings.seed,
+        carbon_basis=settings.carbon_basis,
+        search=SearchSettings(population=settings.search.population,
+                              generations=settings.search.generations),
+        name=settings.name,
+    )
+
+
+def _site(settings: ScenarioFile, i: int) -> Site:
+    entry = (settings.sites or [])[i]
+    try:
+        replica = make_replica(entry.model or settings.model, entry.gpu, entry.tp)
+    except SlitInputError as err:
+        raise SlitInputError(f"sites[{i}] ({entry.region})", f"{err.where}: {err.problem}",
+                             err.fix) from None
+    return Site(entry.region, replica, entry.installed_replicas,
+                SiteFootprintParams.for_region(entry.region, entry.cooling))
 
 
 def origin_site_allowed(scenario: Scenario) -> np.ndarray:

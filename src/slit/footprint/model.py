@@ -7,7 +7,7 @@ for each hour (what an optimiser needs); ``site_footprint`` is those multipliers
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,17 @@ from slit.errors import SlitInputError
 from slit.footprint.cooling import SiteFootprintParams, pue, wue_onsite_l_per_kwh
 from slit.footprint.wetbulb import wet_bulb_c
 
-CarbonBasis = Literal["direct", "lca"]
-CARBON_COLUMN: dict[str, str] = {"direct": CARBON_DIRECT, "lca": CARBON_LCA}
+
+class CarbonBasis(StrEnum):
+    """Which Electricity Maps carbon intensity counts: direct (operational) emissions or the
+    life-cycle (LCA) figure that adds plant construction and fuel supply."""
+
+    DIRECT = "direct"
+    LCA = "lca"
+
+
+CARBON_COLUMN: dict[CarbonBasis, str] = {CarbonBasis.DIRECT: CARBON_DIRECT,
+                                         CarbonBasis.LCA: CARBON_LCA}
 
 COEFFICIENT_COLUMNS: tuple[str, ...] = (
     "pue",
@@ -33,18 +42,18 @@ COEFFICIENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def carbon_column(carbon_basis: str) -> str:
+def carbon_column(carbon_basis: CarbonBasis | str) -> str:
     """The signal column for a carbon basis, or a SlitInputError naming the choices."""
     try:
-        return CARBON_COLUMN[carbon_basis]
-    except KeyError:
+        return CARBON_COLUMN[CarbonBasis(carbon_basis)]
+    except ValueError:
         raise SlitInputError(
-            "carbon basis", f"unknown value {carbon_basis!r}", "use 'direct' or 'lca'"
-        ) from None
+            "carbon basis", f"unknown value {carbon_basis!r}",
+            f"use one of: {', '.join(repr(b.value) for b in CarbonBasis)}") from None
 
 
 def hourly_coefficients(
-    hourly: pd.DataFrame, site: SiteFootprintParams, carbon_basis: CarbonBasis = "direct"
+    hourly: pd.DataFrame, site: SiteFootprintParams, carbon_basis: CarbonBasis = CarbonBasis.DIRECT
 ) -> pd.DataFrame:
     """Per-hour footprint of one kWh of IT energy at ``site``, on ``hourly``'s index.
 
@@ -137,7 +146,7 @@ def site_footprint(
     it_energy_kwh: np.ndarray,
     hourly: pd.DataFrame,
     site: SiteFootprintParams,
-    carbon_basis: CarbonBasis = "direct",
+    carbon_basis: CarbonBasis = CarbonBasis.DIRECT,
 ) -> Footprint:
     """Facility energy, carbon, water (on- and off-site) and cost of ``it_energy_kwh`` per hour.
 

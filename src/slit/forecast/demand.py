@@ -1,20 +1,26 @@
-"""Next-interval demand per origin, from the request counts observed so far.
+"""Next-interval demand per origin, learned only from request counts observed before it.
 
-The forecast is a reference shape for the next interval scaled by how far each origin has
-recently run above or below that shape::
+No oracle: the forecaster never sees the ``DemandModel`` that generates the stream. It is fitted
+on observed history (``observed_history``: the counts of the ``history_days`` days before the
+start, drawn from the same stream model and seed as the run, as an operator would have them from
+the logs) and then told of each interval as it completes.
 
-    level_o = (sum_k w_k obs_ko + 1) / (sum_k w_k ref_ko + 1),   w_k = 0.5 ** (age_k / halflife)
+The forecast is a seasonal profile with an exponentially smoothed level (a multiplicative
+Holt-Winters forecaster with the season fixed from history)::
+
+    ref_i,o   = mean over d = 1..D of obs_(i - d*day),o         (same time of day, D days back)
+    level_o   = (sum_k w_k obs_ko + 1) / (sum_k w_k ref_ko + 1),  w_k = 0.5 ** (age_k / halflife)
     forecast_o = level_o * ref_next,o
 
-The reference is the prior ``DemandModel``'s expected counts when one is given; without a prior
-it is the counts observed one day earlier (seasonal), and before a full day has been seen it is
-the last interval's count (persistence). The +1 (one request) keeps origins with near-zero
-traffic from dividing by zero without biasing busy ones.
+Averaging D days smooths the Poisson noise of any one day; the level follows weekday/weekend
+and other departures from the profile within a few intervals. The +1 (one request) keeps quiet
+origins from dividing by zero without biasing busy ones. ``slit forecast-eval`` reports its
+error beside persistence and the one-day seasonal naive (docs/forecast.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,41 +29,75 @@ from slit.errors import SlitInputError
 from slit.workload.demand import DemandModel
 
 DAY_S = 86400.0
+DEFAULT_HISTORY_DAYS = 7
+# The level looks back this many half-lives; older intervals weigh < 2 % together.
+LEVEL_WINDOW_HALFLIVES = 6
+# Counts of the history use their own child of the scenario's seed, apart from the period's.
+HISTORY_STREAM = 1
 
 
-@dataclass(frozen=True, slots=True)
+def observed_history(demand: DemandModel, start_utc: pd.Timestamp, days: int,
+                     interval_s: float, seed: int) -> np.ndarray:
+    """Counts [days * intervals per day, n_origins] observed in the ``days`` days before
+    ``start_utc``: a Poisson stream of ``demand`` (its draw, not its expectation)."""
+    n = intervals_per_day(interval_s) * days
+    begin = pd.Timestamp(start_utc) - pd.Timedelta(seconds=n * interval_s)
+    child = int(np.random.SeedSequence([seed, HISTORY_STREAM]).generate_state(1)[0])
+    return demand.observed_counts(begin, n, interval_s, child)
+
+
+def intervals_per_day(interval_s: float) -> int:
+    return max(1, int(round(DAY_S / interval_s)))
+
+
+@dataclass
 class DemandForecaster:
     """Expected requests per origin in the interval after the observed ones."""
 
     interval_s: float = 900.0
-    prior: DemandModel | None = None
     halflife_intervals: float = 4.0
+    max_days: int = DEFAULT_HISTORY_DAYS  # days of the seasonal profile
+    _history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
-    def predict_next(self, start_utc: pd.Timestamp | str, observed_counts: np.ndarray
-                     ) -> np.ndarray:
+    def fit(self, history_counts: np.ndarray) -> DemandForecaster:
+        """Learn from counts [H, n_origins] of the H intervals just before the first forecast
+        (at least one day of them)."""
+        history = np.asarray(history_counts, dtype=float)
+        if history.ndim != 2 or len(history) < intervals_per_day(self.interval_s):
+            raise SlitInputError("demand forecast", "needs at least one day of observed counts "
+                                 "[intervals, origins] before the start",
+                                 "fit it on the observed history (observed_history)")
+        self._history = history
+        return self
+
+    def predict_next(self, observed_counts: np.ndarray) -> np.ndarray:
         """Forecast [n_origins] for interval ``K`` from counts [K, n_origins] of intervals
-        ``0..K-1``, interval 0 starting at ``start_utc``."""
-        counts = np.asarray(observed_counts, dtype=float)
-        if counts.ndim != 2 or len(counts) == 0:
-            raise SlitInputError("demand forecast", "needs counts [intervals, origins] with at "
-                                 "least one interval", "pass the per-interval counts so far")
-        n_done = len(counts)
-        if self.prior is not None:
-            if counts.shape[1] != self.prior.n_origins:
-                raise SlitInputError("demand forecast", f"counts have {counts.shape[1]} origins, "
-                                     f"the prior {self.prior.n_origins}",
-                                     "use the prior's origin list")
-            reference = self.prior.expected_counts(pd.Timestamp(start_utc), n_done + 1,
-                                                   self.interval_s)
-            return self._scaled(counts, reference[:-1], reference[-1])
-        per_day = int(round(DAY_S / self.interval_s))
-        if n_done < per_day + 1:
-            return counts[-1].copy()
-        return self._scaled(counts[per_day:], counts[:-per_day], counts[n_done - per_day])
-
-    def _scaled(self, observed: np.ndarray, reference: np.ndarray,
-                reference_next: np.ndarray) -> np.ndarray:
-        age = np.arange(len(observed) - 1, -1, -1, dtype=float)
+        ``0..K-1`` since the start (K may be 0)."""
+        if self._history.size == 0:
+            raise SlitInputError("demand forecast", "is not fitted", "call fit(history) first")
+        counts = np.asarray(observed_counts, dtype=float).reshape(-1, self._history.shape[1])
+        series = np.concatenate([self._history, counts])
+        n = len(series)
+        per_day = intervals_per_day(self.interval_s)
+        window = int(LEVEL_WINDOW_HALFLIVES * self.halflife_intervals)
+        first = max(per_day, n - window)  # points with at least one day behind them
+        reference = np.stack([self._reference(series, i, per_day) for i in range(first, n + 1)])
+        age = np.arange(n - first - 1, -1, -1, dtype=float)
         weight = 0.5 ** (age / self.halflife_intervals)
-        level = (weight @ observed + 1.0) / (weight @ reference + 1.0)
-        return level * reference_next
+        level = (weight @ series[first:n] + 1.0) / (weight @ reference[:-1] + 1.0)
+        return level * reference[-1]
+
+    def _reference(self, series: np.ndarray, i: int, per_day: int) -> np.ndarray:
+        """Mean count at the time of day of index ``i`` over the days before it."""
+        back = i - per_day * np.arange(1, self.max_days + 1)
+        return series[back[back >= 0]].mean(axis=0)
+
+
+def persistence_forecast(series: np.ndarray, i: int) -> np.ndarray:
+    """The last observed interval's counts."""
+    return np.asarray(series[i - 1], dtype=float)
+
+
+def seasonal_naive_forecast(series: np.ndarray, i: int, interval_s: float) -> np.ndarray:
+    """The counts of the same interval one day earlier."""
+    return np.asarray(series[i - intervals_per_day(interval_s)], dtype=float)

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, TEMP
-from slit.forecast.demand import DemandForecaster
+from slit.data.source import DataSource
+from slit.forecast.demand import (
+    DEFAULT_HISTORY_DAYS,
+    DemandForecaster,
+    intervals_per_day,
+    observed_history,
+    persistence_forecast,
+    seasonal_naive_forecast,
+)
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import (
     MAX_HORIZON_H,
@@ -27,9 +34,11 @@ from slit.forecast.signals import (
     SeasonalNaiveForecaster,
     SignalForecaster,
 )
-from slit.workload.demand import DemandModel, interval_counts
+from slit.workload.demand import DemandModel
 
 METHODS = ("lightgbm", "persistence", "seasonal_naive")
+DEMAND_METHODS = ("forecaster", "persistence", "seasonal_naive")
+DEMAND_EVAL_RATE_RPS = 100.0  # the default scenario's rate
 EVAL_SIGNALS: tuple[str, ...] = (CARBON_DIRECT, PRICE, WET_BULB)
 # MAPE counts only points with |actual| at or above this floor: prices cross zero and a
 # percentage of a near-zero price (or of a wet-bulb near 0 °C) is meaningless.
@@ -117,14 +126,14 @@ def evaluate_region(history: pd.DataFrame, region_id: str, config: EvalConfig) -
     return pd.DataFrame(rows)
 
 
-def evaluate(data_dir: Path | None, config: EvalConfig = EvalConfig(),
+def evaluate(source: DataSource, config: EvalConfig = EvalConfig(),
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Rolling-origin errors for every region of ``config``."""
     start = pd.Timestamp(year=config.year, month=1, day=1, tz="UTC")
     end = pd.Timestamp(year=config.year + 1, month=1, day=1, tz="UTC")
     frames = []
     for region_id in config.regions:
-        history = load_history(data_dir, region_id, start, end, seed=config.seed)
+        history = load_history(source, region_id, start, end, seed=config.seed)
         frames.append(evaluate_region(history, region_id, config))
         if progress is not None:
             progress(region_id)
@@ -141,28 +150,33 @@ def regions_beating_persistence(errors: pd.DataFrame,
     return [region for region in errors["region"].unique() if better.get(region, False)]
 
 
-def evaluate_demand(seed: int = 0, days: int = 3, interval_s: float = 900.0,
-                    truth_over_prior: float = 1.2) -> dict[str, float]:
-    """Next-interval demand MAE (requests per origin and interval) on a synthetic stream.
+def evaluate_demand(seed: int = 0, history_days: int = DEFAULT_HISTORY_DAYS,
+                    eval_days: int = 7, interval_s: float = 900.0,
+                    global_rate_rps: float = DEMAND_EVAL_RATE_RPS) -> dict[str, float]:
+    """Next-interval demand MAE (requests per origin and interval) on held-out days.
 
-    The stream comes from a ``DemandModel`` whose rate is ``truth_over_prior`` times the prior's,
-    so the forecaster with the prior has to learn the level; the first day is warm-up.
+    The forecaster is fitted on ``history_days`` of observed counts before the start and then
+    forecasts each interval of the ``eval_days`` after it from the counts observed so far, as
+    in a run; persistence and the one-day seasonal naive see the same counts. The stream is the
+    default workload's (``DemandModel`` at ``global_rate_rps``); the forecaster never sees it.
     """
-    prior = DemandModel(global_rate_rps=5.0)
-    truth = DemandModel(global_rate_rps=prior.global_rate_rps * truth_over_prior)
+    demand = DemandModel(global_rate_rps=global_rate_rps)
     start = pd.Timestamp(year=2023, month=6, day=5, tz="UTC")  # a Monday
-    n_intervals = int(days * 86400 / interval_s)
-    batch = truth.generate(start, start + pd.Timedelta(days=days), seed=seed)
-    counts = interval_counts(batch, truth.n_origins, interval_s, n_intervals)
-    methods = {
-        "with prior": DemandForecaster(interval_s, prior),
-        "no prior (seasonal)": DemandForecaster(interval_s),
-    }
-    first = int(86400 / interval_s) + 1
-    errors: dict[str, list[float]] = {name: [] for name in [*methods, "persistence"]}
-    for k in range(first, n_intervals):
-        for name, forecaster in methods.items():
-            forecast = forecaster.predict_next(start, counts[:k])
-            errors[name].append(float(np.abs(forecast - counts[k]).mean()))
-        errors["persistence"].append(float(np.abs(counts[k - 1] - counts[k]).mean()))
-    return {name: float(np.mean(values)) for name, values in errors.items()}
+    history = observed_history(demand, start, history_days, interval_s, seed)
+    held_out = demand.observed_counts(start, eval_days * intervals_per_day(interval_s),
+                                      interval_s, seed)
+    forecaster = DemandForecaster(interval_s).fit(history)
+    series = np.concatenate([history, held_out]).astype(float)
+    errors: dict[str, list[float]] = {name: [] for name in DEMAND_METHODS}
+    for k in range(len(held_out)):
+        i = len(history) + k
+        forecasts = {
+            "forecaster": forecaster.predict_next(held_out[:k]),
+            "persistence": persistence_forecast(series, i),
+            "seasonal_naive": seasonal_naive_forecast(series, i, interval_s),
+        }
+        for name, forecast in forecasts.items():
+            errors[name].append(float(np.abs(forecast - series[i]).mean()))
+    out = {name: float(np.mean(values)) for name, values in errors.items()}
+    out["mean_count"] = float(held_out.mean())
+    return out

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
 from slit.data.signals import RH, TEMP
-from slit.data.source import get_signals
+from slit.data.source import DataSource, get_signals
+from slit.errors import SlitInputError
 from slit.footprint.wetbulb import wet_bulb_c
 
 WET_BULB = "wet_bulb_c"
@@ -20,9 +19,26 @@ def add_wet_bulb(hourly: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_history(data_dir: Path | None, region_id: str, start_utc: pd.Timestamp | str,
-                 end_utc: pd.Timestamp | str, seed: int = 0) -> pd.DataFrame:
-    """Hourly signals over [start, end) plus wet-bulb: real data, or the embedded default when
-    ``data_dir`` is None (``seed`` then picks the synthetic year)."""
-    return add_wet_bulb(get_signals(data_dir, region_id, pd.Timestamp(start_utc),
-                                    pd.Timestamp(end_utc), seed=seed))
+def load_history(source: DataSource, region_id: str, start_utc: pd.Timestamp | str,
+                 end_utc: pd.Timestamp | str, seed: int = 0, history_days: int = 0
+                 ) -> pd.DataFrame:
+    """Hourly signals over [start, end) plus wet-bulb: real data, or the embedded default
+    (``seed`` then picks the synthetic year).
+
+    ``history_days`` says that the window starts that many days before the period asked for
+    (the forecasters' training history), so an error about a window outside the data says why
+    it starts earlier than the user's start.
+    """
+    try:
+        hourly = get_signals(source, region_id, pd.Timestamp(start_utc), pd.Timestamp(end_utc),
+                             seed=seed)
+    except SlitInputError as err:
+        if history_days <= 0:
+            raise
+        period = pd.Timestamp(start_utc) + pd.Timedelta(days=history_days)
+        raise SlitInputError(
+            err.where, f"{err.problem}; the window starts {history_days} days before the period "
+            f"start {period:%Y-%m-%d %H:%M} because the forecasters learn from {history_days} "
+            "days of history", f"{err.fix}, or start the period at least {history_days} days "
+            "into the data") from None
+    return add_wet_bulb(hourly)

@@ -28,6 +28,7 @@ import pandas as pd
 from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, TEMP
 from slit.errors import SlitInputError
 from slit.forecast.history import WET_BULB
+from slit.timeutil import to_utc
 
 FORECAST_SIGNALS: tuple[str, ...] = (CARBON_DIRECT, CARBON_LCA, PRICE, TEMP, WET_BULB)
 MAX_HORIZON_H = 24
@@ -72,7 +73,7 @@ class HourlyForecaster:
         if not 1 <= horizon_h <= MAX_HORIZON_H:
             raise SlitInputError("forecast horizon", f"{horizon_h} h is outside 1..{MAX_HORIZON_H}",
                                  f"ask for 1 to {MAX_HORIZON_H} hours")
-        issue = _utc(issue_time_utc).floor("h")
+        issue = to_utc(issue_time_utc).floor("h")
         position = int((issue - held.index[0]) / HOUR)
         if position > len(held):
             raise SlitInputError("forecast", f"no observations between {held.index[-1]} and the "
@@ -177,7 +178,8 @@ class SignalForecaster(HourlyForecaster):
             raise RuntimeError(f"SignalForecaster has no model for {signal!r}; fit() first")
         features, last = _features(np.asarray(values, dtype=float), start_utc, positions,
                                    horizon_h, self.timezone)
-        change = self._models[signal].predict(features).reshape(len(positions), horizon_h)
+        change = np.asarray(self._models[signal].predict(features)).reshape(len(positions),
+                                                                     horizon_h)
         return last[:, None] + change
 
 
@@ -252,7 +254,3 @@ def _checked(frame: pd.DataFrame, signals: tuple[str, ...], where: str) -> pd.Da
         raise SlitInputError(where, "holds NaN values", "fill them before forecasting")
     return out
 
-
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -24,6 +24,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from slit.data.source import DataSource
 from slit.optimise.site_table import SiteServingTable
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import GPUS, MODELS, ReplicaSpec
@@ -62,7 +63,7 @@ class SurrogateSpec:
     max_duration_s: float = 3600.0
     held_out_share: float = 0.2
     seed: int = 0
-    token_source: str = "embedded"  # "embedded" or a data directory path
+    token_source: str = "embedded"  # DataSource.key: "embedded" or a data directory path
 
     def key(self) -> str:
         doc = asdict(self)
@@ -168,8 +169,8 @@ def _feature_frame(replica: ReplicaSpec, n: np.ndarray, load_per_replica: np.nda
 
 
 def _samplers(token_source: str) -> dict[str, TokenSampler]:
-    data_dir = None if token_source == "embedded" else Path(token_source)
-    return {kind: TokenSampler.for_kind(kind, data_dir) for kind in ("conv", "code")}
+    source = DataSource.from_key(token_source)
+    return {kind: TokenSampler.for_kind(kind, source) for kind in ("conv", "code")}
 
 
 def mean_tokens(code_share: float, token_source: str = "embedded") -> tuple[float, float]:

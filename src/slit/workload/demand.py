@@ -17,13 +17,14 @@ within a bin, far below the Poisson noise at any realistic load.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
+from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
+from slit.timeutil import index_to_utc, to_utc
 from slit.workload.requests import RequestBatch
 from slit.workload.tokens import TokenSampler
 from slit.workload.traces import load_trace
@@ -121,12 +122,13 @@ class DemandModel:
 
     def rate_rps(self, times_utc: pd.DatetimeIndex) -> np.ndarray:
         """Expected rate [len(times), n_origins] in requests per second at UTC instants."""
-        times = _as_utc_index(times_utc)
+        times = index_to_utc(pd.DatetimeIndex(times_utc))
         out = np.empty((len(times), self.n_origins))
+        weights = self.weights or ()  # a tuple once constructed
         for k, tz in enumerate(self._timezones):
             local = times.tz_convert(tz)
             hour = local.hour + local.minute / 60.0 + local.second / 3600.0
-            out[:, k] = (self.global_rate_rps * self.weights[k]
+            out[:, k] = (self.global_rate_rps * weights[k]
                          * diurnal_factor(np.asarray(hour, dtype=float))
                          * WEEKLY_BY_LOCAL_DAY[np.asarray(local.day_of_week)])
         return out
@@ -134,42 +136,67 @@ class DemandModel:
     def expected_counts(self, start_utc: pd.Timestamp, n_intervals: int,
                         interval_s: float) -> np.ndarray:
         """Expected requests [n_intervals, n_origins] per interval, by the midpoint rate."""
-        start = _as_utc(start_utc)
+        start = to_utc(start_utc)
         mids = start + pd.to_timedelta((np.arange(n_intervals) + 0.5) * interval_s, unit="s")
         return self.rate_rps(pd.DatetimeIndex(mids)) * interval_s
 
     def generate(self, start_utc: pd.Timestamp | str, end_utc: pd.Timestamp | str, seed: int,
-                 data_dir: Path | None = None) -> RequestBatch:
+                 source: DataSource = EMBEDDED) -> RequestBatch:
         """A Poisson request stream over [start, end); same seed, same stream."""
-        start, end = _as_utc(start_utc), _as_utc(end_utc)
+        start, end = to_utc(start_utc), to_utc(end_utc)
         duration_s = (end - start).total_seconds()
         if duration_s <= 0:
             raise SlitInputError("workload period", f"end {end} is not after start {start}",
                                  "give an end time later than the start")
         count_rng, time_rng, kind_rng, token_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
-        bin_starts_s = np.arange(0.0, duration_s, self.bin_s)
-        bin_lengths_s = np.minimum(self.bin_s, duration_s - bin_starts_s)
-        mids = start + pd.to_timedelta(bin_starts_s + bin_lengths_s / 2.0, unit="s")
-        expected = self.rate_rps(pd.DatetimeIndex(mids)) * bin_lengths_s[:, None]
-        counts = count_rng.poisson(expected)  # [bins, origins]
+        bin_starts_s, bin_lengths_s, counts = self._bin_counts(start, duration_s, count_rng)
         n = int(counts.sum())
         bin_of = np.repeat(np.arange(counts.size) // self.n_origins, counts.ravel())
         origin = np.repeat(np.tile(np.arange(self.n_origins), len(bin_starts_s)),
                            counts.ravel()).astype(np.int16)
         arrival = bin_starts_s[bin_of] + time_rng.random(n) * bin_lengths_s[bin_of]
         order = np.argsort(arrival, kind="stable")
-        prompt, output = self._sample_tokens(n, kind_rng, token_rng, data_dir)
+        prompt, output = self._sample_tokens(n, kind_rng, token_rng, source)
         return RequestBatch(arrival[order], prompt[order], output[order], origin[order])
 
-    def replay(self, data_dir: Path, start_utc: pd.Timestamp | str, seed: int) -> RequestBatch:
+    def observed_counts(self, start_utc: pd.Timestamp | str, n_intervals: int,
+                        interval_s: float, seed: int) -> np.ndarray:
+        """Requests [n_intervals, n_origins] per interval of a Poisson stream from ``start_utc``:
+        the counts ``generate`` would give for that seed, without drawing times and tokens (so
+        days of observed demand cost milliseconds)."""
+        count_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[0])
+        duration_s = n_intervals * interval_s
+        bin_starts_s, _, counts = self._bin_counts(to_utc(start_utc), duration_s, count_rng)
+        # A bin straddling an interval boundary counts in the interval of its start: exact
+        # when bin_s divides interval_s (60 s bins, whole-minute intervals).
+        slot = np.minimum((bin_starts_s // interval_s).astype(np.int64), n_intervals - 1)
+        out = np.zeros((n_intervals, self.n_origins), np.int64)
+        np.add.at(out, slot, counts)
+        return out
+
+    def _bin_counts(self, start: pd.Timestamp, duration_s: float, count_rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The one Poisson draw of the stream: bin starts and lengths (s) and counts
+        [bins, origins], each bin Poisson(rate at its midpoint x its length)."""
+        bin_starts_s = np.arange(0.0, duration_s, self.bin_s)
+        bin_lengths_s = np.minimum(self.bin_s, duration_s - bin_starts_s)
+        mids = start + pd.to_timedelta(bin_starts_s + bin_lengths_s / 2.0, unit="s")
+        expected = self.rate_rps(pd.DatetimeIndex(mids)) * bin_lengths_s[:, None]
+        return bin_starts_s, bin_lengths_s, count_rng.poisson(expected)
+
+    def replay(self, source: DataSource, start_utc: pd.Timestamp | str, seed: int
+               ) -> RequestBatch:
         """The traces of ``trace_mix`` with their own timing, shifted to start at ``start_utc``.
 
         Kinds with a positive share are merged as recorded (their shares do not thin them); each
         request gets an origin drawn in proportion to the origins' rates at its shifted time.
         """
-        start = _as_utc(start_utc)
-        traces = [load_trace(Path(data_dir), k) for k, w in self.trace_mix.items() if w > 0]
+        if source.data_dir is None:
+            raise SlitInputError("trace replay", "needs the Azure traces, which the embedded "
+                                 "default does not ship", "give --data-dir ../shared/data")
+        start = to_utc(start_utc)
+        traces = [load_trace(source.data_dir, k) for k, w in self.trace_mix.items() if w > 0]
         first_ns = min(t.time_utc.asi8[0] for t in traces)
         arrival = np.concatenate([(t.time_utc.asi8 - first_ns) / 1e9 for t in traces])
         prompt = np.concatenate([t.prompt_tokens for t in traces])
@@ -184,7 +211,7 @@ class DemandModel:
 
     def _sample_tokens(self, n: int, kind_rng: np.random.Generator,
                        token_rng: np.random.Generator,
-                       data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
+                       source: DataSource) -> tuple[np.ndarray, np.ndarray]:
         kinds = list(self.trace_mix)
         shares = np.array([self.trace_mix[k] for k in kinds], dtype=float)
         which = kind_rng.choice(len(kinds), size=n, p=shares / shares.sum())
@@ -193,7 +220,7 @@ class DemandModel:
         for k, kind in enumerate(kinds):
             mask = which == k
             if mask.any():
-                sampler = TokenSampler.for_kind(kind, data_dir)
+                sampler = TokenSampler.for_kind(kind, source)
                 prompt[mask], output[mask] = sampler.sample(int(mask.sum()), token_rng)
         return prompt, output
 
@@ -207,12 +234,3 @@ def interval_counts(batch: RequestBatch, n_origins: int, interval_s: float,
     flat = slot[keep] * n_origins + batch.origin[keep].astype(np.int64)
     return np.bincount(flat, minlength=n_intervals * n_origins).reshape(n_intervals, n_origins)
 
-
-def _as_utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _as_utc_index(times: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    index = pd.DatetimeIndex(times)
-    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
 from slit.workload.traces import TRACE_KINDS, load_trace
 
@@ -79,8 +80,8 @@ def build_token_profile(data_dir: Path, out_dir: Path) -> Path:
 class TokenSampler:
     """Draws (prompt, output) token pairs of one trace kind.
 
-    Build it with ``from_trace``, ``from_profile`` or ``for_kind`` (trace if a data dir is given,
-    else the shipped profile). ``source`` says which.
+    Build it with ``from_trace``, ``from_profile`` or ``for_kind`` (the trace from a data
+    directory, else the shipped profile). ``source`` says which.
     """
 
     kind: str
@@ -126,13 +127,14 @@ class TokenSampler:
                             output_edges[j], output_edges[j + 1], count / count.sum())
 
     @staticmethod
-    def for_kind(kind: str, data_dir: Path | None = None) -> TokenSampler:
+    def for_kind(kind: str, source: DataSource = EMBEDDED) -> TokenSampler:
+        """The trace's own pairs from a data directory, the shipped profile when embedded."""
         if kind not in TRACE_KINDS:
             raise SlitInputError("trace mix", f"unknown trace kind {kind!r}",
                                  f"use kinds from: {', '.join(TRACE_KINDS)}")
-        if data_dir is None:
+        if source.data_dir is None:
             return TokenSampler.from_profile(kind)
-        return TokenSampler.from_trace(data_dir, kind)
+        return TokenSampler.from_trace(source.data_dir, kind)
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` pairs as two int32 arrays (prompt, output), each >= 1."""
