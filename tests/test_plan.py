@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scenario_helpers import run_slit, write_tiny
 
-from slit.cli.plan_commands import (
+from slit.config import load_scenario
+from slit.plan import (
     ENVOY_TOTAL_WEIGHT,
     ROUTE_CONFIG_TYPE,
     SHARE_UNITS,
@@ -38,7 +39,7 @@ def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def document(scenario_file: Path) -> dict:
-    scenario = plan_scenario(scenario_file, None, pd.Timestamp(AT, tz="UTC"))
+    scenario = plan_scenario(load_scenario(scenario_file), pd.Timestamp(AT, tz="UTC"))
     problem, decision = plan_next_interval(scenario)
     return plan_document(scenario, problem, decision)
 

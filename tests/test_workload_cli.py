@@ -7,19 +7,39 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from slit.cli.app import _register_commands, app
+from slit.cli.app import app
 from slit.data.regions import DEFAULT_REGION_IDS
+from slit.workload.network import rtt_ms_matrix
 
-_register_commands()
+
+def _latency_cells(output: str) -> dict[tuple[str, str], int]:
+    """(origin, site) -> RTT ms read back from every table the command printed."""
+    cells: dict[tuple[str, str], int] = {}
+    header: list[str] = []
+    for line in output.splitlines():
+        parts = [p.strip() for p in line.strip()[1:-1].split("│" if line.startswith("│")
+                                                              else "┃")]
+        if line.startswith("┃") and parts[0] == "from \\ to":
+            header = parts[1:]
+        elif line.startswith("│") and parts[0] in DEFAULT_REGION_IDS:
+            for site, value in zip(header, parts[1:], strict=True):
+                cells[(parts[0], site)] = int(value)
+    return cells
 
 
-def test_latency_prints_the_15_by_15_table() -> None:
-    result = CliRunner().invoke(app, ["latency"])
+@pytest.mark.parametrize("columns", [80, 120, 250])
+def test_latency_table_fits_the_terminal_and_holds_every_pair(columns: int) -> None:
+    result = CliRunner().invoke(app, ["latency"], env={"COLUMNS": str(columns)})
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.output.splitlines()
-            if line.startswith("│") and line.split("│")[1].strip() in DEFAULT_REGION_IDS]
-    assert len(rows) == 15
-    assert all(len(row.split("│")) == 18 for row in rows)  # label + 15 sites + 2 borders
+    assert max(len(line) for line in result.output.splitlines()) <= columns
+    assert "…" not in result.output  # no cell or header cut short
+    cells = _latency_cells(result.output)
+    ids = DEFAULT_REGION_IDS
+    rtt = rtt_ms_matrix(ids, ids)
+    assert cells == {(o, s): round(rtt[i, j]) for i, o in enumerate(ids)
+                     for j, s in enumerate(ids)}
+    tables = result.output.count("┏")
+    assert tables == 1 if columns >= 160 else tables > 1
 
 
 def test_forecast_eval_on_two_regions_ends_with_the_score(data_dir: Path) -> None:

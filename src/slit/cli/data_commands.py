@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -14,13 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slit.cli.app import app
 from slit.cli.options import DataDirOption
 from slit.data.embedded import embedded_info
 from slit.data.regions import REGIONS, get_region
 from slit.data.signals import PRICE, RH, TEMP, available_years, resolve_data_dir
 from slit.data.source import get_signals
 from slit.errors import SlitInputError
+from slit.fileio import check_output_file, write_atomically
 from slit.footprint import (
     CarbonBasis,
     CoolingType,
@@ -38,7 +36,6 @@ class CarbonBasisChoice(StrEnum):
     lca = "lca"
 
 
-@app.command()
 def regions(data_dir: DataDirOption = None) -> None:
     """List the region catalog: id, name, location, time zone and the data behind each."""
     directory = resolve_data_dir(data_dir)
@@ -61,10 +58,9 @@ def regions(data_dir: DataDirOption = None) -> None:
         ewif = SiteFootprintParams.for_region(region.id).ewif_l_per_kwh
         table.add_row(region.id, region.name, f"{region.lat_deg:.3f}", f"{region.lon_deg:.3f}",
                       region.timezone, years, f"{ewif:.2f}")
-    Console(width=140).print(table)
+    Console().print(table)
 
 
-@app.command()
 def signals(
     region: Annotated[str, typer.Argument(help="Region id, e.g. SG (see `slit regions`).")],
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (UTC).")],
@@ -86,6 +82,8 @@ def signals(
     if end_day <= start_day:
         raise SlitInputError("--end", f"{end} is not after --start {start}",
                              "--end is exclusive: one day is --start D --end D+1")
+    if csv is not None:
+        check_output_file(csv, "--csv")
     directory = resolve_data_dir(data_dir)
     hourly = get_signals(directory, site.region_id, pd.Timestamp(start_day, tz="UTC"),
                          pd.Timestamp(end_day, tz="UTC"), seed)
@@ -114,18 +112,8 @@ def _day(text: str, option: str) -> date:
 
 
 def _write_csv_atomically(table: pd.DataFrame, path: Path) -> None:
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        raise SlitInputError(f"--csv {path}", "its folder does not exist", "create it first")
-    # Written beside the target then renamed, so a failure never leaves a half-written file.
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
-            table.to_csv(fh, index_label="time_utc", date_format="%Y-%m-%dT%H:%M:%SZ")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: table.to_csv(
+        tmp, index_label="time_utc", date_format="%Y-%m-%dT%H:%M:%SZ", encoding="utf-8"))
 
 
 def _print(
@@ -161,7 +149,7 @@ def _print(
         for stamp, row in table.iloc[-MAX_TABLE_ROWS // 2:].iterrows():
             add(f"{stamp:%Y-%m-%d %H:%M}", row)
     add("mean", table.mean())
-    console = Console(width=140)
+    console = Console()
     console.print(out)
     if csv is not None:
         console.print(f"wrote {n} hours to {csv}")
