@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from scenario_helpers import run_slit, write_tiny
 
 from slit.config import load_scenario
+from slit.optimise.problem import OBJECTIVES
 from slit.plan import (
     ENVOY_TOTAL_WEIGHT,
     ROUTE_CONFIG_TYPE,
@@ -26,7 +27,6 @@ from slit.plan import (
     plan_next_interval,
     plan_scenario,
 )
-from slit.optimise.problem import OBJECTIVES
 
 REPO = Path(__file__).resolve().parents[1]
 AT = "2023-07-12T13:15"

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 Report = Callable[[str, int, int], None]
 
@@ -54,7 +61,7 @@ def _bars(console: Console, first: str | None, order: tuple[str, ...]) -> Iterat
     with Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}"),
                   BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
         waiting: list[str] = []  # started, but no count yet
 
         def start(stage: str) -> None:
