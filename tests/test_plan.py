@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -96,10 +97,15 @@ def test_front_holds_the_chosen_plan(document: dict) -> None:
 def test_envoy_routes(document: dict, scenario_file: Path, tmp_path: Path, capsys,
                       monkeypatch) -> None:
     out = tmp_path / "routes.yaml"
-    code, _, err = run_slit(["plan", "--at", AT, "--scenario", str(scenario_file),
-                             "--format", "envoy", "--output", str(out)], capsys, monkeypatch)
+    old = os.umask(0o027)  # a load balancer in the group may read the routes, others not
+    try:
+        code, _, err = run_slit(["plan", "--at", AT, "--scenario", str(scenario_file),
+                                 "--format", "envoy", "--output", str(out)], capsys, monkeypatch)
+    finally:
+        os.umask(old)
     assert code == 0 and "wrote" in err
     assert [p.name for p in tmp_path.iterdir()] == ["routes.yaml"]
+    assert out.stat().st_mode & 0o777 == 0o640
     config = yaml.safe_load(out.read_text())
     (resource,) = config["resources"]
     assert resource["@type"] == ROUTE_CONFIG_TYPE

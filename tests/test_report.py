@@ -220,6 +220,26 @@ def test_earlier_results_are_replaced_whole(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+@pytest.mark.parametrize(("umask", "folder_mode", "file_mode"),
+                         [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_results_folder_follows_the_umask(umask: int, folder_mode: int, file_mode: int,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    monkeypatch.setattr(bundle, "FIGURES", (FigureSpec("pareto.png", "A", "a",
+                                                       lambda r: PNG_MAGIC),))
+    monkeypatch.setattr(bundle, "render_html", lambda result, figures: "<html></html>")
+    monkeypatch.setattr(bundle, "results_document", lambda result: {"new": True})
+    old = os.umask(umask)
+    try:
+        write_results_dir(tmp_path / "out", result=None)  # type: ignore[arg-type]
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert out.stat().st_mode & 0o777 == folder_mode
+    for path in out.iterdir():
+        assert path.stat().st_mode & 0o777 == file_mode, path.name
+
+
 def test_foreign_folder_is_not_replaced(tmp_path: Path) -> None:
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(SlitInputError, match="holds other files"):

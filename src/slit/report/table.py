@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -59,12 +60,17 @@ def fitted_comparison_table(metrics: dict[str, PolicyMetrics], title: str, conso
                             ) -> tuple[Table, bool]:
     """The widest layout of the comparison table that fits ``console`` without wrapping a
     cell, and whether it is the full one."""
-    layouts = (COLUMNS, *COMPACT_COLUMNS)
-    for columns in layouts:
-        table = comparison_table(metrics, title, columns)
+    return widest_fitting(console, [comparison_table(metrics, title, columns)
+                                    for columns in (COLUMNS, *COMPACT_COLUMNS)])
+
+
+def widest_fitting(console: Console, layouts: Sequence[Table]) -> tuple[Table, bool]:
+    """The first of ``layouts`` (widest first) that ``console`` shows without wrapping a cell,
+    or the last; and whether it is the first."""
+    for n, table in enumerate(layouts):
         if natural_width(console, table) <= console.width:
-            return table, columns is COLUMNS
-    return table, False
+            return table, n == 0
+    return layouts[-1], False
 
 
 def natural_width(console: Console, table: Table) -> int:
