@@ -158,3 +158,28 @@ def test_docs_describe_every_field(document: dict) -> None:
 
     missing = sorted(k for k in keys(document) if f"`{k}`" not in text)
     assert missing == []
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_plan_package_and_cli_keep_the_layering() -> None:
+    src = REPO / "src" / "slit"
+    # slit.plan sits below slit.report and slit.cli: it imports neither.
+    for path in (src / "plan").glob("*.py"):
+        assert not {m for m in _imports(path) if m.startswith(("slit.report", "slit.cli"))}, path
+    # No command module imports the app back (the app imports them), and plan does not lean
+    # on run's command module.
+    for path in (src / "cli").glob("*_commands.py"):
+        assert "slit.cli.app" not in _imports(path), path
+    assert "slit.cli.run_commands" not in _imports(src / "cli" / "plan_commands.py")

@@ -35,7 +35,11 @@ COMPACT_COLUMNS: tuple[tuple[tuple[str, str, str], ...], ...] = (
     (("ttft_p99_s", "p99 s", "{:.2f}"), ("slo_attainment_pct", "SLO %", "{:.2f}"),
      ("energy_kwh", "kWh", "{:,.0f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
      ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}"),
-     ("g_co2_per_request", "g/req", "{:.3f}")),
+     ("wh_per_request", "Wh/req", "{:.3f}"), ("g_co2_per_request", "gCO2/req", "{:.3f}"),
+     ("ml_water_per_request", "mL/req", "{:.2f}")),
+    (("ttft_p99_s", "p99 s", "{:.2f}"), ("slo_attainment_pct", "SLO %", "{:.2f}"),
+     ("energy_kwh", "kWh", "{:,.0f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
+     ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}")),
     (("slo_attainment_pct", "SLO %", "{:.2f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
      ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}")),
 )
