@@ -123,7 +123,7 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("plan-scenario-missing", ["plan", "--at", "2023-07-12T10:00", "--scenario", "nope.yaml"],
      "nope.yaml: does not exist"),
     ("plan-output-folder", ["plan", "--at", "2023-07-12T10:00", "--output", "no/such/p.json"],
-     "its folder does not exist"),
+     "no/such does not exist; create it first"),
     ("run-hours", ["run", "--hours", "-1"], "--hours: -1.0 is not positive"),
     ("run-rate", ["run", "--rate", "0"], "--rate: 0.0 is not positive"),
     ("run-data-dir", ["run", "--data-dir", "no/such/folder"], "is not a directory"),
@@ -229,3 +229,94 @@ def test_plan_outside_the_data(pristine: Path, tmp_path: Path, capsys, monkeypat
                                   capsys, monkeypatch)
         _assert_clean_error(code, out, err, "--at: ")
         assert "28 days" in err and out == ""
+
+
+# Output destinations that cannot be written, each refused before any work starts. /proc takes
+# no new files even for root (who passes every permission-bit check); EXISTING is a folder and
+# KEEP a file already in the test folder. (case id, arguments, text the error must contain)
+DAY = ["--start", "2023-07-01", "--end", "2023-07-02"]
+AT_ARGS = ["plan", "--at", "2023-07-12T13:00"]
+BAD_OUTPUTS: list[tuple[str, list[str], str]] = [
+    ("run-out-proc", ["run", "--hours", "1", "--out", "/proc/slit-out"],
+     "--out /proc/slit-out: folder /proc is not writable"),
+    ("run-out-under-file", ["run", "--out", "KEEP/out"], "is a file"),
+    ("run-json-proc", ["run", "--hours", "1", "--out", "out", "--json", "/proc/a.json"],
+     "--json /proc/a.json: folder /proc is not writable"),
+    ("run-json-folder", ["run", "--out", "out", "--json", "EXISTING"], "is a folder"),
+    ("run-json-no-folder", ["run", "--json", "no/such/r.json"], "does not exist"),
+    ("run-json-in-out", ["run", "--out", "out", "--json", "out/r.json"],
+     "is inside the results folder"),
+    ("plan-output-folder", [*AT_ARGS, "--output", "EXISTING"], "--output EXISTING: is a folder"),
+    ("plan-output-proc", [*AT_ARGS, "--output", "/proc/p.json"], "folder /proc is not writable"),
+    ("signals-csv-proc", ["signals", "SG", *DAY, "--csv", "/proc/a.csv"],
+     "--csv /proc/a.csv: folder /proc is not writable"),
+    ("signals-csv-folder", ["signals", "SG", *DAY, "--csv", "EXISTING"], "is a folder"),
+    ("init-proc", ["init", "/proc/x.yaml"], "FILE /proc/x.yaml: folder /proc is not writable"),
+    ("init-folder", ["init", "EXISTING"], "EXISTING: is not a file"),
+    ("init-existing", ["init", "KEEP"], "KEEP: already exists; choose another name"),
+    ("init-no-folder", ["init", "no/such/s.yaml"], "does not exist"),
+]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("args", "expected"), [c[1:] for c in BAD_OUTPUTS],
+                         ids=[c[0] for c in BAD_OUTPUTS])
+def test_bad_output_is_refused_before_any_work(args: list[str], expected: str, tmp_path: Path,
+                                               capsys, monkeypatch) -> None:
+    from slit.cli import data_commands, plan_commands, run_commands
+
+    def no_work(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("work started before the output was checked")
+
+    # The checks must come before the first expensive step of each command.
+    monkeypatch.setattr(run_commands, "run_experiment", no_work)
+    monkeypatch.setattr(run_commands, "default_scenario", no_work)
+    monkeypatch.setattr(plan_commands, "plan_scenario", no_work)
+    monkeypatch.setattr(data_commands, "get_signals", no_work)
+    monkeypatch.setattr(run_commands, "example_yaml", no_work)
+    (tmp_path / "EXISTING").mkdir()
+    (tmp_path / "EXISTING" / "inside.txt").write_text("mine")
+    (tmp_path / "KEEP").write_text("keep me")
+    before = _snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_slit(args, capsys, monkeypatch)
+    _assert_clean_error(code, out, err, expected)
+    assert out == ""
+    assert _snapshot(tmp_path) == before  # nothing written, existing files untouched
+
+
+def test_failure_while_writing_csv_leaves_nothing(tmp_path: Path, capsys, monkeypatch) -> None:
+    import pandas as pd
+
+    def half_then_fail(self: pd.DataFrame, path: Path, **_kwargs: object) -> None:
+        Path(path).write_text("time_utc,carbon\n2023-07-01T00:00:00Z,4")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    (tmp_path / "old.csv").write_text("the earlier table")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="No space left"):
+        run_slit(["signals", "SG", *DAY, "--csv", "old.csv"], capsys, monkeypatch)
+    assert _snapshot(tmp_path) == {"old.csv": b"the earlier table"}
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_follow_the_umask(umask: int, mode: int, tmp_path: Path, capsys,
+                                        monkeypatch) -> None:
+    import os
+
+    old = os.umask(umask)
+    try:
+        code_init, _, err_init = run_slit(["init", str(tmp_path / "s.yaml")], capsys,
+                                          monkeypatch)
+        code_csv, _, err_csv = run_slit(["signals", "SG", *DAY, "--csv",
+                                         str(tmp_path / "s.csv")], capsys, monkeypatch)
+    finally:
+        os.umask(old)
+    assert code_init == 0 and code_csv == 0, (err_init, err_csv)
+    for name in ("s.yaml", "s.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name

@@ -73,9 +73,8 @@ def test_calibration_reproduces_shipped_factors(data_dir) -> None:
 def test_calibrate_command_ends_with_the_figure(data_dir) -> None:
     from typer.testing import CliRunner
 
-    from slit.cli.app import _register_commands, app
+    from slit.cli.app import app
 
-    _register_commands()
     result = CliRunner().invoke(app, ["calibrate", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]

@@ -48,6 +48,19 @@ def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, found by creating and removing one:
+    permission bits do not tell (root passes ``os.access`` on /proc, where nothing can be
+    created, and a read-only mount or a quota says no only when asked)."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".slit-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(probe)
+    return True
+
+
 def check_output_file(path: Path, option: str) -> None:
     """Refuse, before any work starts, an output file that cannot be written: a folder, a
     missing or read-only parent folder. ``option`` names the argument in the error."""
@@ -58,7 +71,7 @@ def check_output_file(path: Path, option: str) -> None:
     if not folder.is_dir():
         raise SlitInputError(f"{option} {path}", f"folder {folder} does not exist",
                              "create it first or give another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not can_create_in(folder):
         raise SlitInputError(f"{option} {path}", f"folder {folder} is not writable",
                              "give a path in a folder you can write to")
     if path.exists() and not os.access(path, os.W_OK):

@@ -1,4 +1,5 @@
-"""The ``slit`` command: one typer app, each command group in its own module."""
+"""The ``slit`` command: one typer app; each command group lives in its own module and is
+registered here, so no command module imports this one back."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import sys
 
 import typer
 
+from slit.cli import (
+    data_commands,
+    plan_commands,
+    run_commands,
+    serving_commands,
+    workload_commands,
+)
 from slit.errors import SlitInputError
 
 app = typer.Typer(
@@ -22,20 +30,16 @@ def _root() -> None:
     """SLIT: co-optimise TTFT, carbon, water and energy cost of LLM inference across regions."""
 
 
-def _register_commands() -> None:
-    # Imported here so that each module can decorate commands on `app` without import cycles.
-    from slit.cli import (  # noqa: F401
-        data_commands,
-        plan_commands,
-        run_commands,
-        serving_commands,
-        workload_commands,
-    )
+# In the order `slit --help` lists them.
+for command in (data_commands.regions, data_commands.signals, serving_commands.calibrate,
+                serving_commands.simulate_site, workload_commands.latency,
+                workload_commands.forecast_eval, run_commands.run, run_commands.init,
+                plan_commands.plan):
+    app.command(command.__name__.replace("_", "-"))(command)
 
 
 def main() -> None:
     """Entry point: run the app, turning bad input into one line on stderr and exit code 2."""
-    _register_commands()
     try:
         app(standalone_mode=False)
     except SlitInputError as err:

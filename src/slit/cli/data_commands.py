@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slit.cli.app import app
 from slit.cli.options import DataDirOption
 from slit.data.embedded import embedded_info
 from slit.data.regions import REGIONS, get_region
 from slit.data.signals import PRICE, RH, TEMP, available_years, resolve_data_dir
 from slit.data.source import DataSource, get_signals
 from slit.errors import SlitInputError
+from slit.fileio import check_output_file, write_atomically
 from slit.footprint import (
     CarbonBasis,
     CoolingType,
@@ -27,12 +25,12 @@ from slit.footprint import (
     carbon_column,
     hourly_coefficients,
 )
+from slit.report.table import widest_fitting
 
 # Beyond this many hours the table shows the first and last days only; --csv has them all.
 MAX_TABLE_ROWS = 48
 
 
-@app.command()
 def regions(data_dir: DataDirOption = None) -> None:
     """List the region catalog: id, name, location, time zone and the data behind each."""
     directory = resolve_data_dir(data_dir)
@@ -42,9 +40,7 @@ def regions(data_dir: DataDirOption = None) -> None:
         title = f"SLIT regions (embedded default: typical year from {source} statistics)"
     else:
         title = f"SLIT regions (data: {directory})"
-    table = Table(title=title)
-    for column in ("id", "name", "lat", "lon", "time zone", "data", "EWIF L/kWh"):
-        table.add_column(column)
+    rows = []
     for region in REGIONS.values():
         if directory is None:
             years = (f"any period, from {source}" if region.id in info.regions
@@ -53,12 +49,26 @@ def regions(data_dir: DataDirOption = None) -> None:
             found = available_years(directory, region.id)
             years = " ".join(str(y) for y in found) if found else "none"
         ewif = SiteFootprintParams.for_region(region.id).ewif_l_per_kwh
-        table.add_row(region.id, region.name, f"{region.lat_deg:.3f}", f"{region.lon_deg:.3f}",
-                      region.timezone, years, f"{ewif:.2f}")
-    Console(width=140).print(table)
+        rows.append({"id": region.id, "name": region.name, "lat": f"{region.lat_deg:.3f}",
+                     "lon": f"{region.lon_deg:.3f}", "time zone": region.timezone,
+                     "data": years, "EWIF L/kWh": f"{ewif:.2f}"})
+    console = Console()
+    # Narrow terminals lose the coordinates first, then the time zone; last, long names wrap.
+    layouts = [_table(title, rows, [c for c in rows[0] if c not in dropped])
+               for dropped in ((), ("lat", "lon"), ("lat", "lon", "time zone"))]
+    table, _ = widest_fitting(console, layouts)
+    console.print(table)
 
 
-@app.command()
+def _table(title: str, rows: list[dict[str, str]], columns: list[str]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, no_wrap=column != "name")
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    return table
+
+
 def signals(
     region: Annotated[str, typer.Argument(help="Region id, e.g. SG (see `slit regions`).")],
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD (UTC).")],
@@ -80,6 +90,8 @@ def signals(
     if end_day <= start_day:
         raise SlitInputError("--end", f"{end} is not after --start {start}",
                              "--end is exclusive: one day is --start D --end D+1")
+    if csv is not None:
+        check_output_file(csv, "--csv")
     directory = resolve_data_dir(data_dir)
     hourly = get_signals(DataSource(directory), site.region_id, pd.Timestamp(start_day, tz="UTC"),
                          pd.Timestamp(end_day, tz="UTC"), seed)
@@ -107,18 +119,8 @@ def _day(text: str, option: str) -> date:
 
 
 def _write_csv_atomically(table: pd.DataFrame, path: Path) -> None:
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        raise SlitInputError(f"--csv {path}", "its folder does not exist", "create it first")
-    # Written beside the target then renamed, so a failure never leaves a half-written file.
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as fh:
-            table.to_csv(fh, index_label="time_utc", date_format="%Y-%m-%dT%H:%M:%SZ")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: table.to_csv(
+        tmp, index_label="time_utc", date_format="%Y-%m-%dT%H:%M:%SZ", encoding="utf-8"))
 
 
 def _print(
@@ -126,9 +128,9 @@ def _print(
     csv: Path | None,
 ) -> None:
     shown = {
-        carbon: ("carbon g/kWh", "{:.0f}"),
-        PRICE: ("price USD/MWh", "{:.2f}"),
-        TEMP: ("dry-bulb °C", "{:.1f}"),
+        carbon: ("gCO2/kWh", "{:.0f}"),
+        PRICE: ("USD/MWh", "{:.2f}"),
+        TEMP: ("dry °C", "{:.1f}"),
         RH: ("RH %", "{:.0f}"),
         "wet_bulb_c": ("wet-bulb °C", "{:.1f}"),
         "pue": ("PUE", "{:.3f}"),
@@ -136,26 +138,39 @@ def _print(
         "ewif_l_per_kwh": ("EWIF L/kWh", "{:.2f}"),
     }
     source = f"data: {directory}" if directory else "embedded default"
-    out = Table(title=f"{site.region_id} hourly signals, {site.cooling.value} cooling ({source})")
-    out.add_column("UTC")
-    for label, _ in shown.values():
-        out.add_column(label, justify="right")
-
-    def add(stamp: str, row: pd.Series | None) -> None:
-        cells = [fmt.format(row[c]) if row is not None else "…" for c, (_, fmt) in shown.items()]
-        out.add_row(stamp, *cells)
-
+    title = f"{site.region_id} hourly signals, {site.cooling.value} cooling ({source})"
     n = len(table)
-    head = table if n <= MAX_TABLE_ROWS else table.iloc[: MAX_TABLE_ROWS // 2]
-    for stamp, row in head.iterrows():
-        add(f"{stamp:%Y-%m-%d %H:%M}", row)
-    if n > MAX_TABLE_ROWS:
-        add(f"({n - MAX_TABLE_ROWS} hours)", None)
-        for stamp, row in table.iloc[-MAX_TABLE_ROWS // 2:].iterrows():
+
+    def layout(columns: dict[str, tuple[str, str]]) -> Table:
+        out = Table(title=title)
+        out.add_column("UTC", no_wrap=True)
+        for label, _ in columns.values():
+            out.add_column(label, justify="right")
+
+        def add(stamp: str, row: pd.Series | None) -> None:
+            out.add_row(stamp, *(fmt.format(row[c]) if row is not None else "…"
+                                 for c, (_, fmt) in columns.items()))
+
+        head = table if n <= MAX_TABLE_ROWS else table.iloc[: MAX_TABLE_ROWS // 2]
+        for stamp, row in head.iterrows():
             add(f"{stamp:%Y-%m-%d %H:%M}", row)
-    add("mean", table.mean())
-    console = Console(width=140)
+        if n > MAX_TABLE_ROWS:
+            add(f"({n - MAX_TABLE_ROWS} hours)", None)
+            for stamp, row in table.iloc[-MAX_TABLE_ROWS // 2:].iterrows():
+                add(f"{stamp:%Y-%m-%d %H:%M}", row)
+        add("mean", table.mean())
+        return out
+
+    console = Console()
+    # Narrow terminals lose the weather inputs first (wet-bulb, derived from them, stays),
+    # then the PUE; every column is in --csv.
+    narrow = {c: v for c, v in shown.items() if c not in (TEMP, RH)}
+    narrowest = {c: v for c, v in narrow.items() if c != "pue"}
+    out, full = widest_fitting(console, [layout(shown), layout(narrow), layout(narrowest)])
     console.print(out)
+    if not full:
+        console.print(f"(compact table for {console.width} columns; --csv FILE has every "
+                      "column)")
     if csv is not None:
         console.print(f"wrote {n} hours to {csv}")
     elif n > MAX_TABLE_ROWS:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from slit.cli.app import app
 from slit.cli.options import DataDirOption
 from slit.cli.progress import stage_progress
 from slit.config import example_yaml, load_scenario
@@ -18,13 +15,13 @@ from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
 from slit.experiment.run import POLICIES, ExperimentResult, run_experiment
 from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_scenario
+from slit.fileio import check_output_file, write_text_atomically
 from slit.report.bundle import check_out_dir, results_document, write_results_dir
-from slit.report.table import comparison_table, dominating, reductions_vs, write_json
+from slit.report.table import dominating, fitted_comparison_table, reductions_vs, write_json
 
 DEFAULT_OUT = Path("slit-results")
 
 
-@app.command()
 def run(
     scenario_file: Annotated[Path | None, typer.Argument(
         metavar="[SCENARIO]", help="Scenario YAML (see `slit init`); default: the embedded "
@@ -47,44 +44,52 @@ def run(
         "--out", help="Folder for report.html, the PNG figures and results.json.")
     ] = DEFAULT_OUT,
 ) -> None:
-    """Simulate a day with SLIT and every baseline; print the comparison table and write the
-    report."""
+    """Simulate a day with SLIT and every baseline; print the comparison table, write the report."""
     if hours is not None and not hours > 0:
         raise SlitInputError("--hours", f"{hours} is not positive", "give a period in hours")
     if rate is not None and not rate > 0:
         raise SlitInputError("--rate", f"{rate} is not positive", "give requests per second")
     if seed is not None and seed < 0:
         raise SlitInputError("--seed", f"{seed} is negative", "give a seed >= 0")
+    # Every destination is checked before the minutes of work, not after.
     check_out_dir(out)
     if json_path is not None:
-        check_json_target(json_path)
-    scenario = build_scenario(scenario_file, resolve_data_dir(data_dir), hours, seed, rate)
-    console = Console(width=200)
-    result = run_with_progress(scenario, console)
+        if out.resolve() in (json_path.resolve(), json_path.resolve().parent):
+            raise SlitInputError(f"--json {json_path}", f"is inside the results folder {out}",
+                                 "give a path outside --out (results.json is already there)")
+        check_output_file(json_path, "--json")
+    directory = resolve_data_dir(data_dir)
+    # A scenario file is read and checked before progress starts, so its errors stand alone.
+    scenario = (None if scenario_file is None
+                else build_scenario(scenario_file, directory, hours, seed, rate))
+    console = Console()  # the terminal's width, or COLUMNS, or 80 when not a terminal
+    with stage_progress(console, first="load",
+                        order=("load", "surrogate", "plan", "simulate")) as report:
+        if scenario is None:  # sizing the default fleets takes a second or two: show it
+            scenario = build_scenario(None, directory, hours, seed, rate)
+        result = run_experiment(scenario, POLICIES, report)
     _print_summary(result, console)
+    if json_path is not None:
+        write_json(json_path, results_document(result))
     written = write_results_dir(out, result)
     console.print(f"wrote {written[0]} (report), {out / 'results.json'} and "
                   f"{len(written) - 2} figures")
     if json_path is not None:
-        write_json(json_path, results_document(result))
         console.print(f"wrote {json_path}")
 
 
-@app.command()
 def init(
     path: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the scenario.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")
                      ] = False,
 ) -> None:
     """Write a commented example scenario (the embedded default) that runs as is."""
+    if path.exists() and not path.is_file():
+        raise SlitInputError(str(path), "is not a file", "give a file name")
     if path.exists() and not force:
         raise SlitInputError(str(path), "already exists",
                              "choose another name, or add --force to overwrite it")
-    if path.exists() and not path.is_file():
-        raise SlitInputError(str(path), "is not a file", "give a file name")
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        raise SlitInputError(str(path), f"folder {folder} does not exist", "create it first")
+    check_output_file(path, "FILE")
     write_text_atomically(path, example_yaml())
     typer.echo(f"wrote {path}; run it with: slit run {path}")
 
@@ -105,48 +110,25 @@ def build_scenario(scenario_file: Path | None, data_dir: Path | None, hours: flo
     return load_scenario(scenario_file, data_dir=data_dir, hours=hours)
 
 
-def run_with_progress(scenario: Scenario, console: Console) -> ExperimentResult:
-    with stage_progress(console) as report:
-        return run_experiment(scenario, POLICIES, report)
-
-
-def check_json_target(path: Path) -> None:
-    if path.is_dir():
-        raise SlitInputError(f"--json {path}", "is a folder", "give a file name")
-    folder = path.resolve().parent
-    if not folder.is_dir():
-        raise SlitInputError(f"--json {path}", f"folder {folder} does not exist",
-                             "create it first")
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """A temporary file beside ``path``, then a rename: never a half-written file."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                   dir=path.resolve().parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _print_summary(result: ExperimentResult, console: Console) -> None:
     scenario, metrics = result.scenario, result.metrics
-    console.print(comparison_table(
+    table, full = fitted_comparison_table(
         metrics, f"{scenario.name}: {scenario.hours:g} h from "
         f"{scenario.start_utc:%Y-%m-%d %H:%M} UTC, {len(scenario.sites)} sites, "
-        f"{metrics['slit'].requests:,} requests, SLO TTFT <= {scenario.slo_ttft_s:g} s"))
+        f"{metrics['slit'].requests:,} requests, SLO TTFT <= {scenario.slo_ttft_s:g} s",
+        console)
+    console.print(table)
+    if not full:
+        console.print(f"(compact table for {console.width} columns; every column is in "
+                      "results.json and report.html)")
     cut = reductions_vs(metrics, "slit", "latency_first")
     beaten_by = dominating(metrics, "slit")
     decision = sorted(result.decision_s)[len(result.decision_s) // 2]
     console.print(
         f"SLIT vs latency_first: carbon -{cut['carbon_kg']:.1f} %, water -{cut['water_l']:.1f} %,"
-        f" cost -{cut['cost_usd']:.1f} %, energy -{cut['energy_kwh']:.1f} %; "
-        f"dominated by: {', '.join(beaten_by) if beaten_by else 'none'}; "
-        f"median decision {decision:.2f} s"
-    )
+        f" cost -{cut['cost_usd']:.1f} %, energy -{cut['energy_kwh']:.1f} %")
+    console.print(f"SLIT dominated by: {', '.join(beaten_by) if beaten_by else 'none'}; "
+                  f"median decision {decision:.2f} s")
     acc = result.surrogate_accuracy
     console.print(
         "surrogate held-out MAPE (operating range): "

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slit.cli.app import app
 from slit.cli.options import DataDirOption
+from slit.cli.progress import stage_progress
 from slit.data.regions import DEFAULT_REGION_IDS
 from slit.data.source import DataSource
 from slit.errors import SlitInputError
@@ -24,22 +24,51 @@ from slit.forecast.evaluate import (
     regions_beating_persistence,
 )
 from slit.forecast.signals import MAX_HORIZON_H
+from slit.report.table import natural_width
 from slit.workload.network import DEFAULT_NETWORK, rtt_ms_matrix
 
 
-@app.command()
 def latency() -> None:
     """Print the origin x site round-trip table (ms) of the distance-based network model."""
     ids = DEFAULT_REGION_IDS
     rtt = rtt_ms_matrix(ids, ids)
-    table = Table(title=f"RTT origin -> site, ms (route inflation {DEFAULT_NETWORK.route_inflation}"
-                        f", overhead {DEFAULT_NETWORK.overhead_ms:g} ms)")
-    table.add_column("origin \\ site")
-    for site in ids:
-        table.add_column(site, justify="right")
+    console = Console()
+    title = (f"RTT origin -> site, ms (route inflation {DEFAULT_NETWORK.route_inflation}, "
+             f"overhead {DEFAULT_NETWORK.overhead_ms:g} ms)")
+    parts = site_column_groups(console, ids, rtt, title)
+    if len(parts) == 1:
+        console.print(_latency_table(ids, rtt, parts[0], title))
+        return
+    console.print(title, highlight=False)
+    for sites in parts:
+        console.print(_latency_table(ids, rtt, sites,
+                                     f"sites {sites[0] + 1}-{sites[-1] + 1} of {len(ids)}"))
+
+
+def site_column_groups(console: Console, ids: tuple[str, ...], rtt: np.ndarray, title: str
+                       ) -> list[list[int]]:
+    """Site columns split into as few consecutive groups as fit the terminal, each one table:
+    a 15-site matrix is 157 columns wide, an 80-column terminal shows five sites at a time."""
+    groups: list[list[int]] = [[]]
+    for s in range(len(ids)):
+        trial = [*groups[-1], s]
+        if groups[-1] and natural_width(console, _latency_table(ids, rtt, trial, title)) \
+                > console.width:
+            groups.append([s])
+        else:
+            groups[-1] = trial
+    return groups
+
+
+def _latency_table(ids: tuple[str, ...], rtt: np.ndarray, sites: list[int], title: str
+                   ) -> Table:
+    table = Table(title=title)
+    table.add_column("from \\ to")
+    for s in sites:
+        table.add_column(ids[s], justify="right")
     for i, origin in enumerate(ids):
-        table.add_row(origin, *(f"{v:.0f}" for v in rtt[i]))
-    Console(width=240).print(table)
+        table.add_row(origin, *(f"{rtt[i, s]:.0f}" for s in sites))
+    return table
 
 
 def _parse_horizons(text: str) -> list[int]:
@@ -55,7 +84,6 @@ def _parse_horizons(text: str) -> list[int]:
     return horizons
 
 
-@app.command("forecast-eval")
 def forecast_eval(
     data_dir: DataDirOption = None,
     horizons: Annotated[str, typer.Option(
@@ -68,11 +96,17 @@ def forecast_eval(
     shown = _parse_horizons(horizons)
     region_ids = tuple(r.strip() for r in regions.split(",") if r.strip()) or DEFAULT_REGION_IDS
     config = EvalConfig(regions=region_ids, seed=seed)
-    console = Console(width=160)
+    console = Console()
     began = time.perf_counter()
-    with console.status("evaluating forecasts") as status:
-        errors = evaluate(DataSource.resolve(data_dir), config,
-                          progress=lambda r: status.update(f"evaluated {r}"))
+    with stage_progress(console, first="forecast") as report:
+        report("forecast", 0, len(region_ids))
+        done: list[str] = []
+
+        def region_done(region_id: str) -> None:
+            done.append(region_id)
+            report("forecast", len(done), len(region_ids))
+
+        errors = evaluate(DataSource.resolve(data_dir), config, progress=region_done)
     for signal in config.signals:
         _print_signal_table(console, errors[errors["signal"] == signal], signal, shown)
     _print_summary(console, errors)

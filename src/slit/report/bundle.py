@@ -6,12 +6,14 @@ so a run that fails leaves neither a half-written folder nor a temporary one beh
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from slit.errors import SlitInputError
 from slit.experiment.run import ExperimentResult
+from slit.fileio import can_create_in
 from slit.report.html import render_html
 from slit.report.plots import FIGURES
 from slit.report.table import dominating, reductions_vs, write_json
@@ -19,7 +21,6 @@ from slit.report.table import dominating, reductions_vs, write_json
 REPORT_FILE = "report.html"
 RESULTS_FILE = "results.json"
 # What a results folder holds; an existing folder with anything else is not replaced.
-FOLDER_MODE = 0o755
 OWN_FILES = frozenset({REPORT_FILE, RESULTS_FILE} | {spec.file for spec in FIGURES})
 
 
@@ -59,12 +60,17 @@ def check_out_dir(out_dir: Path, option: str = "--out") -> Path:
         if foreign:
             raise SlitInputError(f"{option} {out_dir}", f"holds other files ({foreign[0]}, ...)"
                                  , "give a new or empty folder, or an earlier results folder")
+    # The folder is built beside its target and renamed into place: the nearest existing
+    # ancestor of the target must be a folder the user can create entries in.
     parent = out_dir.resolve().parent
     for folder in (parent, *parent.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise SlitInputError(f"{option} {out_dir}", f"{folder} is a file",
                                      "give a folder path under a folder")
+            if not can_create_in(folder):
+                raise SlitInputError(f"{option} {out_dir}", f"folder {folder} is not writable",
+                                     "give a path in a folder you can write to")
             break
     return out_dir
 
@@ -77,7 +83,8 @@ def write_results_dir(out_dir: Path, result: ExperimentResult) -> list[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
     try:
-        staging.chmod(FOLDER_MODE)  # mkdtemp makes it private; results are for sharing
+        # mkdtemp makes it private; results are for sharing, as far as the umask allows.
+        staging.chmod(0o777 & ~_umask())
         figures = []
         for spec in FIGURES:
             png = spec.draw(result)
@@ -90,6 +97,12 @@ def write_results_dir(out_dir: Path, result: ExperimentResult) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [out_dir / name for name in (REPORT_FILE, RESULTS_FILE, *(s.file for s in FIGURES))]
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the umask can only be read by setting it; set it straight back
+    os.umask(mask)
+    return mask
 
 
 def _swap_in(staging: Path, target: Path) -> None:

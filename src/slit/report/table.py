@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from slit.experiment.metrics import PolicyMetrics
+from slit.fileio import write_text_atomically
 
 # (metric, column header, format)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -26,19 +29,59 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("g_co2_per_request", "gCO2/req", "{:.3f}"),
     ("ml_water_per_request", "mL/req", "{:.2f}"),
 )
+# Narrower layouts for narrow terminals, widest first; each keeps the SLO and the footprint.
+# The full table is always in results.json and report.html.
+COMPACT_COLUMNS: tuple[tuple[tuple[str, str, str], ...], ...] = (
+    (("ttft_p99_s", "p99 s", "{:.2f}"), ("slo_attainment_pct", "SLO %", "{:.2f}"),
+     ("energy_kwh", "kWh", "{:,.0f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
+     ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}"),
+     ("wh_per_request", "Wh/req", "{:.3f}"), ("g_co2_per_request", "gCO2/req", "{:.3f}"),
+     ("ml_water_per_request", "mL/req", "{:.2f}")),
+    (("ttft_p99_s", "p99 s", "{:.2f}"), ("slo_attainment_pct", "SLO %", "{:.2f}"),
+     ("energy_kwh", "kWh", "{:,.0f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
+     ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}")),
+    (("slo_attainment_pct", "SLO %", "{:.2f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
+     ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}")),
+)
+UNBOUNDED_WIDTH = 10_000
 # The four objectives on which dominance is judged (all minimised).
 DOMINANCE_METRICS = ("ttft_mean_s", "carbon_kg", "water_l", "cost_usd")
 
 
-def comparison_table(metrics: dict[str, PolicyMetrics], title: str) -> Table:
+def comparison_table(metrics: dict[str, PolicyMetrics], title: str,
+                     columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> Table:
     table = Table(title=title)
     table.add_column("policy")
-    for _, header, _ in COLUMNS:
+    for _, header, _ in columns:
         table.add_column(header, justify="right")
     for policy, m in metrics.items():
         values = m.as_dict()
-        table.add_row(policy, *[fmt.format(values[key]) for key, _, fmt in COLUMNS])
+        table.add_row(policy, *[fmt.format(values[key]) for key, _, fmt in columns])
     return table
+
+
+def fitted_comparison_table(metrics: dict[str, PolicyMetrics], title: str, console: Console
+                            ) -> tuple[Table, bool]:
+    """The widest layout of the comparison table that fits ``console`` without wrapping a
+    cell, and whether it is the full one."""
+    return widest_fitting(console, [comparison_table(metrics, title, columns)
+                                    for columns in (COLUMNS, *COMPACT_COLUMNS)])
+
+
+def widest_fitting(console: Console, layouts: Sequence[Table]) -> tuple[Table, bool]:
+    """The first of ``layouts`` (widest first) that ``console`` shows without wrapping a cell,
+    or the last; and whether it is the first."""
+    for n, table in enumerate(layouts):
+        if natural_width(console, table) <= console.width:
+            return table, n == 0
+    return layouts[-1], False
+
+
+def natural_width(console: Console, table: Table) -> int:
+    """Columns ``table`` needs to draw every cell on one line (measured as if the terminal
+    were unbounded: a measurement never exceeds the width it is given)."""
+    unbounded = console.options.update(max_width=UNBOUNDED_WIDTH)
+    return Measurement.get(console, unbounded, table).maximum
 
 
 def reductions_vs(metrics: dict[str, PolicyMetrics], policy: str, reference: str
@@ -64,14 +107,10 @@ def dominating(metrics: dict[str, PolicyMetrics], policy: str) -> list[str]:
 
 
 def write_json(path: Path, document: dict) -> None:
-    """Write atomically: a temporary file beside the target, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """``document`` as JSON into ``path``, whole or not at all (NaN written as null)."""
     text = json.dumps(_finite(document), indent=2, sort_keys=True, allow_nan=False,
                       default=_jsonable)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(Path(path), text + "\n")
 
 
 def _finite(value: object) -> object:
