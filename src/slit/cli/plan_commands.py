@@ -28,6 +28,7 @@ from slit.errors import SlitInputError
 from slit.experiment.run import interval_problem, prepare
 from slit.experiment.scenario import Scenario, default_scenario
 from slit.optimise.metaheuristic import Decision, plan_interval
+from slit.optimise.policies import interval_seeds
 from slit.optimise.problem import OBJECTIVES, IntervalProblem, evaluate_plans
 
 PLAN_SCHEMA_VERSION = 1
@@ -99,7 +100,9 @@ def plan_next_interval(scenario: Scenario) -> tuple[IntervalProblem, Decision]:
     with stage_progress(console) as report:
         prepared = prepare(scenario, report)
     problem = interval_problem(prepared, 0)
-    return problem, plan_interval(problem, scenario.preference, scenario.search)
+    # The seed interval 0 of ``slit run`` would plan with: the scenario's one seed.
+    seed = interval_seeds(scenario.seed, 1)[0]
+    return problem, plan_interval(problem, scenario.preference, scenario.search, seed=seed)
 
 
 def plan_document(scenario: Scenario, problem: IntervalProblem, decision: Decision) -> dict:
