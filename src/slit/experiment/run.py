@@ -53,6 +53,7 @@ class PolicyPlan:
     awake: np.ndarray  # [K, S]
     planned_objectives: np.ndarray  # [K, 4] under forecasts and the surrogate
     decision_s: np.ndarray  # [K] wall time of each interval's planning
+    planned_it_energy_kwh: np.ndarray  # [K] IT energy the plan expects (forecasts, surrogate)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def plan_policies(
     scenario = prepared.scenario
     n_o, n_s, n_k = len(scenario.demand.origins), len(scenario.sites), scenario.n_intervals
     plans = {p: PolicyPlan(np.zeros((n_k, n_o, n_s)), np.zeros((n_k, n_s), np.int64),
-                           np.zeros((n_k, 4)), np.zeros(n_k)) for p in policies}
+                           np.zeros((n_k, 4)), np.zeros(n_k), np.zeros(n_k)) for p in policies}
     searches: dict[str, list[Decision]] = {}
     previous: dict[str, np.ndarray | None] = dict.fromkeys(policies)
     seeds = interval_seeds(scenario.seed, n_k)
@@ -185,6 +186,7 @@ def plan_policies(
             plans[policy].routing[k] = decided.routing
             plans[policy].awake[k] = ev.awake[0]
             plans[policy].planned_objectives[k] = ev.objectives[0]
+            plans[policy].planned_it_energy_kwh[k] = ev.energy_kwh[0].sum()
         report("plan", k + 1, n_k)
     return plans, searches
 
