@@ -35,6 +35,7 @@ from slit.optimise.policies import PlanContext, interval_seeds
 from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
+from slit.optimise.token_mix import TokenMix
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
 from slit.workload.demand import interval_counts
 from slit.workload.network import rtt_ms_matrix
@@ -104,11 +105,9 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         token_source="embedded" if scenario.data_dir is None else str(scenario.data_dir),
     )
     surrogate, accuracy = train_surrogate(spec, lambda d, t: report("surrogate", d, t))
-    tables = tuple(
-        surrogate.site_table(s.replica, s.installed, scenario.code_share, spec.token_source,
-                             scenario.slo_percentile)
-        for s in scenario.sites
-    )
+    mix = TokenMix(scenario.code_share, spec.token_source)
+    tables = tuple(surrogate.site_table(s.replica, s.installed, mix, scenario.slo_percentile)
+                   for s in scenario.sites)
     forecasters = {
         s.region_id: SignalForecaster(
             signals=(carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB),
