@@ -83,10 +83,10 @@ def greedy_fill(problem: IntervalProblem, score: np.ndarray) -> np.ndarray:
         load[s] += take
         remaining[o] -= take
         worst_rtt[s] = rtt
-    for o in np.flatnonzero(remaining > 1e-12):
+    for o in map(int, np.flatnonzero(remaining > 1e-12)):
         allowed = np.flatnonzero(problem.allowed[o]) if problem.allowed[o].any() else np.arange(n_s)
         headroom = problem.max_load_rps()[allowed] / np.maximum(load[allowed], 1e-9)
-        s = allowed[int(np.argmax(headroom))]
+        s = int(allowed[int(np.argmax(headroom))])
         flow[o, s] += remaining[o]
         load[s] += remaining[o]
     return _flow_to_shares(problem, flow)
