@@ -16,7 +16,7 @@ from slit.optimise.problem import IntervalProblem, PlanEvaluation, evaluate_plan
 from slit.optimise.routing import repair
 
 LOCAL_STEPS = (0.05, 0.25, 1.0)  # share of the source site's part of the row that moves
-LOCAL_TARGETS = 8
+LOCAL_TARGETS = 15
 
 PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf if infeasible
 
@@ -46,9 +46,26 @@ def cheapest_targets(problem: IntervalProblem, cost: np.ndarray) -> np.ndarray:
     return problem.allowed & (rank < LOCAL_TARGETS)
 
 
+def shed_shares(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
+    """[O, S] the share of origin o's demand that, moved off site s, lets s sleep one replica:
+    the site's load above what one replica fewer carries within the SLO (capped at what o
+    sends there). Fleets are sized in whole replicas, so the objectives drop in steps that
+    fixed-size moves mostly miss."""
+    ev = evaluate_plans(problem, routing[None])
+    awake, load = ev.awake[0], ev.load_rps[0]
+    k = problem.target_index(problem.worst_rtt_s(routing[None]))[0]
+    sites = np.arange(problem.n_sites)
+    fewer = np.where(awake >= 2, problem.slo_capacity_rps[sites, k, np.maximum(awake - 2, 0)],
+                     0.0)
+    excess = np.maximum(load - fewer, 0.0)
+    demand = np.maximum(problem.demand_rps, 1e-12)[:, None]
+    return np.minimum(routing, excess[None, :] / demand)
+
+
 def single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
                  ) -> np.ndarray:
-    """All plans one move away from ``routing`` ([M, O, S]), repaired."""
+    """All plans one move away from ``routing`` ([M, O, S]), repaired: a step of an origin's
+    share at a site, or the share that lets the site sleep a replica, moved to a target."""
     origin, source = np.nonzero((routing > 0) & (problem.demand_rps[:, None] > 0))
     if len(origin) == 0:
         return np.zeros((0,) + routing.shape)
@@ -58,9 +75,11 @@ def single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndar
     dst = np.tile(np.arange(problem.n_sites), len(origin))
     keep = (dst != src) & targets[o, dst]
     o, src, dst = o[keep], src[keep], dst[keep]
-    steps = np.array(LOCAL_STEPS)
-    o, src, dst = (np.repeat(a, len(steps)) for a in (o, src, dst))
-    amount = routing[o, src] * np.tile(steps, len(o) // len(steps))
+    n_steps = len(LOCAL_STEPS) + 1
+    o, src, dst = (np.repeat(a, n_steps) for a in (o, src, dst))
+    step = np.tile(np.array(LOCAL_STEPS + (0.0,)), len(o) // n_steps)
+    shed = shed_shares(problem, routing)[o, src]
+    amount = np.where(step > 0, routing[o, src] * step, shed)
     moves = np.repeat(routing[None], len(o), axis=0)
     index = np.arange(len(o))
     moves[index, o, src] -= amount

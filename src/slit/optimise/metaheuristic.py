@@ -124,11 +124,15 @@ def plan_interval(
     ev = evaluate_plans(problem, candidates)
     scales = objective_scales(problem)
     picked = preference.choose(ev.objectives, ev.slo_violation_s, scales)
-    refined = local_search(
-        problem, candidates[picked],
-        lambda ev: preference.score(ev.objectives, ev.slo_violation_s, scales),
-        preference_targets(problem, preference), settings.local_rounds)
-    candidates = np.concatenate([candidates, refined[None]])
+    # Descend from the plan the preference picks and from the greedy on the preference's
+    # weights: they often sit in different basins of the step-wise (whole-replica) landscape.
+    starts = np.unique(np.stack([candidates[picked], repair(
+        problem, weighted_sum_greedy(problem, preference.effective_weights))]), axis=0)
+    targets = preference_targets(problem, preference)
+    refined = np.stack([local_search(
+        problem, start, lambda ev: preference.score(ev.objectives, ev.slo_violation_s, scales),
+        targets, settings.local_rounds) for start in starts])
+    candidates = np.concatenate([candidates, refined])
     ev = evaluate_plans(problem, candidates)
     front = _feasible_front(ev.objectives, ev.slo_violation_s)
     front_ev = evaluate_plans(problem, candidates[front])
