@@ -44,5 +44,5 @@ def random_problem(n_origins: int = 15, n_sites: int = 15, seed: int = 0,
         water_l_per_kwh_it=rng.uniform(0.5, 5.0, n_sites),
         cost_usd_per_kwh_it=rng.uniform(0.02, 0.2, n_sites),
         interval_s=900.0,
-        slo_ttft_s=slo_ttft_s,
+        planning_slo_ttft_s=slo_ttft_s,
     )

@@ -11,9 +11,10 @@ fleet. Footprints use the *actual* hourly signals.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,17 +29,19 @@ from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import SignalForecaster
-from slit.optimise.baselines import BASELINES
-from slit.optimise.metaheuristic import Decision, plan_interval
+from slit.optimise.metaheuristic import Decision
+from slit.optimise.policies import POLICIES as REGISTRY
+from slit.optimise.policies import PlanContext, interval_seeds
 from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
+from slit.optimise.token_mix import TokenMix
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
 from slit.workload.demand import interval_counts
 from slit.workload.network import rtt_ms_matrix
 from slit.workload.requests import RequestBatch
 
-POLICIES: tuple[str, ...] = ("slit",) + tuple(BASELINES)
+POLICIES: tuple[str, ...] = tuple(REGISTRY)
 AWAKE_BIN_S = 60.0  # resolution of the awake schedule handed to the simulation
 TTFT_SAMPLE = 20_000
 
@@ -50,6 +53,8 @@ class PolicyPlan:
     routing: np.ndarray  # [K, O, S]
     awake: np.ndarray  # [K, S]
     planned_objectives: np.ndarray  # [K, 4] under forecasts and the surrogate
+    decision_s: np.ndarray  # [K] wall time of each interval's planning
+    planned_it_energy_kwh: np.ndarray  # [K] IT energy the plan expects (forecasts, surrogate)
 
 
 @dataclass
@@ -57,7 +62,7 @@ class ExperimentResult:
     scenario: Scenario
     metrics: dict[str, PolicyMetrics]
     plans: dict[str, PolicyPlan]
-    slit_decisions: list[Decision]
+    slit_decisions: list[Decision]  # SLIT's front and choice per interval
     signals_actual: dict[str, pd.DataFrame]  # site -> hourly signals incl. wet-bulb
     site_hourly: dict[str, pd.DataFrame]  # policy -> per site-hour footprint rows
     ttft_s: dict[str, np.ndarray]  # policy -> sorted sample of TTFT with network (s)
@@ -100,11 +105,9 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         token_source=scenario.data.key,
     )
     surrogate, accuracy = train_surrogate(spec, lambda d, t: report("surrogate", d, t))
-    tables = tuple(
-        surrogate.site_table(s.replica, s.installed, scenario.code_share, spec.token_source,
-                             scenario.slo_percentile)
-        for s in scenario.sites
-    )
+    mix = TokenMix(scenario.code_share, spec.token_source)
+    tables = tuple(surrogate.site_table(s.replica, s.installed, mix, scenario.slo_percentile)
+                   for s in scenario.sites)
     forecasters = {
         s.region_id: SignalForecaster(
             signals=(carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB),
@@ -145,8 +148,45 @@ def interval_problem(prepared: Prepared, k: int) -> IntervalProblem:
         demand_rps=demand_rps, rtt_s=prepared.rtt_s, allowed=prepared.pinned & reachable,
         tables=tables, carbon_kg_per_kwh_it=coefficients[0],
         water_l_per_kwh_it=coefficients[1], cost_usd_per_kwh_it=coefficients[2],
-        interval_s=scenario.interval_s, slo_ttft_s=scenario.planning_slo_ttft_s,
+        interval_s=scenario.interval_s, planning_slo_ttft_s=scenario.planning_slo_ttft_s,
     )
+
+
+def plan_policies(
+    prepared: Prepared, policies: tuple[str, ...] = POLICIES,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[dict[str, PolicyPlan], dict[str, list[Decision]]]:
+    """Plan every interval with every policy through the registry, on the same forecasts.
+
+    Returns each policy's plans and, for policies that search a front (SLIT), their decisions.
+    Interval k's random numbers come from the scenario's seed (``interval_seeds``).
+    """
+    report = progress or (lambda stage, done, total: None)
+    scenario = prepared.scenario
+    n_o, n_s, n_k = len(scenario.demand.origins), len(scenario.sites), scenario.n_intervals
+    plans = {p: PolicyPlan(np.zeros((n_k, n_o, n_s)), np.zeros((n_k, n_s), np.int64),
+                           np.zeros((n_k, 4)), np.zeros(n_k), np.zeros(n_k)) for p in policies}
+    searches: dict[str, list[Decision]] = {}
+    previous: dict[str, np.ndarray | None] = dict.fromkeys(policies)
+    seeds = interval_seeds(scenario.seed, n_k)
+    for k in range(n_k):
+        problem = interval_problem(prepared, k)
+        for policy in policies:
+            context = PlanContext(scenario.preference, scenario.search, seeds[k],
+                                  previous[policy])
+            started = time.perf_counter()
+            decided = REGISTRY[policy].plan(problem, context)
+            plans[policy].decision_s[k] = time.perf_counter() - started
+            previous[policy] = decided.routing
+            if decided.search is not None:
+                searches.setdefault(policy, []).append(decided.search)
+            ev = evaluate_plans(problem, decided.routing)
+            plans[policy].routing[k] = decided.routing
+            plans[policy].awake[k] = ev.awake[0]
+            plans[policy].planned_objectives[k] = ev.objectives[0]
+            plans[policy].planned_it_energy_kwh[k] = ev.energy_kwh[0].sum()
+        report("plan", k + 1, n_k)
+    return plans, searches
 
 
 def run_experiment(
@@ -160,27 +200,8 @@ def run_experiment(
         raise SlitInputError("policies", f"unknown policy {unknown[0]!r}",
                              f"use some of: {', '.join(POLICIES)}")
     prepared = prepare(scenario, report)
-    n_o, n_s, n_k = len(scenario.demand.origins), len(scenario.sites), scenario.n_intervals
-    plans = {p: PolicyPlan(np.zeros((n_k, n_o, n_s)), np.zeros((n_k, n_s), np.int64),
-                           np.zeros((n_k, 4))) for p in policies}
-    slit_decisions: list[Decision] = []
-    previous = None
-    for k in range(n_k):
-        problem = interval_problem(prepared, k)
-        for policy in policies:
-            if policy == "slit":
-                search = replace(scenario.search, seed=scenario.search.seed + k)
-                decision = plan_interval(problem, scenario.preference, search, previous)
-                previous = decision.routing
-                slit_decisions.append(decision)
-                routing = decision.routing
-            else:
-                routing = BASELINES[policy](problem)
-            ev = evaluate_plans(problem, routing)
-            plans[policy].routing[k] = routing
-            plans[policy].awake[k] = ev.awake[0]
-            plans[policy].planned_objectives[k] = ev.objectives[0]
-        report("plan", k + 1, n_k)
+    plans, searches = plan_policies(prepared, policies, report)
+    slit_decisions = searches.get("slit", [])
 
     requests = prepared.requests
     uniform = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(2)[1]) \

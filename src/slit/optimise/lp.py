@@ -10,25 +10,14 @@ Pareto front; its plans are then judged by the same surrogate model as SLIT's.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
+from pymoo.util.ref_dirs import get_reference_directions
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
 from slit.optimise.baselines import scaled_pair_costs
 from slit.optimise.problem import IntervalProblem
 from slit.optimise.routing import normalise_rows
-
-
-def weight_lattice(partitions: int, n_objectives: int = 4) -> np.ndarray:
-    """All weight vectors with entries k/partitions summing to 1 (Das-Dennis lattice)."""
-    rows = [
-        np.array(c, dtype=float) / partitions
-        for c in itertools.product(range(partitions + 1), repeat=n_objectives)
-        if sum(c) == partitions
-    ]
-    return np.array(rows)
 
 
 def solve_lp(problem: IntervalProblem, weights: np.ndarray) -> np.ndarray:
@@ -61,6 +50,8 @@ def solve_lp(problem: IntervalProblem, weights: np.ndarray) -> np.ndarray:
 
 
 def lp_front(problem: IntervalProblem, partitions: int = 4) -> np.ndarray:
-    """LP plans ``[K, O, S]`` for every weight vector of the lattice (duplicates removed)."""
-    plans = [solve_lp(problem, w) for w in weight_lattice(partitions)]
+    """LP plans ``[K, O, S]`` for every weight vector of pymoo's Das-Dennis reference
+    directions with ``partitions`` partitions (duplicates removed)."""
+    weights = get_reference_directions("das-dennis", 4, n_partitions=partitions)
+    plans = [solve_lp(problem, w) for w in weights]
     return np.unique(np.round(np.array(plans), 9), axis=0)

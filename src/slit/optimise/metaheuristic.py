@@ -1,11 +1,10 @@
 """SLIT's multi-objective search: NSGA-II (pymoo) over routing matrices.
 
-Encoding: the routing matrix flattened (origins x sites), values in [0, 1]. Variation works on
-whole origin rows (a row is one origin's routing decision): row-wise uniform crossover, and a
-mutation that shifts part of an origin's share from one site to another allowed site. Every
-candidate is repaired (allowed pairs, rows summing to 1, site capacity) before evaluation, and the
-SLO is a constraint (worst pair tail TTFT minus SLO <= 0). The first population is warm-started
-from the previous interval's plan, every baseline and weighted-greedy plans over a weight lattice.
+The encoding and the variation operators are in ``slit.optimise.operators``. The first population
+is warm-started from the previous interval's plan, every baseline and weighted-greedy plans over
+pymoo's Das-Dennis reference directions; the plan the preference picks is then refined by a local
+search on the preference's own score. Every random draw follows from the ``seed`` given to
+``plan_interval`` (in a run: the scenario's seed, spawned per interval).
 """
 
 from __future__ import annotations
@@ -15,13 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
-from pymoo.core.crossover import Crossover
-from pymoo.core.mutation import Mutation
-from pymoo.core.problem import Problem
-from pymoo.core.repair import Repair
 from pymoo.optimize import minimize
 from pymoo.termination.max_gen import MaximumGenerationTermination
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+from pymoo.util.ref_dirs import get_reference_directions
 
 from slit.optimise.baselines import (
     BASELINES,
@@ -29,7 +25,8 @@ from slit.optimise.baselines import (
     scaled_pair_costs,
     weighted_sum_greedy,
 )
-from slit.optimise.lp import weight_lattice
+from slit.optimise.local_search import cheapest_targets, local_search
+from slit.optimise.operators import RoutingProblem, RoutingRepair, RowCrossover, ShiftMutation
 from slit.optimise.preference import Preference
 from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.routing import normalise_rows, repair
@@ -44,7 +41,6 @@ class SearchSettings:
     generations: int = 60
     local_rounds: int = 12
     time_budget_s: float | None = None
-    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,72 +58,25 @@ class Decision:
     decision_s: float
 
 
-class _RoutingProblem(Problem):
-    def __init__(self, problem: IntervalProblem) -> None:
-        self.interval = problem
-        n_var = problem.n_origins * problem.n_sites
-        super().__init__(n_var=n_var, n_obj=4, n_ieq_constr=1, xl=0.0, xu=1.0)
-
-    def _evaluate(self, x, out, *args, **kwargs):
-        plans = x.reshape(-1, self.interval.n_origins, self.interval.n_sites)
-        ev = evaluate_plans(self.interval, plans)
-        out["F"] = ev.objectives
-        out["G"] = ev.slo_violation_s[:, None]
+# 4 objectives, 3 partitions: the 20 weightings with entries in {0, 1/3, 2/3, 1}.
+SEED_DIRECTIONS = get_reference_directions("das-dennis", 4, n_partitions=3)
 
 
-class _RoutingRepair(Repair):
-    def _do(self, problem, X, **kwargs):
-        p = problem.interval
-        plans = repair(p, X.reshape(-1, p.n_origins, p.n_sites))
-        return plans.reshape(len(X), -1)
-
-
-class _RowCrossover(Crossover):
-    """Children take each origin's whole row from one parent or the other."""
-
-    def __init__(self) -> None:
-        super().__init__(n_parents=2, n_offsprings=2, prob=0.9)
-
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
-        p = problem.interval
-        _, n_matings, _ = X.shape
-        a = X[0].reshape(n_matings, p.n_origins, p.n_sites)
-        b = X[1].reshape(n_matings, p.n_origins, p.n_sites)
-        take_a = random_state.random((n_matings, p.n_origins, 1)) < 0.5
-        first = np.where(take_a, a, b)
-        second = np.where(take_a, b, a)
-        return np.stack([first, second]).reshape(2, n_matings, -1)
-
-
-class _ShiftMutation(Mutation):
-    """Move a random part of a few origins' share from one site to another allowed site."""
-
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
-        p = problem.interval
-        plans = X.reshape(len(X), p.n_origins, p.n_sites).copy()
-        allowed = p.allowed
-        for i in range(len(plans)):
-            n_rows = random_state.integers(1, min(3, p.n_origins) + 1)
-            for o in random_state.choice(p.n_origins, size=n_rows, replace=False):
-                sites = np.flatnonzero(allowed[o])
-                if len(sites) < 2:
-                    continue
-                row = plans[i, o]
-                holders = sites[row[sites] > 0]
-                source = random_state.choice(holders if len(holders) else sites)
-                target = random_state.choice(sites[sites != source])
-                moved = row[source] * random_state.uniform(0.2, 1.0)
-                row[source] -= moved
-                row[target] += moved
-        return plans.reshape(len(X), -1)
-
-
-def seed_plans(problem: IntervalProblem, previous: np.ndarray | None) -> np.ndarray:
-    """Warm-start plans: the previous decision, every baseline, weighted-greedy on a lattice."""
+def seed_plans(problem: IntervalProblem, preference: Preference,
+               previous: np.ndarray | None) -> np.ndarray:
+    """Warm-start plans: the previous decision, every baseline, weighted-greedy on the
+    preference's weights and on the reference directions."""
     plans = [] if previous is None else [normalise_rows(problem, previous)]
     plans += [policy(problem) for policy in BASELINES.values()]
-    plans += [weighted_sum_greedy(problem, w) for w in weight_lattice(3)]
+    plans.append(weighted_sum_greedy(problem, preference.effective_weights))
+    plans += [weighted_sum_greedy(problem, w) for w in SEED_DIRECTIONS]
     return np.unique(np.round(np.array(plans), 12), axis=0)
+
+
+def _child(seed: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """The i-th child of ``seed`` without advancing its spawn counter, so planning twice with
+    the same SeedSequence object gives the same result."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (i,))
 
 
 def plan_interval(
@@ -135,13 +84,16 @@ def plan_interval(
     preference: Preference | None = None,
     settings: SearchSettings | None = None,
     previous: np.ndarray | None = None,
+    seed: int | np.random.SeedSequence = 0,
 ) -> Decision:
     """Search the Pareto front of the interval problem and pick one plan by preference."""
     preference = preference or Preference()
     settings = settings or SearchSettings()
     started = time.perf_counter()
-    rng = np.random.default_rng(settings.seed)
-    seeds = repair(problem, seed_plans(problem, previous))
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    rng = np.random.default_rng(_child(root, 0))
+    pymoo_seed = int(_child(root, 1).generate_state(1)[0])
+    seeds = repair(problem, seed_plans(problem, preference, previous))
     n_random = max(settings.population - len(seeds), 0)
     alpha = np.where(problem.allowed, 0.3, 1e-9)
     random_plans = np.stack(
@@ -151,9 +103,9 @@ def plan_interval(
     algorithm = NSGA2(
         pop_size=max(settings.population, len(seeds)),
         sampling=initial.reshape(len(initial), -1),
-        crossover=_RowCrossover(),
-        mutation=_ShiftMutation(),
-        repair=_RoutingRepair(),
+        crossover=RowCrossover(),
+        mutation=ShiftMutation(),
+        repair=RoutingRepair(),
         eliminate_duplicates=True,
     )
     termination = MaximumGenerationTermination(settings.generations)
@@ -164,7 +116,7 @@ def plan_interval(
         termination = TerminationCollection(
             termination, TimeBasedTermination(settings.time_budget_s)
         )
-    result = minimize(_RoutingProblem(problem), algorithm, termination, seed=settings.seed,
+    result = minimize(RoutingProblem(problem), algorithm, termination, seed=pymoo_seed,
                       verbose=False)
     population = result.pop.get("X").reshape(-1, problem.n_origins, problem.n_sites)
     # Seeds join the final front so a plan the search failed to improve on is never lost.
@@ -172,9 +124,15 @@ def plan_interval(
     ev = evaluate_plans(problem, candidates)
     scales = objective_scales(problem)
     picked = preference.choose(ev.objectives, ev.slo_violation_s, scales)
-    refined = local_search(problem, candidates[picked], preference, scales,
-                           settings.local_rounds)
-    candidates = np.concatenate([candidates, refined[None]])
+    # Descend from the plan the preference picks and from the greedy on the preference's
+    # weights: they often sit in different basins of the step-wise (whole-replica) landscape.
+    starts = np.unique(np.stack([candidates[picked], repair(
+        problem, weighted_sum_greedy(problem, preference.effective_weights))]), axis=0)
+    targets = preference_targets(problem, preference)
+    refined = np.stack([local_search(
+        problem, start, lambda ev: preference.score(ev.objectives, ev.slo_violation_s, scales),
+        targets, settings.local_rounds) for start in starts])
+    candidates = np.concatenate([candidates, refined])
     ev = evaluate_plans(problem, candidates)
     front = _feasible_front(ev.objectives, ev.slo_violation_s)
     front_ev = evaluate_plans(problem, candidates[front])
@@ -192,66 +150,12 @@ def plan_interval(
     )
 
 
-LOCAL_STEPS = (0.05, 0.25, 1.0)  # share of the source site's part of the row that moves
-LOCAL_TARGETS = 8
-
-
-def local_search(problem: IntervalProblem, routing: np.ndarray, preference: Preference,
-                 scales: np.ndarray, rounds: int) -> np.ndarray:
-    """Steepest descent on ``preference.score``: each round tries every move of a step of one
-    origin's share from a site it uses to another allowed site, and keeps the best if it helps."""
-    current = routing
-    best = preference.score(*_judged(problem, current[None]), scales)[0]
-    targets = _promising_targets(problem, preference)
-    for _ in range(rounds):
-        moves = _single_moves(problem, current, targets)
-        if len(moves) == 0:
-            break
-        scores = preference.score(*_judged(problem, moves), scales)
-        i = int(np.argmin(scores))
-        if not scores[i] < best - 1e-12 * max(abs(best), 1.0):
-            break
-        current, best = moves[i], scores[i]
-    return current
-
-
-def _judged(problem: IntervalProblem, plans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ev = evaluate_plans(problem, plans)
-    return ev.objectives, ev.slo_violation_s
-
-
-def _promising_targets(problem: IntervalProblem, preference: Preference) -> np.ndarray:
+def preference_targets(problem: IntervalProblem, preference: Preference) -> np.ndarray:
     """[O, S] the allowed sites worth moving an origin's traffic to: its LOCAL_TARGETS cheapest
     by the preference's weights on the linear per-request costs. Keeps the neighbourhood, and so
     the decision time, from growing with the square of the number of sites."""
-    weights = np.asarray(preference.weights if preference.mode == "weights"
-                         else Preference().weights)
-    cost = np.tensordot(weights, scaled_pair_costs(problem), axes=1)
-    cost = np.where(problem.allowed, cost, np.inf)
-    rank = np.argsort(np.argsort(cost, axis=1, kind="stable"), axis=1, kind="stable")
-    return problem.allowed & (rank < LOCAL_TARGETS)
-
-
-def _single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
-                  ) -> np.ndarray:
-    """All plans one move away from ``routing`` ([M, O, S]), repaired."""
-    origin, source = np.nonzero((routing > 0) & (problem.demand_rps[:, None] > 0))
-    if len(origin) == 0:
-        return np.zeros((0,) + routing.shape)
-    # Every (origin, source) pair against every allowed target site and every step.
-    o = np.repeat(origin, problem.n_sites)
-    src = np.repeat(source, problem.n_sites)
-    dst = np.tile(np.arange(problem.n_sites), len(origin))
-    keep = (dst != src) & targets[o, dst]
-    o, src, dst = o[keep], src[keep], dst[keep]
-    steps = np.array(LOCAL_STEPS)
-    o, src, dst = (np.repeat(a, len(steps)) for a in (o, src, dst))
-    amount = routing[o, src] * np.tile(steps, len(o) // len(steps))
-    moves = np.repeat(routing[None], len(o), axis=0)
-    index = np.arange(len(o))
-    moves[index, o, src] -= amount
-    moves[index, o, dst] += amount
-    return repair(problem, moves)
+    weights = np.asarray(preference.effective_weights)
+    return cheapest_targets(problem, np.tensordot(weights, scaled_pair_costs(problem), axes=1))
 
 
 def _feasible_front(objectives: np.ndarray, violation_s: np.ndarray) -> np.ndarray:

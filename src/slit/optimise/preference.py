@@ -39,6 +39,12 @@ class Preference:
         if self.minimise not in OBJECTIVES:
             raise ValueError(f"preference minimise: one of {', '.join(OBJECTIVES)}")
 
+    @property
+    def effective_weights(self) -> tuple[float, float, float, float]:
+        """The weights a weighted sum stands in for this preference with: its own in
+        ``weights`` mode, the default balanced weights otherwise."""
+        return self.weights if self.mode == "weights" else Preference().weights
+
     def score(self, objectives: np.ndarray, violation_s: np.ndarray, scales: np.ndarray
               ) -> np.ndarray:
         """Per plan, the value this preference minimises (inf for plans missing the SLO).
@@ -53,8 +59,7 @@ class Preference:
                 over = f[:, 0] > self.ttft_cap_s
                 score = np.where(over, 1e12 * (1.0 + f[:, 0] - self.ttft_cap_s), score)
         else:
-            weights = self.weights if self.mode == "weights" else Preference().weights
-            score = (f / scales) @ np.asarray(weights)
+            score = (f / scales) @ np.asarray(self.effective_weights)
         return np.where(np.asarray(violation_s) <= 0, score, np.inf)
 
     def choose(self, objectives: np.ndarray, violation_s: np.ndarray, scales: np.ndarray) -> int:

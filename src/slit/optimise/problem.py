@@ -37,7 +37,7 @@ class IntervalProblem:
     water_l_per_kwh_it: np.ndarray  # [S]
     cost_usd_per_kwh_it: np.ndarray  # [S]
     interval_s: float
-    slo_ttft_s: float
+    planning_slo_ttft_s: float  # the user's SLO less the planning margin
     # slo_capacity_rps[s, k, n - 1]: load that n awake replicas of site s carry with site tail TTFT
     # within TARGET_GRID[k] x SLO; the target a plan needs is the SLO less the worst round trip
     # it routes to the site.
@@ -53,7 +53,7 @@ class IntervalProblem:
         caps = np.zeros((n_s, len(TARGET_GRID), width))
         for s, table in enumerate(self.tables):
             for k, fraction in enumerate(TARGET_GRID):
-                cap = table.slo_capacity_rps(fraction * self.slo_ttft_s)
+                cap = table.slo_capacity_rps(fraction * self.planning_slo_ttft_s)
                 caps[s, k, : len(cap)] = cap
                 caps[s, k, len(cap):] = np.inf  # replicas a site does not have never suffice
         object.__setattr__(self, "slo_capacity_rps", caps)
@@ -78,14 +78,14 @@ class IntervalProblem:
         """
         if worst_rtt_s is None:
             masked = np.where(self.allowed, self.rtt_s, np.inf).min(axis=0)
-            worst_rtt_s = np.where(np.isfinite(masked), masked, self.slo_ttft_s)
+            worst_rtt_s = np.where(np.isfinite(masked), masked, self.planning_slo_ttft_s)
         k = self.target_index(worst_rtt_s)
         sites = np.arange(self.n_sites)
         return self.slo_capacity_rps[sites, k, self.installed - 1]
 
     def target_index(self, worst_rtt_s: np.ndarray) -> np.ndarray:
         """Index into ``TARGET_GRID`` of the tail-TTFT budget left after ``worst_rtt_s``."""
-        fraction = 1.0 - np.asarray(worst_rtt_s) / self.slo_ttft_s
+        fraction = 1.0 - np.asarray(worst_rtt_s) / self.planning_slo_ttft_s
         # Round the remaining budget down to the grid, so sizing is never optimistic.
         return np.clip(np.searchsorted(TARGET_GRID, fraction, side="right") - 1, 0, None)
 
@@ -149,5 +149,6 @@ def evaluate_plans(problem: IntervalProblem, routing: np.ndarray) -> PlanEvaluat
     )
     routed = x > SHARE_EPS
     pair_tail = problem.rtt_s[None] + ttft_tail[:, None, :]
-    violation = np.where(routed, pair_tail - problem.slo_ttft_s, -np.inf).max(axis=(1, 2))
+    slo = problem.planning_slo_ttft_s
+    violation = np.where(routed, pair_tail - slo, -np.inf).max(axis=(1, 2))
     return PlanEvaluation(objectives, awake, load, ttft_tail, violation, energy_kwh)

@@ -37,23 +37,29 @@ def repair(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
     demand = problem.demand_rps
     sites = np.arange(problem.n_sites)
     installed = problem.installed
+    # Only plans still overloaded go through another round (most candidates need none).
+    active = np.arange(len(x))
     for _ in range(REPAIR_ROUNDS):
-        load = np.einsum("o,pos->ps", demand, x)
-        k = problem.target_index(problem.worst_rtt_s(x))
+        xa = x[active]
+        load = np.einsum("o,pos->ps", demand, xa)
+        k = problem.target_index(problem.worst_rtt_s(xa))
         cap = problem.slo_capacity_rps[sites[None, :], k, installed[None, :] - 1]
         over = load > cap * (1 + 1e-9)
-        if not over.any():
+        still = over.any(axis=1)
+        if not still.any():
             break
+        active, xa, load, cap, over = active[still], xa[still], load[still], cap[still], \
+            over[still]
         keep = np.where(over, cap / np.maximum(load, 1e-12), 1.0)  # [P, S]
-        moved = (x * (1.0 - keep[:, None, :])).sum(axis=2)  # [P, O]
-        x = x * keep[:, None, :]
+        moved = (xa * (1.0 - keep[:, None, :])).sum(axis=2)  # [P, O]
+        xa = xa * keep[:, None, :]
         spare = np.clip(cap - load * keep, 0.0, None)  # [P, S]
         weights = problem.allowed[None] * spare[:, None, :]
         weight_sum = weights.sum(axis=2, keepdims=True)
         share = np.where(weight_sum > 0, weights / np.where(weight_sum > 0, weight_sum, 1), 0.0)
         # An origin with no spare capacity anywhere gets its row scaled back up by the
         # normalisation, i.e. its overload stays where it was.
-        x = normalise_rows(problem, x + share * moved[..., None])
+        x[active] = normalise_rows(problem, xa + share * moved[..., None])
     return x[0] if squeeze else x
 
 
@@ -83,10 +89,10 @@ def greedy_fill(problem: IntervalProblem, score: np.ndarray) -> np.ndarray:
         load[s] += take
         remaining[o] -= take
         worst_rtt[s] = rtt
-    for o in np.flatnonzero(remaining > 1e-12):
+    for o in map(int, np.flatnonzero(remaining > 1e-12)):
         allowed = np.flatnonzero(problem.allowed[o]) if problem.allowed[o].any() else np.arange(n_s)
         headroom = problem.max_load_rps()[allowed] / np.maximum(load[allowed], 1e-9)
-        s = allowed[int(np.argmax(headroom))]
+        s = int(allowed[int(np.argmax(headroom))])
         flow[o, s] += remaining[o]
         load[s] += remaining[o]
     return _flow_to_shares(problem, flow)

@@ -12,6 +12,7 @@ from slit.errors import SlitInputError
 from slit.experiment.run import interval_problem, prepare
 from slit.experiment.scenario import Scenario
 from slit.optimise.metaheuristic import Decision, plan_interval
+from slit.optimise.policies import interval_seeds
 from slit.optimise.problem import IntervalProblem
 
 
@@ -29,7 +30,9 @@ def plan_next_interval(scenario: Scenario,
     """Forecast the interval, search its Pareto front, pick by the scenario's preference."""
     prepared = prepare(scenario, progress)
     problem = interval_problem(prepared, 0)
-    return problem, plan_interval(problem, scenario.preference, scenario.search)
+    # The seed interval 0 of ``slit run`` would plan with: the scenario's one seed.
+    seed = interval_seeds(scenario.seed, 1)[0]
+    return problem, plan_interval(problem, scenario.preference, scenario.search, seed=seed)
 
 
 def _check_data_covers(scenario: Scenario) -> None:
