@@ -23,7 +23,7 @@ def _umask() -> int:
     return mask
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it onto ``path``.
 
     ``mkstemp`` creates files with mode 0600; the finished file gets the mode a plain ``open``

@@ -20,6 +20,7 @@ Three forecasters share one interface (``fit``, ``observe``, ``predict``):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import lightgbm as lgb
 import numpy as np
@@ -45,13 +46,13 @@ class HourlyForecaster:
         self.timezone = timezone
         self._history: pd.DataFrame | None = None
 
-    def fit(self, history: pd.DataFrame) -> HourlyForecaster:
+    def fit(self, history: pd.DataFrame) -> Self:
         """Learn from ``history`` (hourly UTC index, one column per signal) and keep it."""
         self._history = _checked(history, self.signals, "forecast history")
         self._train(self._history)
         return self
 
-    def observe(self, rows: pd.DataFrame) -> HourlyForecaster:
+    def observe(self, rows: pd.DataFrame) -> Self:
         """Append newly completed hours (after the last one held) without retraining."""
         held = self._fitted_history()
         rows = _checked(rows, self.signals, "forecast observations")
