@@ -26,7 +26,19 @@ from slit.serving.capacity import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_NUM_SEQS
 from slit.serving.catalog import ReplicaSpec
 from slit.serving.iteration import replica_params
 from slit.serving.power import DEFAULT_WAKE_UP_S, replica_power
-from slit.simulate.kernel import JSQ, LEAST_KV, simulate_kernel
+from slit.simulate.kernel import (
+    JSQ,
+    LEAST_KV,
+    N_Q,
+    O_DONE,
+    O_ENERGY,
+    O_FIRST,
+    Q_OUTPUT,
+    Q_PROMPT,
+    Q_TIE,
+    pack_settings,
+    simulate_kernel,
+)
 from slit.workload.requests import RequestBatch
 
 DISPATCHERS = {"jsq": JSQ, "least_kv": LEAST_KV}
@@ -161,17 +173,21 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     power = replica_power(replica)
     horizon = np.inf if horizon_s is None else float(horizon_s)
     n_bins = int(np.ceil(horizon / interval_s)) if horizon_s is not None else schedule.size
-    prompt = requests.prompt_tokens.astype(np.int64)
     output = requests.output_tokens.astype(np.int64)
-    tiebreak = np.random.default_rng(seed).integers(0, site.n_replicas, n)
-    first, done, energy, bins, n_arrived, _, area_s, end_s = simulate_kernel(
-        requests.arrival_s.astype(np.float64), prompt, output, tiebreak, schedule,
-        float(interval_s), horizon, int(site.n_replicas), replica_params(replica),
-        power.idle_w, power.standby_w, power.prefill_dynamic_w, power.decode_dynamic_w,
-        float(site.wake_up_s), bool(site.chunked_prefill), DISPATCHERS[site.dispatcher],
-        int(site.max_num_seqs), int(site.max_batch_tokens), int(replica.kv_capacity_tokens),
-        max(n_bins, 1),
-    )
+    rq = np.empty((n, N_Q), np.int64)
+    rq[:, Q_PROMPT] = requests.prompt_tokens
+    rq[:, Q_OUTPUT] = output
+    rq[:, Q_TIE] = np.random.default_rng(seed).integers(0, site.n_replicas, n)
+    cfg, kf = pack_settings(
+        n_rep=int(site.n_replicas), chunked=bool(site.chunked_prefill),
+        dispatcher=DISPATCHERS[site.dispatcher], max_seqs=int(site.max_num_seqs),
+        max_batch_tokens=int(site.max_batch_tokens), kv_cap=int(replica.kv_capacity_tokens),
+        n_bins=n_bins, interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
+        standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
+        decode_w=power.decode_dynamic_w, wake_up_s=float(site.wake_up_s))
+    out, bins, n_arrived, _, area_s, end_s = simulate_kernel(
+        requests.arrival_s.astype(np.float64), rq, schedule, replica_params(replica), cfg, kf)
+    first, done, energy = out[:, O_FIRST], out[:, O_DONE], out[:, O_ENERGY].copy()
     arrival = requests.arrival_s
     arrived = np.arange(n) < n_arrived
     completed = ~np.isnan(done)
