@@ -16,6 +16,7 @@ from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
 from slit.serving.calibrate import calibrate as fit_calibration
 from slit.serving.capacity import max_throughput_rps
+from slit.serving.communication import NETWORK_FOLDER, calibrate_allreduce, shipped_tables
 from slit.serving.catalog import make_replica
 from slit.simulate.arrivals import poisson_from_trace
 from slit.simulate.site import SiteConfig, simulate_site
@@ -32,8 +33,9 @@ def _need_data_dir(data_dir: Path | None) -> Path:
 
 @app.command()
 def calibrate(data_dir: DataDirOption = None) -> None:
-    """Fit the step-time model's efficiency factors on the Vidur layer timings."""
-    reports, median = fit_calibration(_need_data_dir(data_dir))
+    """Fit the step-time model on the Vidur layer timings and NCCL all-reduce times."""
+    directory = _need_data_dir(data_dir)
+    reports, median = fit_calibration(directory)
     table = Table(title="Step-time calibration (model 'all' = pooled fit shipped in the package; "
                   "per model: own fit, errors of the pooled fit)")
     for column in ("GPU", "model", "compute eff", "memory eff", "launch us", "median rel err",
@@ -45,6 +47,19 @@ def calibrate(data_dir: DataDirOption = None) -> None:
                       f"{r.p90_rel_error:.3f}", str(r.n_rows))
     Console(width=140).print(table)
     typer.echo(f"median_rel_error={median:.4f}")
+    if not (directory / NETWORK_FOLDER).is_dir():
+        typer.echo(f"no {NETWORK_FOLDER} in {directory}: all-reduce table not checked")
+        return
+    comm, _, comm_median = calibrate_allreduce(directory, shipped_tables())
+    table = Table(title="Tensor-parallel all-reduce: shipped table vs measured NCCL times "
+                  "(messages of 8 KiB and more); held out: fitted on even rows, scored on odd")
+    for column in ("GPU", "tp", "median rel err", "p90 rel err", "held-out median", "rows"):
+        table.add_column(column)
+    for c in comm:
+        table.add_row(c.gpu, str(c.tp), f"{c.median_rel_error:.3f}", f"{c.p90_rel_error:.3f}",
+                      f"{c.held_out_median_rel_error:.3f}", str(c.n_rows))
+    Console(width=140).print(table)
+    typer.echo(f"allreduce_median_rel_error={comm_median:.4f}")
 
 
 @app.command("simulate-site")
