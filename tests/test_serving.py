@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from slit.errors import SlitInputError
+from slit.serving.allreduce_table import ALLREDUCE_US
 from slit.serving.calibrate import calibrate
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import GPUS, MODELS, ReplicaSpec, make_replica
-from slit.serving.allreduce_table import ALLREDUCE_US
 from slit.serving.communication import calibrate_allreduce, shipped_tables, table_time_s
 from slit.serving.iteration import (
     CALIBRATED,

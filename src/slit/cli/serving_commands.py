@@ -16,8 +16,8 @@ from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
 from slit.serving.calibrate import calibrate as fit_calibration
 from slit.serving.capacity import max_throughput_rps
-from slit.serving.communication import NETWORK_FOLDER, calibrate_allreduce, shipped_tables
 from slit.serving.catalog import make_replica
+from slit.serving.communication import NETWORK_FOLDER, calibrate_allreduce, shipped_tables
 from slit.simulate.arrivals import poisson_from_trace
 from slit.simulate.site import SiteConfig, simulate_site
 from slit.workload.traces import load_trace
