@@ -66,9 +66,9 @@ def load_allreduce(data_dir: Path) -> list[AllReduceProfile]:
             raise SlitInputError(str(path), f"missing column {missing[0]!r}",
                                  "use the Vidur network profile format")
         intra = frame[frame["num_workers"] == frame["devices_per_node"]]
-        for tp, rows in intra.groupby("num_workers"):
-            rows = rows.sort_values("size")
-            profiles.append(AllReduceProfile(gpu, int(tp), rows["size"].to_numpy(np.float64),
+        for tp in sorted(int(w) for w in intra["num_workers"].unique()):
+            rows = intra[intra["num_workers"] == tp].sort_values("size")
+            profiles.append(AllReduceProfile(gpu, tp, rows["size"].to_numpy(np.float64),
                                              rows[TIME_COLUMN].to_numpy(np.float64) / 1e3))
     if not profiles:
         raise SlitInputError(str(root), "no NCCL all-reduce profiles found",
