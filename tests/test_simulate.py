@@ -167,3 +167,51 @@ def test_random_streams_complete_and_conserve(n: int, replicas: int, chunked: bo
     if n:
         assert (result.ttft_s > 0).all() and (result.e2e_s >= result.ttft_s).all()
         assert (result.energy_j > 0).all()
+
+
+A100_70B_TP2 = ReplicaSpec("Llama-3.1-70B", "A100-SXM4-80GB", 2)  # 27,843 KV tokens: a small cache
+
+
+def test_kv_blocks_run_out_and_the_latest_admitted_is_preempted() -> None:
+    # 40 requests of 1,000 + 1,500 tokens: their prompts fit (63 blocks each of 1,740) but their
+    # grown contexts do not (157 blocks each at the end), so decoding must preempt.
+    requests = batch(np.arange(40) * 0.01, 1000, 1500)
+    result = simulate_site(requests, SiteConfig(A100_70B_TP2, 1), 1)
+    assert result.n_preemptions > 0
+    assert result.completed.all() and result.conservation_ok
+    assert (result.e2e_s >= result.ttft_s).all()
+    # The first admitted are never the victims: they finish first, in order of arrival.
+    done_at = result.e2e_s + result.arrival_s
+    assert done_at[0] == done_at.min()
+    # A cache large enough for every request never preempts, and serves them sooner.
+    roomy = simulate_site(requests, SiteConfig(H100_70B, 1), 1)
+    assert roomy.n_preemptions == 0 and roomy.completed.all()
+    assert result.summary()["n_preemptions"] == result.n_preemptions
+
+
+def test_prompts_beyond_the_context_are_refused_and_outputs_clipped() -> None:
+    llama2 = ReplicaSpec("Llama-2-70B", "H100-SXM5-80GB", 4)
+    assert llama2.max_model_len == 4096
+    requests = batch(np.array([0.0, 1.0, 2.0]), np.array([5000, 4000, 100]),
+                     np.array([10, 500, 50]))
+    result = simulate_site(requests, SiteConfig(llama2, 1), 1)
+    assert result.refused.tolist() == [True, False, False]
+    assert result.completed.tolist() == [False, True, True]
+    assert result.output_tokens.tolist() == [10, 96, 50]  # 4000 + 96 = the 4,096 context
+    assert result.n_refused == 1 and result.n_in_flight == 0 and result.conservation_ok
+    assert "refused=1" in result.conservation_statement()
+    # Llama 3.1's 128k context takes the same prompts.
+    assert not simulate_site(requests, SiteConfig(H100_70B, 1), 1).refused.any()
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 50), chunked=st.booleans(), seed=st.integers(0, 2**16))
+def test_small_cache_streams_complete_despite_preemption(n: int, chunked: bool,
+                                                         seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    requests = batch(np.sort(rng.uniform(0, 5, n)), rng.integers(1, 8000, n),
+                     rng.integers(1, 4000, n))
+    site = SiteConfig(A100_70B_TP2, 2, chunked_prefill=chunked, max_batch_tokens=2048)
+    result = simulate_site(requests, site, 2, interval_s=10.0, seed=seed)
+    assert result.completed.all() and result.conservation_ok
+    assert (result.e2e_s >= result.ttft_s).all()

@@ -7,6 +7,16 @@ a run takes a + b (C + i n) (n sequences, C tokens of context, b the KV read tim
 run's end is known in closed form and the steps in between are never visited. A request dispatched
 to a replica in a run joins at the first step boundary after its arrival: the run is cut there.
 
+KV cache as vLLM's paged allocator: blocks of ``KV_BLOCK_TOKENS`` tokens. A request is admitted
+when blocks for its whole prompt fit with the watermark free (vLLM V0's ``can_allocate``) and one
+more block per running sequence, so the next decode step never has to preempt what was just
+admitted (this also rules out a preempt / re-admit loop). Decoding sequences take a new block each
+time their context crosses a block boundary; a run also ends at the step where the blocks would
+run out. When the next step's blocks do not fit, the most recently admitted running request is
+preempted by recompute: its blocks are freed and it goes back to the front of the replica's queue,
+to be prefilled again over its prompt and the tokens it had generated (vLLM's default
+``PreemptionMode.RECOMPUTE``). Its first-token time stays that of its first prefill.
+
 All state lives in flat arrays so that the loop compiles with numba (nopython, cache=True). The
 settings are packed as the step-time parameters are (``slit.serving.iteration``): an integer
 vector indexed by the ``C_`` constants and a float vector indexed by the ``K_`` constants, built by
@@ -32,37 +42,47 @@ R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_T
 R_NCOLS = 10
 # Columns of the float replica table.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
-# Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step.
-S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK = range(5)
-S_NCOLS = 5
+# Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
+# KV blocks held, admission sequence number (the preemption victim is the latest admitted).
+S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK, S_BLK, S_ADM = range(7)
+S_NCOLS = 7
 # Dispatchers.
 JSQ, LEAST_KV = 0, 1
-# Integer settings.
-C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_CAP, C_N_BINS = range(7)
-N_C = 7
+# Integer settings: C_KV_BLOCKS is the replica's whole cache in blocks, C_WATERMARK the blocks an
+# admission must leave free, C_MAX_LEN the longest prompt accepted (vLLM's max_model_len).
+C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_BLOCKS, C_WATERMARK, \
+    C_MAX_LEN, C_N_BINS = range(9)
+N_C = 9
+KV_BLOCK_TOKENS = 16
 # Float settings.
 K_INTERVAL_S, K_HORIZON_S, K_IDLE_W, K_STANDBY_W, K_PREFILL_W, K_DECODE_W, K_WAKE_UP_S = range(7)
 N_K = 7
-# Per-request integer columns: tokens, dispatcher tie-break, KV reserved, next request in queue.
-Q_PROMPT, Q_OUTPUT, Q_TIE, Q_RESERVE, Q_NEXT = range(5)
-N_Q = 5
+# Per-request integer columns: prompt and output tokens, dispatcher tie-break (filled by the
+# caller); tokens to prefill at the next admission, output tokens still to generate, blocks that
+# admission needs, next request in its queue, times preempted (set by the kernel).
+Q_PROMPT, Q_OUTPUT, Q_TIE, Q_PREFILL, Q_TODO, Q_BLOCKS, Q_NEXT, Q_PREEMPTED = range(8)
+N_Q = 8
 # Per-request results: time of the first token, of the last token, attributed energy (J).
 O_FIRST, O_DONE, O_ENERGY = range(3)
 N_O = 3
 # Site counters: next arrival, completions, requests in the site, awake-schedule interval, site
-# queue (head, tail, length).
-G_NEXT, G_DONE, G_IN_SITE, G_INTERVAL, G_HEAD, G_TAIL, G_LEN = range(7)
-N_G = 7
+# queue (head, tail, length), admissions so far, preemptions, refusals.
+G_NEXT, G_DONE, G_IN_SITE, G_INTERVAL, G_HEAD, G_TAIL, G_LEN, G_ADMITTED, G_PREEMPTIONS, \
+    G_REFUSED = range(10)
+N_G = 10
 
 
 def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
-                  max_batch_tokens: int, kv_cap: int, n_bins: int, interval_s: float,
+                  max_batch_tokens: int, kv_blocks: int, watermark_blocks: int, max_len: int,
+                  n_bins: int,
+                  interval_s: float,
                   horizon_s: float, idle_w: float, standby_w: float, prefill_w: float,
                   decode_w: float, wake_up_s: float) -> tuple[np.ndarray, np.ndarray]:
     """The integer and float settings vectors ``simulate_kernel`` reads."""
     cfg = np.zeros(N_C, np.int64)
     cfg[C_N_REP], cfg[C_CHUNKED], cfg[C_DISPATCHER] = n_rep, int(chunked), dispatcher
-    cfg[C_MAX_SEQS], cfg[C_MAX_BATCH_TOKENS], cfg[C_KV_CAP] = max_seqs, max_batch_tokens, kv_cap
+    cfg[C_MAX_SEQS], cfg[C_MAX_BATCH_TOKENS] = max_seqs, max_batch_tokens
+    cfg[C_KV_BLOCKS], cfg[C_WATERMARK], cfg[C_MAX_LEN] = kv_blocks, watermark_blocks, max_len
     cfg[C_N_BINS] = max(n_bins, 1)
     kf = np.zeros(N_K)
     kf[K_INTERVAL_S], kf[K_HORIZON_S], kf[K_WAKE_UP_S] = interval_s, horizon_s, wake_up_s
@@ -117,22 +137,107 @@ def _decode_step_table(p, max_seqs):
 
 
 @numba.njit(cache=True)
-def _start_work(r, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b):
+def _blocks(tokens):
+    return (tokens + KV_BLOCK_TOKENS - 1) // KV_BLOCK_TOKENS
+
+
+@numba.njit(cache=True)
+def _push_front(r, j, ri, rq):
+    """Put request j at the head of replica r's queue."""
+    rq[j, Q_NEXT] = ri[r, R_QHEAD] if ri[r, R_QLEN] > 0 else -1
+    if ri[r, R_QLEN] == 0:
+        ri[r, R_QTAIL] = j
+    ri[r, R_QHEAD] = j
+    ri[r, R_QLEN] += 1
+    ri[r, R_QKV] += rq[j, Q_BLOCKS]
+
+
+@numba.njit(cache=True)
+def _preempt_latest(r, ri, sl, rq, st):
+    """Preempt (recompute) the most recently admitted running request of replica r."""
+    v = 0
+    for s in range(1, ri[r, R_NRUN]):
+        if sl[r, s, S_ADM] > sl[r, v, S_ADM]:
+            v = s
+    j = sl[r, v, S_REQ]
+    if sl[r, v, S_PREF] == 0:
+        # Prefilled: recompute the context and the last sampled token, whose KV is not written
+        # yet; what is left to generate shrinks by the tokens already produced.
+        rq[j, Q_PREFILL] = sl[r, v, S_CTX] + 1
+        rq[j, Q_TODO] = sl[r, v, S_REM]
+    rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PREFILL])
+    rq[j, Q_PREEMPTED] += 1
+    ri[r, R_KV] -= sl[r, v, S_BLK]
+    _remove_slot(r, v, ri, sl)
+    _push_front(r, j, ri, rq)
+    st[G_PREEMPTIONS] += 1
+
+
+@numba.njit(cache=True)
+def _blocks_for_next_step(r, ri, sl):
+    """Blocks replica r holds after giving each decoding sequence room for one more token."""
+    total = 0
+    for s in range(ri[r, R_NRUN]):
+        if sl[r, s, S_PREF] == 0:
+            total += _blocks(sl[r, s, S_CTX] + 1)
+        else:
+            total += sl[r, s, S_BLK]
+    return total
+
+
+@numba.njit(cache=True)
+def _make_room(r, ri, sl, rq, st, cfg):
+    """Preempt the latest admitted requests until the next step's decode blocks fit."""
+    while ri[r, R_NRUN] > 0 and _blocks_for_next_step(r, ri, sl) > cfg[C_KV_BLOCKS]:
+        _preempt_latest(r, ri, sl, rq, st)
+
+
+@numba.njit(cache=True)
+def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
+    """Largest k' <= k such that the k' decode steps of a run all find their blocks (step i needs
+    ceil((ctx + i + 1) / block) per sequence); at least 1 (``_make_room`` ran)."""
+    lo, hi = 1, k
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        need = 0
+        for s in range(n_run):
+            need += _blocks(sl[r, s, S_CTX] + mid)
+        if need <= kv_blocks:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@numba.njit(cache=True)
+def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
+    """vLLM's admission test: the prompt's blocks fit with the watermark free, plus one block per
+    running sequence (this one included) for the next decode step."""
+    need = ri[r, R_KV] + extra_blocks + rq[j, Q_BLOCKS] + ri[r, R_NRUN] + 1
+    return need <= cfg[C_KV_BLOCKS] - cfg[C_WATERMARK]
+
+
+@numba.njit(cache=True)
+def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
     chunked = cfg[C_CHUNKED] != 0
     max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
-    n_run = ri[r, R_NRUN]
     budget = max_batch_tokens
     n_dec = 0
     dec_ctx = 0.0
     prefill_tokens = 0
     finishing = 0
     pairs = 0.0
+    grow = 0
     if chunked:
+        # Every step carries the decodes: give them their next token's blocks first.
+        _make_room(r, ri, sl, rq, st, cfg)
+        n_run = ri[r, R_NRUN]
         for s in range(n_run):
             if sl[r, s, S_PREF] == 0:
                 n_dec += 1
                 dec_ctx += sl[r, s, S_CTX]
+                grow += _blocks(sl[r, s, S_CTX] + 1) - sl[r, s, S_BLK]
         budget -= n_dec
         for s in range(n_run):
             pref = sl[r, s, S_PREF]
@@ -144,12 +249,12 @@ def _start_work(r, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b):
                 pairs += c * (sl[r, s, S_CTX] + (c + 1.0) / 2.0)
                 if c == pref:
                     finishing += 1
-    # Admit waiting requests in arrival order while sequences, KV and the token budget allow.
+    # Admit waiting requests in order while sequences, KV blocks and the token budget allow.
     while ri[r, R_QLEN] > 0 and ri[r, R_NRUN] < cfg[C_MAX_SEQS]:
         j = ri[r, R_QHEAD]
-        if ri[r, R_KV] + rq[j, Q_RESERVE] > cfg[C_KV_CAP]:
+        if not _admit_fits(r, j, ri, rq, cfg, grow):
             break
-        prompt = rq[j, Q_PROMPT]
+        prompt = rq[j, Q_PREFILL]
         if chunked:
             if budget <= 0:
                 break
@@ -160,37 +265,51 @@ def _start_work(r, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b):
             c = prompt
         ri[r, R_QHEAD] = rq[j, Q_NEXT]
         ri[r, R_QLEN] -= 1
-        ri[r, R_QKV] -= rq[j, Q_RESERVE]
-        ri[r, R_KV] += rq[j, Q_RESERVE]
+        ri[r, R_QKV] -= rq[j, Q_BLOCKS]
+        ri[r, R_KV] += rq[j, Q_BLOCKS]
         s = ri[r, R_NRUN]
         ri[r, R_NRUN] += 1
         sl[r, s, S_REQ] = j
-        sl[r, s, S_REM] = rq[j, Q_OUTPUT] - 1
+        sl[r, s, S_REM] = rq[j, Q_TODO] - 1
         sl[r, s, S_CTX] = 0
         sl[r, s, S_PREF] = prompt
         sl[r, s, S_CHUNK] = c
+        sl[r, s, S_BLK] = rq[j, Q_BLOCKS]
+        sl[r, s, S_ADM] = st[G_ADMITTED]
+        st[G_ADMITTED] += 1
         budget -= c
         prefill_tokens += c
         pairs += c * (c + 1.0) / 2.0
         if c == prompt:
             finishing += 1
     if prefill_tokens > 0:
+        if chunked:  # the decodes of this step take their blocks now
+            for s in range(ri[r, R_NRUN]):
+                if sl[r, s, S_PREF] == 0:
+                    sl[r, s, S_BLK] = _blocks(sl[r, s, S_CTX] + 1)
+            ri[r, R_KV] += grow
         ri[r, R_KIND] = STEP
         ri[r, R_STEP_TOKENS] = prefill_tokens + n_dec
         rf[r, F_START] = t
         rf[r, F_END] = t + step_time_s(p, float(prefill_tokens + n_dec), float(finishing + n_dec),
                                        pairs, dec_ctx)
         return
+    if not chunked:
+        _make_room(r, ri, sl, rq, st, cfg)
     n_run = ri[r, R_NRUN]
     if n_run == 0:
         ri[r, R_KIND] = IDLE
         return
-    # Decode run until the first sequence finishes.
+    # Decode run until the first sequence finishes or the blocks run out.
     k = sl[r, 0, S_REM]
     ctx = 0.0
     for s in range(n_run):
         k = min(k, sl[r, s, S_REM])
         ctx += sl[r, s, S_CTX]
+    # Blocks after k steps are at most (ctx + n k) / block + n: only near a full cache is the
+    # exact count needed.
+    if (ctx + n_run * k) / KV_BLOCK_TOKENS + n_run > cfg[C_KV_BLOCKS]:
+        k = _run_steps_within_blocks(r, n_run, k, sl, cfg[C_KV_BLOCKS])
     ri[r, R_KIND] = RUN
     ri[r, R_RUNK] = k
     rf[r, F_A] = decode_a[n_run]
@@ -229,14 +348,14 @@ def _remove_slot(r, s, ri, sl):
 
 
 @numba.njit(cache=True)
-def _complete(r, s, j, t, ri, sl, rq, out):
+def _complete(r, s, j, t, ri, sl, out):
     out[j, O_DONE] = t
-    ri[r, R_KV] -= rq[j, Q_RESERVE]
+    ri[r, R_KV] -= sl[r, s, S_BLK]
     _remove_slot(r, s, ri, sl)
 
 
 @numba.njit(cache=True)
-def _finish_work(r, ri, rf, sl, rq, out, bins, cfg, kf):
+def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     """Apply replica r's finished step or run; returns (bins, requests completed).
 
     The replica's whole power during the work (idle + host + dynamic) is shared among the requests
@@ -258,14 +377,14 @@ def _finish_work(r, ri, rf, sl, rq, out, bins, cfg, kf):
                 sl[r, s, S_CTX] += c
                 sl[r, s, S_PREF] -= c
                 sl[r, s, S_CHUNK] = 0
-                if sl[r, s, S_PREF] == 0:
+                if sl[r, s, S_PREF] == 0 and np.isnan(out[j, O_FIRST]):
                     out[j, O_FIRST] = t1
             elif chunked and sl[r, s, S_PREF] == 0:
                 out[j, O_ENERGY] += share
                 sl[r, s, S_CTX] += 1
                 sl[r, s, S_REM] -= 1
             if sl[r, s, S_PREF] == 0 and sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, rq, out)
+                _complete(r, s, j, t1, ri, sl, out)
                 completed += 1
     else:
         bins = _accumulate(bins, r, t0, t1, kf[K_DECODE_W], interval_s)
@@ -276,8 +395,11 @@ def _finish_work(r, ri, rf, sl, rq, out, bins, cfg, kf):
             out[j, O_ENERGY] += share
             sl[r, s, S_CTX] += k
             sl[r, s, S_REM] -= k
+            held = _blocks(sl[r, s, S_CTX])
+            ri[r, R_KV] += held - sl[r, s, S_BLK]
+            sl[r, s, S_BLK] = held
             if sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, rq, out)
+                _complete(r, s, j, t1, ri, sl, out)
                 completed += 1
     bins = _accumulate(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
@@ -286,7 +408,8 @@ def _finish_work(r, ri, rf, sl, rq, out, bins, cfg, kf):
 
 @numba.njit(cache=True)
 def _pick_replica(ri, n_rep, dispatcher, offset):
-    """Ready replica with the least load (requests held, or KV reserved); ties rotate by offset."""
+    """Ready replica with the least load (requests held, or KV blocks held and queued); ties
+    rotate by offset."""
     best = -1
     best_load = 0
     for i in range(n_rep):
@@ -304,7 +427,7 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
 
 
 @numba.njit(cache=True)
-def _enqueue(r, j, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b):
+def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
     if was_empty:
@@ -313,11 +436,11 @@ def _enqueue(r, j, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b):
         rq[ri[r, R_QTAIL], Q_NEXT] = j
     ri[r, R_QTAIL] = j
     ri[r, R_QLEN] += 1
-    ri[r, R_QKV] += rq[j, Q_RESERVE]
+    ri[r, R_QKV] += rq[j, Q_BLOCKS]
     if ri[r, R_KIND] == IDLE:
-        _start_work(r, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b)
+        _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
     elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < cfg[C_MAX_SEQS]
-          and ri[r, R_KV] + rq[j, Q_RESERVE] <= cfg[C_KV_CAP]):
+          and _admit_fits(r, j, ri, rq, cfg, 0)):
         _cut_run(r, t, ri, rf)
 
 
@@ -344,10 +467,10 @@ def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a,
     if ri[r, R_KIND] == IDLE:
         ri[r, R_STATE] = AWAKE  # waking draws idle power already: nothing to book
         return bins, True
-    bins, completed = _finish_work(r, ri, rf, sl, rq, out, bins, cfg, kf)
+    bins, completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
-    _start_work(r, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b)
+    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         bins = _set_state(r, ASLEEP, t, ri, rf, bins, kf)
     return bins, False
@@ -405,10 +528,14 @@ def _push_site_queue(j, st, rq):
 
 @numba.njit(cache=True)
 def _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
-    """The next request arrives: to the least loaded ready replica, or the site queue (FIFO:
-    while requests wait there, newcomers wait behind them)."""
+    """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
+    input validation), else to the least loaded ready replica, or the site queue (FIFO: while
+    requests wait there, newcomers wait behind them)."""
     j = st[G_NEXT]
     st[G_NEXT] += 1
+    if rq[j, Q_PROMPT] > cfg[C_MAX_LEN]:
+        st[G_REFUSED] += 1
+        return
     st[G_IN_SITE] += 1
     r = -1
     if st[G_LEN] == 0:
@@ -416,7 +543,7 @@ def _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     if r < 0:
         _push_site_queue(j, st, rq)
     else:
-        _enqueue(r, j, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
 
 
 @numba.njit(cache=True)
@@ -430,7 +557,7 @@ def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         st[G_HEAD] = rq[j, Q_NEXT]
         rq[j, Q_NEXT] = -1
         st[G_LEN] -= 1
-        _enqueue(r, j, t, ri, rf, sl, rq, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
 
 
 @numba.njit(cache=True)
@@ -462,11 +589,12 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     """Run the site.
 
     arrival_s: sorted arrival times; rq: [n, N_Q] per-request integers (Q_PROMPT, Q_OUTPUT,
-    Q_TIE filled; Q_RESERVE and Q_NEXT are set here); awake: replicas on per interval; p: the
-    step-time parameters; cfg, kf: ``pack_settings``. Returns the per-request results [n, N_O],
-    the per-interval table (columns 0..n_rep-1: energy of each replica in J, column n_rep: busy
-    replica-seconds), the number of arrivals and completions, the time integral of the requests
-    in the site, and the end time.
+    Q_TIE filled, prompt + output within the replica's max_model_len; the other columns are set
+    here); awake: replicas on per interval; p: the step-time parameters; cfg, kf:
+    ``pack_settings``. Returns the per-request results [n, N_O], the per-interval table (columns
+    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds), the site
+    counters (``G_`` columns: arrivals, completions, requests still in the site, preemptions),
+    the time integral of the requests in the site, and the end time.
     """
     n_req = arrival_s.shape[0]
     n_rep = cfg[C_N_REP]
@@ -474,8 +602,11 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     out[:, O_FIRST] = np.nan
     out[:, O_DONE] = np.nan
     for j in range(n_req):
-        rq[j, Q_RESERVE] = min(rq[j, Q_PROMPT] + rq[j, Q_OUTPUT], cfg[C_KV_CAP])
+        rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
+        rq[j, Q_TODO] = rq[j, Q_OUTPUT]
+        rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
         rq[j, Q_NEXT] = -1
+        rq[j, Q_PREEMPTED] = 0
     bins = np.zeros((cfg[C_N_BINS], n_rep + 1))
     ri = np.zeros((n_rep, R_NCOLS), np.int64)
     rf = np.zeros((n_rep, F_NCOLS))
@@ -519,4 +650,4 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     if horizon_s != np.inf:
         area_s += st[G_IN_SITE] * (horizon_s - t)
     bins, end_s = _close(t, ri, rf, bins, cfg, kf, n_sched)
-    return out, bins, st[G_NEXT], st[G_DONE], area_s, end_s
+    return out, bins, st, area_s, end_s
