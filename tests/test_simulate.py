@@ -215,3 +215,23 @@ def test_small_cache_streams_complete_despite_preemption(n: int, chunked: bool,
     result = simulate_site(requests, site, 2, interval_s=10.0, seed=seed)
     assert result.completed.all() and result.conservation_ok
     assert (result.e2e_s >= result.ttft_s).all()
+
+
+def test_slo_capacity_brackets_the_slo(tmp_path, monkeypatch) -> None:
+    from slit.simulate import capacity as cap
+
+    monkeypatch.setenv("SLIT_CACHE_DIR", str(tmp_path))
+    cap.slo_capacity_rps.cache_clear()
+    rate = cap.slo_capacity_rps(H100_70B, 0.0)
+    # Just below the capacity the tail meets the SLO; a little above it does not.
+    assert cap.tail_ttft_s(H100_70B, 0.98 * rate, 0.0) <= cap.CAPACITY_SLO_TTFT_S
+    assert cap.tail_ttft_s(H100_70B, 1.03 * rate, 0.0) > cap.CAPACITY_SLO_TTFT_S
+    # Queueing and the tail cost capacity: below the analytic saturation estimate.
+    assert 0.5 * max_throughput_rps(H100_70B, 1155, 211) < rate
+    assert rate < max_throughput_rps(H100_70B, 1155, 211)
+    # A second process finds it on disk, without simulating.
+    cap.slo_capacity_rps.cache_clear()
+    monkeypatch.setattr(cap, "_bisect", lambda *args: pytest.fail("cache not used"))
+    assert cap.slo_capacity_rps(H100_70B, 0.0) == rate
+    assert len(list((tmp_path / "capacity").glob("*.json"))) == 1
+    cap.slo_capacity_rps.cache_clear()

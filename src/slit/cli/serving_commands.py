@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,10 +14,10 @@ from slit.cli.options import DataDirOption
 from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
 from slit.serving.calibrate import calibrate as fit_calibration
-from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import make_replica
 from slit.serving.communication import NETWORK_FOLDER, calibrate_allreduce, shipped_tables
 from slit.simulate.arrivals import poisson_from_trace
+from slit.simulate.capacity import slo_capacity_rps
 from slit.simulate.site import SiteConfig, simulate_site
 from slit.workload.traces import load_trace
 
@@ -69,7 +68,8 @@ def simulate_site_command(
     tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 4,
     replicas: Annotated[int, typer.Option(help="Replicas installed and awake.")] = 4,
     trace: Annotated[str, typer.Option(help="Token sizes from this trace: conv or code.")] = "conv",
-    load: Annotated[float, typer.Option(help="Offered load / analytic capacity.")] = 0.5,
+    load: Annotated[float, typer.Option(
+        help="Offered load / simulated capacity at the SLO (p99 TTFT <= 1.35 s).")] = 0.5,
     duration_s: Annotated[float, typer.Option(help="Seconds of Poisson arrivals.")] = 900.0,
     chunked: Annotated[bool, typer.Option(help="Chunked prefill.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -77,16 +77,19 @@ def simulate_site_command(
 ) -> None:
     """Simulate one site on Poisson arrivals with token sizes resampled from an Azure trace."""
     replica = make_replica(model, gpu, tp)
-    source = load_trace(_need_data_dir(data_dir), trace)
-    capacity = max_throughput_rps(replica, float(np.mean(source.prompt_tokens)),
-                                  float(np.mean(source.output_tokens)))
+    directory = _need_data_dir(data_dir)
+    source = load_trace(directory, trace)
+    if trace not in ("conv", "code"):
+        raise SlitInputError("--trace", f"unknown trace {trace!r}", "use conv or code")
+    capacity = slo_capacity_rps(replica, 1.0 if trace == "code" else 0.0,
+                                token_source=str(directory))
     rate = load * capacity * replicas
     requests = poisson_from_trace(source, rate, duration_s, seed)
     site = SiteConfig(replica, replicas, chunked_prefill=chunked,
                       max_batch_tokens=2048 if chunked else 8192)
     result = simulate_site(requests, site, replicas, seed=seed)
     typer.echo(f"{model} on {tp}x {gpu}, {replicas} replicas, {trace} trace: capacity "
-               f"{capacity:.2f} req/s per replica, offered {rate:.2f} req/s")
+               f"{capacity:.2f} req/s per replica at the SLO, offered {rate:.2f} req/s")
     for key, value in result.summary().items():
         typer.echo(f"{key}={value:.6g}")
     typer.echo(result.conservation_statement())
