@@ -294,18 +294,27 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         rf[r, F_END] = t + step_time_s(p, float(prefill_tokens + n_dec), float(finishing + n_dec),
                                        pairs, dec_ctx)
         return
-    if not chunked:
-        _make_room(r, ri, sl, rq, st, cfg)
     n_run = ri[r, R_NRUN]
     if n_run == 0:
         ri[r, R_KIND] = IDLE
         return
-    # Decode run until the first sequence finishes or the blocks run out.
-    k = sl[r, 0, S_REM]
-    ctx = 0.0
-    for s in range(n_run):
-        k = min(k, sl[r, s, S_REM])
-        ctx += sl[r, s, S_CTX]
+    # Decode run until the first sequence finishes or the blocks run out. One pass gathers the
+    # run's length, context and first-step blocks; preempting (rare) redoes it.
+    while True:
+        k = sl[r, 0, S_REM]
+        ctx = 0.0
+        need = 0
+        for s in range(n_run):
+            k = min(k, sl[r, s, S_REM])
+            ctx += sl[r, s, S_CTX]
+            need += _blocks(sl[r, s, S_CTX] + 1)
+        if need <= cfg[C_KV_BLOCKS]:
+            break
+        _preempt_latest(r, ri, sl, rq, st)
+        n_run = ri[r, R_NRUN]
+        if n_run == 0:  # cannot happen within max_model_len; never loop on it
+            ri[r, R_KIND] = IDLE
+            return
     # Blocks after k steps are at most (ctx + n k) / block + n: only near a full cache is the
     # exact count needed.
     if (ctx + n_run * k) / KV_BLOCK_TOKENS + n_run > cfg[C_KV_BLOCKS]:
