@@ -99,7 +99,8 @@ def tail_ttft_s(replica: ReplicaSpec, rate_rps_per_replica: float, code_share: f
     result = simulate_site(requests, SiteConfig(replica, n_replicas), n_replicas,
                            interval_s=float(arrival[-1]) + 1.0)
     steady = np.arange(len(arrival)) >= len(arrival) // 10
-    ttft = np.where(result.completed, result.ttft_s, np.inf)[steady & ~result.refused]
+    refused = np.zeros(len(arrival), bool) if result.refused is None else result.refused
+    ttft = np.where(result.completed, result.ttft_s, np.inf)[steady & ~refused]
     return float(np.percentile(ttft, percentile))
 
 
