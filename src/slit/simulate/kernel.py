@@ -38,8 +38,11 @@ ASLEEP, WAKING, AWAKE, DRAINING = 0, 1, 2, 3
 # Kinds of work in progress.
 IDLE, STEP, RUN = 0, 1, 2
 # Columns of the integer replica table.
-R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS = range(10)
-R_NCOLS = 10
+# R_STEP_FIRST: first slot that takes part in the current step (a prefill step without chunking
+# touches only the requests it admitted, which sit at the end of the slot table).
+R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
+    R_STEP_FIRST = range(11)
+R_NCOLS = 11
 # Columns of the float replica table.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
@@ -249,6 +252,7 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
                 pairs += c * (sl[r, s, S_CTX] + (c + 1.0) / 2.0)
                 if c == pref:
                     finishing += 1
+    ri[r, R_STEP_FIRST] = 0 if chunked else ri[r, R_NRUN]
     # Admit waiting requests in order while sequences, KV blocks and the token budget allow.
     while ri[r, R_QLEN] > 0 and ri[r, R_NRUN] < cfg[C_MAX_SEQS]:
         j = ri[r, R_QHEAD]
@@ -378,7 +382,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         chunked = cfg[C_CHUNKED] != 0
         bins = _accumulate(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
-        for s in range(ri[r, R_NRUN] - 1, -1, -1):
+        for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, s, S_REQ]
             c = sl[r, s, S_CHUNK]
             if c > 0:
