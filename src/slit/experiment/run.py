@@ -259,11 +259,11 @@ _DROPPED = np.empty(0)
 
 def _judged(sim: SiteSimResult) -> SiteSimResult:
     """What the judge keeps of a site's simulation: TTFT (with and without network), TPOT, the
-    completion flags and the per-interval energy, which the metrics, footprints and TTFT
-    sample read. The other per-request arrays are dropped (left empty) to bound memory; the
-    result is for those readers only."""
+    completion and refusal flags, the preemption count and the per-interval energy, which the
+    metrics, footprints and TTFT sample read. The other per-request arrays are dropped (left
+    empty) to bound memory; the result is for those readers only."""
     return replace(sim, e2e_s=_DROPPED, energy_j=_DROPPED, arrived=_DROPPED, arrival_s=_DROPPED,
-                   output_tokens=_DROPPED, refused=None)
+                   output_tokens=_DROPPED)
 
 
 def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],
