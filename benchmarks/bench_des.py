@@ -3,12 +3,14 @@
 Llama-3.1-70B on 4x H100, Poisson arrivals at 70 % of the site's analytic capacity, token sizes
 resampled from the Azure conversation trace (``--data-dir``, default ../shared/data). The first
 call on a tiny batch compiles the kernel (or loads it from numba's cache); its time is printed and
-left out of the figure. Ends with ``requests_per_s=N``: simulated requests per second of wall time.
+left out of the figure. Ends with ``requests_per_s=N`` (simulated requests per second of wall
+time, best of ``--repeats``) and ``peak_rss_mb=N`` (peak resident memory of the process).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from pathlib import Path
 
@@ -57,6 +59,8 @@ def main() -> None:
           f"energy_per_request_wh={summary['energy_per_request_wh']:.3f}")
     print(result.conservation_statement())
     print(f"requests_per_s={len(requests) / best:.0f}")
+    # ru_maxrss is in KiB on Linux: the whole process (interpreter, numba, the batch, results).
+    print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 
 if __name__ == "__main__":

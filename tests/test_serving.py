@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from slit.errors import SlitInputError
+from slit.serving.allreduce_table import ALLREDUCE_US
 from slit.serving.calibrate import calibrate
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import GPUS, MODELS, ReplicaSpec, make_replica
-from slit.serving.iteration import CALIBRATED, decode_time_s, prefill_time_s
+from slit.serving.communication import calibrate_allreduce, shipped_tables, table_time_s
+from slit.serving.iteration import (
+    CALIBRATED,
+    allreduce_s,
+    decode_time_s,
+    prefill_time_s,
+    replica_params,
+)
 from slit.serving.power import replica_power_w
 
 H100_70B = ReplicaSpec("Llama-3.1-70B", "H100-SXM5-80GB", 4)
@@ -77,5 +86,34 @@ def test_calibrate_command_ends_with_the_figure(data_dir) -> None:
 
     result = CliRunner().invoke(app, ["calibrate", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("median_rel_error=") and float(last.split("=")[1]) <= 0.15
+    lines = result.output.strip().splitlines()
+    figures = dict(line.split("=") for line in lines if "_rel_error=" in line)
+    assert float(figures["median_rel_error"]) <= 0.15
+    assert lines[-1].startswith("allreduce_median_rel_error=")
+    assert float(figures["allreduce_median_rel_error"]) <= 0.10
+
+
+def test_allreduce_table_is_the_fit_of_the_measurements(data_dir) -> None:
+    reports, fitted, median = calibrate_allreduce(data_dir, shipped_tables())
+    assert median <= 0.10
+    assert {(r.gpu, r.tp) for r in reports} == set(ALLREDUCE_US)
+    for r in reports:
+        assert r.held_out_median_rel_error <= 0.10 and r.p90_rel_error <= 0.25
+    for key, table in shipped_tables().items():
+        np.testing.assert_allclose(table, fitted[key], rtol=1e-3, atol=1e-8)
+
+
+def test_step_pays_the_measured_allreduce() -> None:
+    # Issue 16: a 1 MB all-reduce on 4 x A100 measures 0.064 ms (the old ring formula: 0.017).
+    a100_70b = ReplicaSpec("Llama-3.1-70B", "A100-SXM4-80GB", 4)
+    p = replica_params(a100_70b)
+    assert allreduce_s(p, 1.0e6) == pytest.approx(64e-6, rel=0.1)
+    assert allreduce_s(replica_params(H100_70B), 1.0e6) == pytest.approx(41e-6, rel=0.1)
+    # The compiled lookup and the vectorised one agree, inside and beyond the table.
+    table = shipped_tables()[("A100-SXM4-80GB", 4)]
+    for size in (100.0, 3.0e4, 1.0e6, 5.0e7, 2.0e8):
+        assert allreduce_s(p, size) == pytest.approx(float(table_time_s(table, size)), rel=1e-9)
+    # Two all-reduces per layer: 80 layers of a one-sequence decode step pay 160 of them.
+    one_token = 2.0 * 8192
+    no_comm = decode_time_s(a100_70b, 1, 1000) - 160 * allreduce_s(p, one_token)
+    assert no_comm > 0 and 160 * allreduce_s(p, one_token) > 0.002

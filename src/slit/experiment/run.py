@@ -10,11 +10,9 @@ fleet. Footprints use the *actual* hourly signals.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -207,25 +205,27 @@ def run_experiment(
     uniform = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(2)[1]) \
         .random(len(requests))
     metrics, site_hourly, ttft = {}, {}, {}
-    # One policy at a time, so memory holds one policy's per-request results, not all of them.
-    with ProcessPoolExecutor(max_workers=_workers()) as pool:
-        for p_index, policy in enumerate(policies):
-            site_of = route_requests(requests, plans[policy].routing, scenario.interval_s,
-                                     uniform)
-            futures = []
-            for s, site in enumerate(scenario.sites):
-                mask = site_of == s
-                config = SiteConfig(replica=site.replica, n_replicas=site.installed)
-                schedule = awake_schedule(plans[policy].awake[:, s], scenario.interval_s,
-                                          config.wake_up_s)
-                futures.append(pool.submit(
-                    _simulate, requests.take(mask), prepared.rtt_s[requests.origin[mask], s],
-                    config, schedule, scenario.seed + s))
-            sims = [f.result() for f in futures]
-            site_hourly[policy] = _site_hourly(scenario, prepared.actual, sims)
-            metrics[policy] = policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s)
-            ttft[policy] = _ttft_sample(sims)
-            report("simulate", p_index + 1, len(policies))
+    # Memory: one policy at a time, and of each site only what the metrics read (_judged); the
+    # sites run in this process one after the other, so no copy of the requests goes to workers
+    # (worker processes cost more memory than the second core saves on a shared machine).
+    for p_index, policy in enumerate(policies):
+        site_of = route_requests(requests, plans[policy].routing, scenario.interval_s, uniform)
+        sims = []
+        for s, site in enumerate(scenario.sites):
+            mask = site_of == s
+            config = SiteConfig(replica=site.replica, n_replicas=site.installed)
+            schedule = awake_schedule(plans[policy].awake[:, s], scenario.interval_s,
+                                      config.wake_up_s)
+            sims.append(_judged(_simulate(requests.take(mask),
+                                          prepared.rtt_s[requests.origin[mask], s], config,
+                                          schedule, scenario.seed + s)))
+            del mask
+        del site_of
+        site_hourly[policy] = _site_hourly(scenario, prepared.actual, sims)
+        metrics[policy] = policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s)
+        ttft[policy] = _ttft_sample(sims)
+        del sims
+        report("simulate", p_index + 1, len(policies))
     return ExperimentResult(scenario, metrics, plans, slit_decisions, prepared.actual,
                             site_hourly, ttft, prepared.surrogate_accuracy,
                             [d.decision_s for d in slit_decisions])
@@ -234,12 +234,29 @@ def run_experiment(
 def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: float,
                    uniform: np.ndarray) -> np.ndarray:
     """Site index of every request: its origin's routing row of its interval, sampled with
-    the given uniform numbers (shared by all policies, so they differ only by their plans)."""
-    k = np.minimum((requests.arrival_s // interval_s).astype(np.int64), len(routing) - 1)
+    the given uniform numbers (shared by all policies, so they differ only by their plans).
+
+    The site is the first whose cumulative share exceeds u x the row total. Requests are sorted
+    by arrival, so each interval is a slice; within it each origin's row is searched once (an
+    [N, S] table of rows would take 1 GB on the default day)."""
+    n_k, n_s = routing.shape[0], routing.shape[2]
     cumulative = np.cumsum(routing, axis=2)
-    rows = cumulative[k, requests.origin.astype(np.int64)]  # [N, S]
-    site = (rows < uniform[:, None] * rows[:, -1:]).sum(axis=1)
-    return np.minimum(site, routing.shape[2] - 1)
+    site = np.empty(len(requests), np.int16)
+    k_of = np.minimum((requests.arrival_s // interval_s).astype(np.int64), n_k - 1)
+    bounds = np.searchsorted(k_of, np.arange(n_k + 1), side="left")
+    for k in range(n_k):
+        lo, hi = bounds[k], bounds[k + 1]
+        if lo == hi:
+            continue
+        origin = requests.origin[lo:hi]
+        u = uniform[lo:hi]
+        out = np.empty(hi - lo, np.int64)
+        for o in np.unique(origin):
+            at = origin == o
+            row = cumulative[k, o]
+            out[at] = np.searchsorted(row, u[at] * row[-1], side="left")
+        site[lo:hi] = np.minimum(out, n_s - 1)
+    return site
 
 
 def awake_schedule(awake: np.ndarray, interval_s: float, wake_up_s: float) -> np.ndarray:
@@ -255,6 +272,18 @@ def awake_schedule(awake: np.ndarray, interval_s: float, wake_up_s: float) -> np
 def _simulate(requests: RequestBatch, rtt_s: np.ndarray, site: SiteConfig,
               schedule: np.ndarray, seed: int) -> SiteSimResult:
     return simulate_site(requests, site, schedule, AWAKE_BIN_S, seed, None, rtt_s)
+
+
+_DROPPED = np.empty(0)
+
+
+def _judged(sim: SiteSimResult) -> SiteSimResult:
+    """What the judge keeps of a site's simulation: TTFT (with and without network), TPOT, the
+    completion and refusal flags, the preemption count and the per-interval energy, which the
+    metrics, footprints and TTFT sample read. The other per-request arrays are dropped (left
+    empty) to bound memory; the result is for those readers only."""
+    return replace(sim, e2e_s=_DROPPED, energy_j=_DROPPED, arrived=_DROPPED, arrival_s=_DROPPED,
+                   output_tokens=_DROPPED)
 
 
 def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],
@@ -281,10 +310,6 @@ def _ttft_sample(sims: list[SiteSimResult]) -> np.ndarray:
     if len(ttft) <= TTFT_SAMPLE:
         return ttft
     return ttft[np.linspace(0, len(ttft) - 1, TTFT_SAMPLE).round().astype(np.int64)]
-
-
-def _workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:

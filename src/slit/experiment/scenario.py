@@ -22,9 +22,8 @@ from slit.experiment.settings import ScenarioFile, Workload, validate_settings
 from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
 from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.preference import Preference
-from slit.optimise.surrogate import mean_tokens
-from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import ReplicaSpec, make_replica
+from slit.simulate.capacity import slo_capacity_rps
 from slit.timeutil import to_utc
 from slit.workload.demand import DemandModel
 
@@ -108,9 +107,8 @@ class Scenario:
 
 def size_fleet(peak_rps: float, replica: ReplicaSpec, code_share: float,
                utilisation: float = DEFAULT_PEAK_UTILISATION) -> int:
-    """Replicas that serve ``peak_rps`` at ``utilisation`` of their analytic capacity."""
-    prompt, output = mean_tokens(code_share)
-    capacity = max_throughput_rps(replica, prompt, output)
+    """Replicas that serve ``peak_rps`` at ``utilisation`` of their simulated SLO capacity."""
+    capacity = slo_capacity_rps(replica, code_share)
     return max(1, math.ceil(peak_rps / (utilisation * capacity)))
 
 

@@ -96,7 +96,8 @@ def _read_profile(path: Path, gpu: str, model: str) -> list[ProfileGroup]:
     measured_s = frame[[f"time_stats.{op}.median" for op in LAYER_OPERATORS]].sum(axis=1) / 1e3
     spec = GPUS[gpu]
     groups = []
-    for tp, rows in frame.groupby("num_tensor_parallel_workers"):
+    for tp in sorted(int(w) for w in frame["num_tensor_parallel_workers"].unique()):
+        rows = frame[frame["num_tensor_parallel_workers"] == tp]
         first = rows.iloc[0]
         shape = np.zeros(N_PARAMS)
         shape[P_HIDDEN], shape[P_HEADS] = first["n_embd"], first["n_head"]
@@ -104,7 +105,7 @@ def _read_profile(path: Path, gpu: str, model: str) -> list[ProfileGroup]:
         shape[P_HEAD_DIM] = first["n_embd"] / first["n_head"]
         shape[P_GATED], shape[P_TP] = float(bool(first["use_gated_mlp"])), float(tp)
         shape[P_PEAK], shape[P_BW] = spec.peak_bf16_flops, spec.hbm_bandwidth_bytes_per_s
-        groups.append(ProfileGroup(gpu, model, int(tp), shape,
+        groups.append(ProfileGroup(gpu, model, tp, shape,
                                    rows["num_tokens"].to_numpy(np.float64),
                                    measured_s.loc[rows.index].to_numpy()))
     return groups

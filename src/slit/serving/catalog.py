@@ -46,6 +46,7 @@ class ModelSpec:
     n_kv_heads: int
     ffn_hidden: int
     vocab: int
+    context_tokens: int  # max_position_embeddings of config.json
     bytes_per_weight: float = 2.0  # BF16
     gated_mlp: bool = True
 
@@ -78,12 +79,13 @@ GPUS: dict[str, GpuSpec] = {
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
-        ModelSpec("Llama-3.1-8B", 8.03e9, 32, 4096, 32, 8, 14336, 128256),
-        ModelSpec("Llama-3.1-70B", 70.6e9, 80, 8192, 64, 8, 28672, 128256),
-        ModelSpec("Llama-3-8B", 8.03e9, 32, 4096, 32, 8, 14336, 128256),
-        ModelSpec("Llama-3-70B", 70.6e9, 80, 8192, 64, 8, 28672, 128256),
-        ModelSpec("Llama-2-7B", 6.74e9, 32, 4096, 32, 32, 11008, 32000),
-        ModelSpec("Llama-2-70B", 69.0e9, 80, 8192, 64, 8, 28672, 32000),
+        # Context: Llama 3.1 128k (131,072, Meta's model card), Llama 3 8,192, Llama 2 4,096.
+        ModelSpec("Llama-3.1-8B", 8.03e9, 32, 4096, 32, 8, 14336, 128256, 131072),
+        ModelSpec("Llama-3.1-70B", 70.6e9, 80, 8192, 64, 8, 28672, 128256, 131072),
+        ModelSpec("Llama-3-8B", 8.03e9, 32, 4096, 32, 8, 14336, 128256, 8192),
+        ModelSpec("Llama-3-70B", 70.6e9, 80, 8192, 64, 8, 28672, 128256, 8192),
+        ModelSpec("Llama-2-7B", 6.74e9, 32, 4096, 32, 32, 11008, 32000, 4096),
+        ModelSpec("Llama-2-70B", 69.0e9, 80, 8192, 64, 8, 28672, 32000, 4096),
     )
 }
 
@@ -92,6 +94,10 @@ GPU_MEMORY_UTILISATION = 0.9
 ACTIVATION_RESERVE_BYTES = 2 * GIB
 # A replica must hold at least one long request's KV cache to be worth deploying.
 MIN_KV_TOKENS = 4096
+# vLLM's paged KV cache: 16 tokens per block (default --block-size); the V0 scheduler admits a
+# prompt only while 1 % of the blocks stay free (BlockSpaceManager watermark=0.01).
+KV_BLOCK_TOKENS = 16
+KV_WATERMARK_SHARE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,23 @@ class ReplicaSpec:
         model = self.model_spec
         free = self.usable_memory_bytes - model.weight_bytes
         return max(0, int(free // model.kv_bytes_per_token))
+
+    @property
+    def kv_blocks(self) -> int:
+        return self.kv_capacity_tokens // KV_BLOCK_TOKENS
+
+    @property
+    def kv_watermark_blocks(self) -> int:
+        return int(KV_WATERMARK_SHARE * self.kv_blocks)
+
+    @property
+    def max_model_len(self) -> int:
+        """Longest sequence (prompt + output) the replica serves: the model's context, unless the
+        KV cache cannot hold it alone (vLLM then refuses to start until --max-model-len is
+        lowered to what fits; we take that value). One block per sequence stays free for the
+        next decode step (see ``slit.simulate.kernel``)."""
+        fits = (self.kv_blocks - self.kv_watermark_blocks - 1) * KV_BLOCK_TOKENS
+        return max(0, min(self.model_spec.context_tokens, fits))
 
 
 def make_replica(model: str, gpu: str, tp: int = 1) -> ReplicaSpec:

@@ -9,7 +9,8 @@ decoding sequence). Per layer:
   GPU on the Vidur layer timings (``slit calibrate``), which cover exactly these operators;
 - attention of prefill chunks is compute-bound with a FlashAttention efficiency (not in the data);
 - attention of decoding sequences reads their KV cache (memory-bound, grows with context);
-- tensor parallelism adds two ring all-reduces of the activations over NVLink.
+- tensor parallelism adds two all-reduces of the activations, timed by the table fitted on the
+  measured NCCL all-reduce times (``slit.serving.communication``).
 Once per step: the LM head for the tokens that produce output, and a fixed engine overhead.
 
 The functions are compiled and take a packed float64 vector (``replica_params``) so that the
@@ -19,12 +20,15 @@ calibration fit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
+from slit.serving.allreduce_table import ALLREDUCE_US
 from slit.serving.catalog import GPUS, ReplicaSpec
+from slit.serving.communication import GRID_LOG2, LOG2_MIN, LOG2_STEP, N_POINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +39,7 @@ class GpuEfficiency:
 
 
 # Fitted by `slit calibrate --data-dir ../shared/data` (all Vidur models of each GPU pooled);
-# tests/test_serving_calibration.py re-fits them on the real data and checks they still match.
+# tests/test_serving.py re-fits them on the real data and checks they still match.
 CALIBRATED: dict[str, GpuEfficiency] = {
     "A100-SXM4-80GB": GpuEfficiency(compute=0.6862, memory=0.7313, launch_s=6.284e-6),
     "H100-SXM5-80GB": GpuEfficiency(compute=0.6348, memory=0.8682, launch_s=5.421e-6),
@@ -44,16 +48,16 @@ CALIBRATED: dict[str, GpuEfficiency] = {
 # FlashAttention-2 forward reaches roughly half of peak on A100/H100 at the prompt lengths of the
 # traces (Dao 2023, fig. 4-5); the Vidur MLP profiles hold no attention timings to fit it.
 ATTENTION_COMPUTE_EFFICIENCY = 0.5
-# NCCL ring all-reduce reaches ~80 % of NVLink bandwidth on large messages; ~10 us latency.
-ALLREDUCE_EFFICIENCY = 0.8
-ALLREDUCE_LATENCY_S = 10e-6
 # vLLM scheduler, sampling and Python overhead per engine step (CUDA graphs on).
 STEP_OVERHEAD_S = 1.0e-3
 
 # Layout of the packed parameter vector.
 P_LAYERS, P_HIDDEN, P_HEADS, P_KV_HEADS, P_HEAD_DIM, P_FFN, P_GATED, P_VOCAB, P_TP = range(9)
-P_PEAK, P_BW, P_EFF_C, P_EFF_M, P_LAUNCH, P_LINK, P_ATTN_EFF, P_STEP = range(9, 17)
-N_PARAMS = 17
+P_PEAK, P_BW, P_EFF_C, P_EFF_M, P_LAUNCH, P_ATTN_EFF, P_STEP = range(9, 16)
+# log(all-reduce time in s) at the message sizes of ``communication.GRID_LOG2`` (tp > 1 only).
+P_COMM = 16
+N_PARAMS = P_COMM + N_POINTS
+COMM_LOG2_MAX = float(GRID_LOG2[-1])
 BYTES = 2.0  # BF16 activations, weights and KV cache
 
 
@@ -67,10 +71,23 @@ def replica_params(replica: ReplicaSpec, efficiency: GpuEfficiency | None = None
     p[P_GATED], p[P_VOCAB], p[P_TP] = float(model.gated_mlp), model.vocab, replica.tp
     p[P_PEAK], p[P_BW] = gpu.peak_bf16_flops, gpu.hbm_bandwidth_bytes_per_s
     p[P_EFF_C], p[P_EFF_M], p[P_LAUNCH] = eff.compute, eff.memory, eff.launch_s
-    p[P_LINK], p[P_ATTN_EFF] = gpu.nvlink_bytes_per_s * ALLREDUCE_EFFICIENCY, \
-        ATTENTION_COMPUTE_EFFICIENCY
-    p[P_STEP] = STEP_OVERHEAD_S
+    p[P_ATTN_EFF], p[P_STEP] = ATTENTION_COMPUTE_EFFICIENCY, STEP_OVERHEAD_S
+    if replica.tp > 1:
+        p[P_COMM:] = np.log(np.asarray(ALLREDUCE_US[(replica.gpu, replica.tp)]) * 1e-6)
     return p
+
+
+@numba.njit(cache=True)
+def allreduce_s(p, nbytes):
+    """Measured-table time of one all-reduce of ``nbytes`` over the replica's GPUs: log-log
+    interpolation, flat below the table (latency-bound), proportional to size above it."""
+    x = math.log2(max(nbytes, 1.0))
+    if x >= COMM_LOG2_MAX:
+        return math.exp(p[P_COMM + N_POINTS - 1]) * nbytes / 2.0 ** COMM_LOG2_MAX
+    pos = max(0.0, (x - LOG2_MIN) / LOG2_STEP)
+    i = int(pos)
+    frac = pos - i
+    return math.exp(p[P_COMM + i] * (1.0 - frac) + p[P_COMM + i + 1] * frac)
 
 
 @numba.njit(cache=True)
@@ -126,8 +143,7 @@ def step_time_s(p, m_tokens, m_out, prefill_attn_pairs, decode_ctx_tokens):
     attn_flops = 4.0 * p[P_HEADS] / tp * p[P_HEAD_DIM] * prefill_attn_pairs
     layer += attn_flops / (p[P_PEAK] * p[P_ATTN_EFF])
     if tp > 1.0:
-        message = BYTES * m_tokens * p[P_HIDDEN]
-        layer += 2.0 * (2.0 * (tp - 1.0) / tp * message / p[P_LINK] + ALLREDUCE_LATENCY_S)
+        layer += 2.0 * allreduce_s(p, BYTES * m_tokens * p[P_HIDDEN])
     total = p[P_LAYERS] * layer + kv_read_s_per_token(p) * decode_ctx_tokens
     if m_out > 0:
         total += _gemm_s(p, m_out, p[P_HIDDEN], p[P_VOCAB] / tp)

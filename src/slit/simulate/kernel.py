@@ -7,7 +7,21 @@ a run takes a + b (C + i n) (n sequences, C tokens of context, b the KV read tim
 run's end is known in closed form and the steps in between are never visited. A request dispatched
 to a replica in a run joins at the first step boundary after its arrival: the run is cut there.
 
-All state lives in flat arrays so that the loop compiles with numba (nopython, cache=True).
+KV cache as vLLM's paged allocator: blocks of ``KV_BLOCK_TOKENS`` tokens. A request is admitted
+when blocks for its whole prompt fit with the watermark free (vLLM V0's ``can_allocate``) and one
+more block per running sequence, so the next decode step never has to preempt what was just
+admitted (this also rules out a preempt / re-admit loop). Decoding sequences take a new block each
+time their context crosses a block boundary; a run also ends at the step where the blocks would
+run out. When the next step's blocks do not fit, the most recently admitted running request is
+preempted by recompute: its blocks are freed and it goes back to the front of the replica's queue,
+to be prefilled again over its prompt and the tokens it had generated (vLLM's default
+``PreemptionMode.RECOMPUTE``). Its first-token time stays that of its first prefill.
+
+All state lives in flat arrays so that the loop compiles with numba (nopython, cache=True). The
+settings are packed as the step-time parameters are (``slit.serving.iteration``): an integer
+vector indexed by the ``C_`` constants and a float vector indexed by the ``K_`` constants, built by
+``pack_settings``. Per-request integers (prompt, output, tie-break, KV reserve, queue link) are
+the columns ``Q_`` of one table, per-request results the columns ``O_`` of another.
 """
 
 from __future__ import annotations
@@ -24,14 +38,60 @@ ASLEEP, WAKING, AWAKE, DRAINING = 0, 1, 2, 3
 # Kinds of work in progress.
 IDLE, STEP, RUN = 0, 1, 2
 # Columns of the integer replica table.
-R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS = range(10)
-R_NCOLS = 10
+# R_STEP_FIRST: first slot that takes part in the current step (a prefill step without chunking
+# touches only the requests it admitted, which sit at the end of the slot table).
+R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
+    R_STEP_FIRST = range(11)
+R_NCOLS = 11
 # Columns of the float replica table.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
-# Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step.
-S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK = range(5)
+# Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
+# KV blocks held, admission sequence number (the preemption victim is the latest admitted).
+S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK, S_BLK, S_ADM = range(7)
+S_NCOLS = 7
 # Dispatchers.
 JSQ, LEAST_KV = 0, 1
+# Integer settings: C_KV_BLOCKS is the replica's whole cache in blocks, C_WATERMARK the blocks an
+# admission must leave free, C_MAX_LEN the longest prompt accepted (vLLM's max_model_len).
+C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_BLOCKS, C_WATERMARK, \
+    C_MAX_LEN, C_N_BINS = range(9)
+N_C = 9
+KV_BLOCK_TOKENS = 16
+# Float settings.
+K_INTERVAL_S, K_HORIZON_S, K_IDLE_W, K_STANDBY_W, K_PREFILL_W, K_DECODE_W, K_WAKE_UP_S = range(7)
+N_K = 7
+# Per-request integer columns: prompt and output tokens, dispatcher tie-break (filled by the
+# caller); tokens to prefill at the next admission, output tokens still to generate, blocks that
+# admission needs, next request in its queue, times preempted (set by the kernel).
+Q_PROMPT, Q_OUTPUT, Q_TIE, Q_PREFILL, Q_TODO, Q_BLOCKS, Q_NEXT, Q_PREEMPTED = range(8)
+N_Q = 8
+# Per-request results: time of the first token, of the last token, attributed energy (J).
+O_FIRST, O_DONE, O_ENERGY = range(3)
+N_O = 3
+# Site counters: next arrival, completions, requests in the site, awake-schedule interval, site
+# queue (head, tail, length), admissions so far, preemptions, refusals.
+G_NEXT, G_DONE, G_IN_SITE, G_INTERVAL, G_HEAD, G_TAIL, G_LEN, G_ADMITTED, G_PREEMPTIONS, \
+    G_REFUSED = range(10)
+N_G = 10
+
+
+def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
+                  max_batch_tokens: int, kv_blocks: int, watermark_blocks: int, max_len: int,
+                  n_bins: int,
+                  interval_s: float,
+                  horizon_s: float, idle_w: float, standby_w: float, prefill_w: float,
+                  decode_w: float, wake_up_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The integer and float settings vectors ``simulate_kernel`` reads."""
+    cfg = np.zeros(N_C, np.int64)
+    cfg[C_N_REP], cfg[C_CHUNKED], cfg[C_DISPATCHER] = n_rep, int(chunked), dispatcher
+    cfg[C_MAX_SEQS], cfg[C_MAX_BATCH_TOKENS] = max_seqs, max_batch_tokens
+    cfg[C_KV_BLOCKS], cfg[C_WATERMARK], cfg[C_MAX_LEN] = kv_blocks, watermark_blocks, max_len
+    cfg[C_N_BINS] = max(n_bins, 1)
+    kf = np.zeros(N_K)
+    kf[K_INTERVAL_S], kf[K_HORIZON_S], kf[K_WAKE_UP_S] = interval_s, horizon_s, wake_up_s
+    kf[K_IDLE_W], kf[K_STANDBY_W] = idle_w, standby_w
+    kf[K_PREFILL_W], kf[K_DECODE_W] = prefill_w, decode_w
+    return cfg, kf
 
 
 @numba.njit(cache=True)
@@ -55,15 +115,10 @@ def _accumulate(bins, col, t0, t1, rate, interval_s):
 
 
 @numba.njit(cache=True)
-def _base_w(state, idle_w, standby_w):
-    return standby_w if state == ASLEEP else idle_w
-
-
-@numba.njit(cache=True)
-def _set_state(r, new_state, t, ri, rf, bins, idle_w, standby_w, interval_s):
+def _set_state(r, new_state, t, ri, rf, bins, kf):
     """Change a replica's state, booking its base power up to t."""
-    bins = _accumulate(bins, r, rf[r, F_SINCE], t, _base_w(ri[r, R_STATE], idle_w, standby_w),
-                       interval_s)
+    base_w = kf[K_STANDBY_W] if ri[r, R_STATE] == ASLEEP else kf[K_IDLE_W]
+    bins = _accumulate(bins, r, rf[r, F_SINCE], t, base_w, kf[K_INTERVAL_S])
     rf[r, F_SINCE] = t
     ri[r, R_STATE] = new_state
     return bins
@@ -75,23 +130,118 @@ def _run_time(a, b, c, n, k):
 
 
 @numba.njit(cache=True)
-def _start_work(r, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-                max_batch_tokens, kv_cap):
+def _decode_step_table(p, max_seqs):
+    """Context-free part a(n) of a decode step of n sequences, n = 0..max_seqs: computed once,
+    since a run's start would otherwise re-evaluate the whole step-time model."""
+    table = np.zeros(max_seqs + 1)
+    for n in range(1, max_seqs + 1):
+        table[n] = step_time_s(p, float(n), float(n), 0.0, 0.0)
+    return table
+
+
+@numba.njit(cache=True)
+def _blocks(tokens):
+    return (tokens + KV_BLOCK_TOKENS - 1) // KV_BLOCK_TOKENS
+
+
+@numba.njit(cache=True)
+def _push_front(r, j, ri, rq):
+    """Put request j at the head of replica r's queue."""
+    rq[j, Q_NEXT] = ri[r, R_QHEAD] if ri[r, R_QLEN] > 0 else -1
+    if ri[r, R_QLEN] == 0:
+        ri[r, R_QTAIL] = j
+    ri[r, R_QHEAD] = j
+    ri[r, R_QLEN] += 1
+    ri[r, R_QKV] += rq[j, Q_BLOCKS]
+
+
+@numba.njit(cache=True)
+def _preempt_latest(r, ri, sl, rq, st):
+    """Preempt (recompute) the most recently admitted running request of replica r."""
+    v = 0
+    for s in range(1, ri[r, R_NRUN]):
+        if sl[r, s, S_ADM] > sl[r, v, S_ADM]:
+            v = s
+    j = sl[r, v, S_REQ]
+    if sl[r, v, S_PREF] == 0:
+        # Prefilled: recompute the context and the last sampled token, whose KV is not written
+        # yet; what is left to generate shrinks by the tokens already produced.
+        rq[j, Q_PREFILL] = sl[r, v, S_CTX] + 1
+        rq[j, Q_TODO] = sl[r, v, S_REM]
+    rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PREFILL])
+    rq[j, Q_PREEMPTED] += 1
+    ri[r, R_KV] -= sl[r, v, S_BLK]
+    _remove_slot(r, v, ri, sl)
+    _push_front(r, j, ri, rq)
+    st[G_PREEMPTIONS] += 1
+
+
+@numba.njit(cache=True)
+def _blocks_for_next_step(r, ri, sl):
+    """Blocks replica r holds after giving each decoding sequence room for one more token."""
+    total = 0
+    for s in range(ri[r, R_NRUN]):
+        if sl[r, s, S_PREF] == 0:
+            total += _blocks(sl[r, s, S_CTX] + 1)
+        else:
+            total += sl[r, s, S_BLK]
+    return total
+
+
+@numba.njit(cache=True)
+def _make_room(r, ri, sl, rq, st, cfg):
+    """Preempt the latest admitted requests until the next step's decode blocks fit."""
+    while ri[r, R_NRUN] > 0 and _blocks_for_next_step(r, ri, sl) > cfg[C_KV_BLOCKS]:
+        _preempt_latest(r, ri, sl, rq, st)
+
+
+@numba.njit(cache=True)
+def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
+    """Largest k' <= k such that the k' decode steps of a run all find their blocks (step i needs
+    ceil((ctx + i + 1) / block) per sequence); at least 1 (``_make_room`` ran)."""
+    lo, hi = 1, k
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        need = 0
+        for s in range(n_run):
+            need += _blocks(sl[r, s, S_CTX] + mid)
+        if need <= kv_blocks:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+@numba.njit(cache=True)
+def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
+    """vLLM's admission test: the prompt's blocks fit with the watermark free, plus one block per
+    running sequence (this one included) for the next decode step."""
+    need = ri[r, R_KV] + extra_blocks + rq[j, Q_BLOCKS] + ri[r, R_NRUN] + 1
+    return need <= cfg[C_KV_BLOCKS] - cfg[C_WATERMARK]
+
+
+@numba.njit(cache=True)
+def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
-    n_run = ri[r, R_NRUN]
+    chunked = cfg[C_CHUNKED] != 0
+    max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
     budget = max_batch_tokens
     n_dec = 0
     dec_ctx = 0.0
+    prefill_tokens = 0
+    finishing = 0
+    pairs = 0.0
+    grow = 0
     if chunked:
+        # Every step carries the decodes: give them their next token's blocks first.
+        _make_room(r, ri, sl, rq, st, cfg)
+        n_run = ri[r, R_NRUN]
         for s in range(n_run):
             if sl[r, s, S_PREF] == 0:
                 n_dec += 1
                 dec_ctx += sl[r, s, S_CTX]
+                grow += _blocks(sl[r, s, S_CTX] + 1) - sl[r, s, S_BLK]
         budget -= n_dec
-    prefill_tokens = 0
-    finishing = 0
-    pairs = 0.0
-    if chunked:
         for s in range(n_run):
             pref = sl[r, s, S_PREF]
             if pref > 0 and budget > 0:
@@ -102,36 +252,46 @@ def _start_work(r, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_
                 pairs += c * (sl[r, s, S_CTX] + (c + 1.0) / 2.0)
                 if c == pref:
                     finishing += 1
-    # Admit waiting requests in arrival order while sequences, KV and the token budget allow.
-    while ri[r, R_QLEN] > 0 and ri[r, R_NRUN] < max_seqs:
+    ri[r, R_STEP_FIRST] = 0 if chunked else ri[r, R_NRUN]
+    # Admit waiting requests in order while sequences, KV blocks and the token budget allow.
+    while ri[r, R_QLEN] > 0 and ri[r, R_NRUN] < cfg[C_MAX_SEQS]:
         j = ri[r, R_QHEAD]
-        if ri[r, R_KV] + reserve[j] > kv_cap:
+        if not _admit_fits(r, j, ri, rq, cfg, grow):
             break
+        prompt = rq[j, Q_PREFILL]
         if chunked:
             if budget <= 0:
                 break
-            c = min(prompt[j], budget)
+            c = min(prompt, budget)
         else:
-            if prefill_tokens > 0 and prefill_tokens + prompt[j] > max_batch_tokens:
+            if prefill_tokens > 0 and prefill_tokens + prompt > max_batch_tokens:
                 break
-            c = prompt[j]
-        ri[r, R_QHEAD] = nxt[j]
+            c = prompt
+        ri[r, R_QHEAD] = rq[j, Q_NEXT]
         ri[r, R_QLEN] -= 1
-        ri[r, R_QKV] -= reserve[j]
-        ri[r, R_KV] += reserve[j]
+        ri[r, R_QKV] -= rq[j, Q_BLOCKS]
+        ri[r, R_KV] += rq[j, Q_BLOCKS]
         s = ri[r, R_NRUN]
         ri[r, R_NRUN] += 1
         sl[r, s, S_REQ] = j
-        sl[r, s, S_REM] = output[j] - 1
+        sl[r, s, S_REM] = rq[j, Q_TODO] - 1
         sl[r, s, S_CTX] = 0
-        sl[r, s, S_PREF] = prompt[j]
+        sl[r, s, S_PREF] = prompt
         sl[r, s, S_CHUNK] = c
+        sl[r, s, S_BLK] = rq[j, Q_BLOCKS]
+        sl[r, s, S_ADM] = st[G_ADMITTED]
+        st[G_ADMITTED] += 1
         budget -= c
         prefill_tokens += c
         pairs += c * (c + 1.0) / 2.0
-        if c == prompt[j]:
+        if c == prompt:
             finishing += 1
     if prefill_tokens > 0:
+        if chunked:  # the decodes of this step take their blocks now
+            for s in range(ri[r, R_NRUN]):
+                if sl[r, s, S_PREF] == 0:
+                    sl[r, s, S_BLK] = _blocks(sl[r, s, S_CTX] + 1)
+            ri[r, R_KV] += grow
         ri[r, R_KIND] = STEP
         ri[r, R_STEP_TOKENS] = prefill_tokens + n_dec
         rf[r, F_START] = t
@@ -142,20 +302,34 @@ def _start_work(r, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_
     if n_run == 0:
         ri[r, R_KIND] = IDLE
         return
-    # Decode run until the first sequence finishes.
-    k = sl[r, 0, S_REM]
-    ctx = 0.0
-    for s in range(n_run):
-        k = min(k, sl[r, s, S_REM])
-        ctx += sl[r, s, S_CTX]
-    n = float(n_run)
+    # Decode run until the first sequence finishes or the blocks run out. One pass gathers the
+    # run's length, context and first-step blocks; preempting (rare) redoes it.
+    while True:
+        k = sl[r, 0, S_REM]
+        ctx = 0.0
+        need = 0
+        for s in range(n_run):
+            k = min(k, sl[r, s, S_REM])
+            ctx += sl[r, s, S_CTX]
+            need += _blocks(sl[r, s, S_CTX] + 1)
+        if need <= cfg[C_KV_BLOCKS]:
+            break
+        _preempt_latest(r, ri, sl, rq, st)
+        n_run = ri[r, R_NRUN]
+        if n_run == 0:  # cannot happen within max_model_len; never loop on it
+            ri[r, R_KIND] = IDLE
+            return
+    # Blocks after k steps are at most (ctx + n k) / block + n: only near a full cache is the
+    # exact count needed.
+    if (ctx + n_run * k) / KV_BLOCK_TOKENS + n_run > cfg[C_KV_BLOCKS]:
+        k = _run_steps_within_blocks(r, n_run, k, sl, cfg[C_KV_BLOCKS])
     ri[r, R_KIND] = RUN
     ri[r, R_RUNK] = k
-    rf[r, F_A] = step_time_s(p, n, n, 0.0, 0.0)
-    rf[r, F_B] = kv_read_s_per_token(p)
+    rf[r, F_A] = decode_a[n_run]
+    rf[r, F_B] = kv_b
     rf[r, F_C] = ctx
     rf[r, F_START] = t
-    rf[r, F_END] = t + _run_time(rf[r, F_A], rf[r, F_B], ctx, n, float(k))
+    rf[r, F_END] = t + _run_time(rf[r, F_A], kv_b, ctx, float(n_run), float(k))
 
 
 @numba.njit(cache=True)
@@ -187,60 +361,68 @@ def _remove_slot(r, s, ri, sl):
 
 
 @numba.njit(cache=True)
-def _finish_work(r, ri, rf, sl, reserve, first_s, done_s, energy_j, bins, idle_w, prefill_w,
-                 decode_w, chunked, interval_s, busy_col):
+def _complete(r, s, j, t, ri, sl, out):
+    out[j, O_DONE] = t
+    ri[r, R_KV] -= sl[r, s, S_BLK]
+    _remove_slot(r, s, ri, sl)
+
+
+@numba.njit(cache=True)
+def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     """Apply replica r's finished step or run; returns (bins, requests completed).
 
     The replica's whole power during the work (idle + host + dynamic) is shared among the requests
     in proportion to the tokens each had processed.
     """
+    n_rep, interval_s, idle_w = cfg[C_N_REP], kf[K_INTERVAL_S], kf[K_IDLE_W]
     t0, t1 = rf[r, F_START], rf[r, F_END]
     dur = t1 - t0
     completed = 0
     if ri[r, R_KIND] == STEP:
-        bins = _accumulate(bins, r, t0, t1, prefill_w, interval_s)
-        share = (idle_w + prefill_w) * dur / ri[r, R_STEP_TOKENS]
-        for s in range(ri[r, R_NRUN] - 1, -1, -1):
+        chunked = cfg[C_CHUNKED] != 0
+        bins = _accumulate(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
+        share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
+        for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, s, S_REQ]
             c = sl[r, s, S_CHUNK]
             if c > 0:
-                energy_j[j] += share * c
+                out[j, O_ENERGY] += share * c
                 sl[r, s, S_CTX] += c
                 sl[r, s, S_PREF] -= c
                 sl[r, s, S_CHUNK] = 0
-                if sl[r, s, S_PREF] == 0:
-                    first_s[j] = t1
+                if sl[r, s, S_PREF] == 0 and np.isnan(out[j, O_FIRST]):
+                    out[j, O_FIRST] = t1
             elif chunked and sl[r, s, S_PREF] == 0:
-                energy_j[j] += share
+                out[j, O_ENERGY] += share
                 sl[r, s, S_CTX] += 1
                 sl[r, s, S_REM] -= 1
             if sl[r, s, S_PREF] == 0 and sl[r, s, S_REM] == 0:
-                done_s[j] = t1
-                ri[r, R_KV] -= reserve[j]
-                _remove_slot(r, s, ri, sl)
+                _complete(r, s, j, t1, ri, sl, out)
                 completed += 1
     else:
-        bins = _accumulate(bins, r, t0, t1, decode_w, interval_s)
+        bins = _accumulate(bins, r, t0, t1, kf[K_DECODE_W], interval_s)
         k = ri[r, R_RUNK]
-        share = (idle_w + decode_w) * dur / ri[r, R_NRUN]
+        share = (idle_w + kf[K_DECODE_W]) * dur / ri[r, R_NRUN]
         for s in range(ri[r, R_NRUN] - 1, -1, -1):
             j = sl[r, s, S_REQ]
-            energy_j[j] += share
+            out[j, O_ENERGY] += share
             sl[r, s, S_CTX] += k
             sl[r, s, S_REM] -= k
+            held = _blocks(sl[r, s, S_CTX])
+            ri[r, R_KV] += held - sl[r, s, S_BLK]
+            sl[r, s, S_BLK] = held
             if sl[r, s, S_REM] == 0:
-                done_s[j] = t1
-                ri[r, R_KV] -= reserve[j]
-                _remove_slot(r, s, ri, sl)
+                _complete(r, s, j, t1, ri, sl, out)
                 completed += 1
-    bins = _accumulate(bins, busy_col, t0, t1, 1.0, interval_s)
+    bins = _accumulate(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
     return bins, completed
 
 
 @numba.njit(cache=True)
 def _pick_replica(ri, n_rep, dispatcher, offset):
-    """Ready replica with the least load (requests held, or KV reserved); ties rotate by offset."""
+    """Ready replica with the least load (requests held, or KV blocks held and queued); ties
+    rotate by offset."""
     best = -1
     best_load = 0
     for i in range(n_rep):
@@ -258,171 +440,227 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
 
 
 @numba.njit(cache=True)
-def _enqueue(r, j, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-             max_batch_tokens, kv_cap):
+def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
     if was_empty:
         ri[r, R_QHEAD] = j
     else:
-        nxt[ri[r, R_QTAIL]] = j
+        rq[ri[r, R_QTAIL], Q_NEXT] = j
     ri[r, R_QTAIL] = j
     ri[r, R_QLEN] += 1
-    ri[r, R_QKV] += reserve[j]
+    ri[r, R_QKV] += rq[j, Q_BLOCKS]
     if ri[r, R_KIND] == IDLE:
-        _start_work(r, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-                    max_batch_tokens, kv_cap)
-    elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < max_seqs
-          and ri[r, R_KV] + reserve[j] <= kv_cap):
+        _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < cfg[C_MAX_SEQS]
+          and _admit_fits(r, j, ri, rq, cfg, 0)):
         _cut_run(r, t, ri, rf)
 
 
 @numba.njit(cache=True)
-def simulate_kernel(arrival_s, prompt, output, tiebreak, awake, interval_s, horizon_s, n_rep, p,
-                    idle_w, standby_w, prefill_w, decode_w, wake_up_s, chunked, dispatcher,
-                    max_seqs, max_batch_tokens, kv_cap, n_bins):
-    """Run the site; returns per-request times and energy, per-interval energy, counters."""
-    n_req = arrival_s.shape[0]
-    first_s = np.full(n_req, np.nan)
-    done_s = np.full(n_req, np.nan)
-    energy_j = np.zeros(n_req)
-    reserve = np.minimum(prompt + output, kv_cap)
-    nxt = np.full(n_req, -1, np.int64)
-    # Columns 0..n_rep-1: energy of each replica (J); column n_rep: busy replica-seconds.
-    bins = np.zeros((max(n_bins, 1), n_rep + 1))
-    ri = np.zeros((n_rep, R_NCOLS), np.int64)
-    rf = np.zeros((n_rep, F_NCOLS))
-    sl = np.zeros((n_rep, max_seqs, 5), np.int64)
-    ri[:, R_QHEAD] = -1
-    ri[:, R_QTAIL] = -1
-    site_head = -1
-    site_tail = -1
-    site_len = 0
-    n_sched = awake.shape[0]
-    for r in range(min(awake[0], n_rep)):
-        ri[r, R_STATE] = AWAKE
-    i = 0
-    n_done = 0
-    in_system = 0
-    area_s = 0.0
-    t = 0.0
-    k_int = 0
-    while True:
-        t_arr = arrival_s[i] if i < n_req else np.inf
-        t_rep = np.inf
-        rr = -1
-        for r in range(n_rep):
-            if ri[r, R_KIND] != IDLE:
-                if rf[r, F_END] < t_rep:
-                    t_rep = rf[r, F_END]
-                    rr = r
-            elif ri[r, R_STATE] == WAKING and rf[r, F_READY] < t_rep:
-                t_rep = rf[r, F_READY]
+def _next_replica_event(ri, rf, n_rep):
+    """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none."""
+    t_rep = np.inf
+    rr = -1
+    for r in range(n_rep):
+        if ri[r, R_KIND] != IDLE:
+            if rf[r, F_END] < t_rep:
+                t_rep = rf[r, F_END]
                 rr = r
-        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
-        t_next = min(t_arr, t_rep, t_bound)
-        if t_next >= horizon_s or t_next == np.inf:
-            break
-        area_s += in_system * (t_next - t)
-        t = t_next
-        dispatch_from_site = False
-        if t_rep == t_next:
-            r = rr
-            if ri[r, R_KIND] != IDLE:
-                bins, completed = _finish_work(r, ri, rf, sl, reserve, first_s, done_s, energy_j,
-                                               bins, idle_w, prefill_w, decode_w, chunked,
-                                               interval_s, n_rep)
-                n_done += completed
-                in_system -= completed
-                _start_work(r, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-                            max_batch_tokens, kv_cap)
-                if (ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING
-                        and ri[r, R_QLEN] == 0):
-                    bins = _set_state(r, ASLEEP, t, ri, rf, bins, idle_w, standby_w, interval_s)
+        elif ri[r, R_STATE] == WAKING and rf[r, F_READY] < t_rep:
+            t_rep = rf[r, F_READY]
+            rr = r
+    return t_rep, rr
+
+
+@numba.njit(cache=True)
+def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+    """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
+    be dispatched)."""
+    if ri[r, R_KIND] == IDLE:
+        ri[r, R_STATE] = AWAKE  # waking draws idle power already: nothing to book
+        return bins, True
+    bins, completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
+    st[G_DONE] += completed
+    st[G_IN_SITE] -= completed
+    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
+        bins = _set_state(r, ASLEEP, t, ri, rf, bins, kf)
+    return bins, False
+
+
+@numba.njit(cache=True)
+def _on_interval_boundary(t, target, ri, rf, bins, cfg, kf):
+    """Move the awake fleet to ``target`` replicas; returns (bins, whether the site queue may now
+    be dispatched)."""
+    n_rep = cfg[C_N_REP]
+    dispatch = False
+    active = 0
+    for r in range(n_rep):
+        if ri[r, R_STATE] == WAKING or ri[r, R_STATE] == AWAKE:
+            active += 1
+    # Revive draining replicas before waking sleeping ones: they are already on.
+    for r in range(n_rep):
+        if active < target and ri[r, R_STATE] == DRAINING:
+            ri[r, R_STATE] = AWAKE
+            active += 1
+            dispatch = True
+    for r in range(n_rep):
+        if active < target and ri[r, R_STATE] == ASLEEP:
+            if kf[K_WAKE_UP_S] > 0.0:
+                bins = _set_state(r, WAKING, t, ri, rf, bins, kf)
+                rf[r, F_READY] = t + kf[K_WAKE_UP_S]
             else:
-                ri[r, R_STATE] = AWAKE  # waking draws idle power already: nothing to book
-                dispatch_from_site = True
-        elif t_bound == t_next:
-            k_int += 1
-            target = min(awake[k_int], n_rep)
-            active = 0
-            for r in range(n_rep):
-                if ri[r, R_STATE] == WAKING or ri[r, R_STATE] == AWAKE:
-                    active += 1
-            # Revive draining replicas before waking sleeping ones: they are already on.
-            for r in range(n_rep):
-                if active < target and ri[r, R_STATE] == DRAINING:
-                    ri[r, R_STATE] = AWAKE
-                    active += 1
-                    dispatch_from_site = True
-            for r in range(n_rep):
-                if active < target and ri[r, R_STATE] == ASLEEP:
-                    if wake_up_s > 0.0:
-                        bins = _set_state(r, WAKING, t, ri, rf, bins, idle_w, standby_w,
-                                          interval_s)
-                        rf[r, F_READY] = t + wake_up_s
-                    else:
-                        bins = _set_state(r, AWAKE, t, ri, rf, bins, idle_w, standby_w,
-                                          interval_s)
-                        dispatch_from_site = True
-                    active += 1
-            # Cancel pending wake-ups first, then drain the least loaded awake replicas.
-            for r in range(n_rep - 1, -1, -1):
-                if active > target and ri[r, R_STATE] == WAKING:
-                    bins = _set_state(r, ASLEEP, t, ri, rf, bins, idle_w, standby_w, interval_s)
-                    active -= 1
-            while active > target:
-                r = _pick_replica(ri, n_rep, JSQ, 0)
-                if ri[r, R_KIND] == IDLE and ri[r, R_QLEN] == 0:
-                    bins = _set_state(r, ASLEEP, t, ri, rf, bins, idle_w, standby_w, interval_s)
-                else:
-                    ri[r, R_STATE] = DRAINING
-                active -= 1
+                bins = _set_state(r, AWAKE, t, ri, rf, bins, kf)
+                dispatch = True
+            active += 1
+    # Cancel pending wake-ups first, then drain the least loaded awake replicas.
+    for r in range(n_rep - 1, -1, -1):
+        if active > target and ri[r, R_STATE] == WAKING:
+            bins = _set_state(r, ASLEEP, t, ri, rf, bins, kf)
+            active -= 1
+    while active > target:
+        r = _pick_replica(ri, n_rep, JSQ, 0)
+        if ri[r, R_KIND] == IDLE and ri[r, R_QLEN] == 0:
+            bins = _set_state(r, ASLEEP, t, ri, rf, bins, kf)
         else:
-            in_system += 1
-            j = i
-            i += 1
-            if site_len == 0:
-                r = _pick_replica(ri, n_rep, dispatcher, tiebreak[j])
-            else:
-                r = -1
-            if r < 0:
-                if site_len == 0:
-                    site_head = j
-                else:
-                    nxt[site_tail] = j
-                site_tail = j
-                site_len += 1
-            else:
-                _enqueue(r, j, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-                         max_batch_tokens, kv_cap)
-        if dispatch_from_site:
-            while site_len > 0:
-                r = _pick_replica(ri, n_rep, dispatcher, tiebreak[site_head])
-                if r < 0:
-                    break
-                j = site_head
-                site_head = nxt[j]
-                nxt[j] = -1
-                site_len -= 1
-                _enqueue(r, j, t, ri, rf, sl, nxt, prompt, output, reserve, p, chunked, max_seqs,
-                         max_batch_tokens, kv_cap)
-    end_s = horizon_s
+            ri[r, R_STATE] = DRAINING
+        active -= 1
+    return bins, dispatch
+
+
+@numba.njit(cache=True)
+def _push_site_queue(j, st, rq):
+    if st[G_LEN] == 0:
+        st[G_HEAD] = j
+    else:
+        rq[st[G_TAIL], Q_NEXT] = j
+    st[G_TAIL] = j
+    st[G_LEN] += 1
+
+
+@numba.njit(cache=True)
+def _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+    """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
+    input validation), else to the least loaded ready replica, or the site queue (FIFO: while
+    requests wait there, newcomers wait behind them)."""
+    j = st[G_NEXT]
+    st[G_NEXT] += 1
+    if rq[j, Q_PROMPT] > cfg[C_MAX_LEN]:
+        st[G_REFUSED] += 1
+        return
+    st[G_IN_SITE] += 1
+    r = -1
+    if st[G_LEN] == 0:
+        r = _pick_replica(ri, cfg[C_N_REP], cfg[C_DISPATCHER], rq[j, Q_TIE])
+    if r < 0:
+        _push_site_queue(j, st, rq)
+    else:
+        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+
+
+@numba.njit(cache=True)
+def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+    """Hand waiting site-queue requests to ready replicas, in order."""
+    while st[G_LEN] > 0:
+        j = st[G_HEAD]
+        r = _pick_replica(ri, cfg[C_N_REP], cfg[C_DISPATCHER], rq[j, Q_TIE])
+        if r < 0:
+            break
+        st[G_HEAD] = rq[j, Q_NEXT]
+        rq[j, Q_NEXT] = -1
+        st[G_LEN] -= 1
+        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+
+
+@numba.njit(cache=True)
+def _close(t, ri, rf, bins, cfg, kf, n_sched):
+    """Book what is left at the end; returns (bins cut to the reported intervals, end time)."""
+    n_rep, interval_s = cfg[C_N_REP], kf[K_INTERVAL_S]
+    end_s = kf[K_HORIZON_S]
     if end_s == np.inf:
         end_s = max(n_sched * interval_s, math.ceil(t / interval_s) * interval_s)
     else:
         # Work cut by the horizon: book its dynamic energy up to the horizon (site totals only).
         for r in range(n_rep):
             if ri[r, R_KIND] != IDLE:
-                dyn = prefill_w if ri[r, R_KIND] == STEP else decode_w
+                dyn = kf[K_PREFILL_W] if ri[r, R_KIND] == STEP else kf[K_DECODE_W]
                 bins = _accumulate(bins, r, rf[r, F_START], end_s, dyn, interval_s)
                 bins = _accumulate(bins, n_rep, rf[r, F_START], end_s, 1.0, interval_s)
-        area_s += in_system * (end_s - t)
     for r in range(n_rep):
-        bins = _set_state(r, ri[r, R_STATE], end_s, ri, rf, bins, idle_w, standby_w, interval_s)
+        bins = _set_state(r, ri[r, R_STATE], end_s, ri, rf, bins, kf)
     n_out = int(math.ceil(end_s / interval_s - 1e-9))
     if bins.shape[0] < n_out:
         grown = np.zeros((n_out, n_rep + 1))
         grown[: bins.shape[0]] = bins
         bins = grown
-    return first_s, done_s, energy_j, bins[:n_out].copy(), i, n_done, area_s, end_s
+    return bins[:n_out].copy(), end_s
+
+
+@numba.njit(cache=True)
+def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
+    """Run the site.
+
+    arrival_s: sorted arrival times; rq: [n, N_Q] per-request integers (Q_PROMPT, Q_OUTPUT,
+    Q_TIE filled, prompt + output within the replica's max_model_len; the other columns are set
+    here); awake: replicas on per interval; p: the step-time parameters; cfg, kf:
+    ``pack_settings``. Returns the per-request results [n, N_O], the per-interval table (columns
+    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds), the site
+    counters (``G_`` columns: arrivals, completions, requests still in the site, preemptions),
+    the time integral of the requests in the site, and the end time.
+    """
+    n_req = arrival_s.shape[0]
+    n_rep = cfg[C_N_REP]
+    out = np.zeros((n_req, N_O))
+    out[:, O_FIRST] = np.nan
+    out[:, O_DONE] = np.nan
+    for j in range(n_req):
+        rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
+        rq[j, Q_TODO] = rq[j, Q_OUTPUT]
+        rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
+        rq[j, Q_NEXT] = -1
+        rq[j, Q_PREEMPTED] = 0
+    bins = np.zeros((cfg[C_N_BINS], n_rep + 1))
+    ri = np.zeros((n_rep, R_NCOLS), np.int64)
+    rf = np.zeros((n_rep, F_NCOLS))
+    sl = np.zeros((n_rep, cfg[C_MAX_SEQS], S_NCOLS), np.int64)
+    ri[:, R_QHEAD] = -1
+    ri[:, R_QTAIL] = -1
+    st = np.zeros(N_G, np.int64)
+    st[G_HEAD] = -1
+    st[G_TAIL] = -1
+    decode_a = _decode_step_table(p, cfg[C_MAX_SEQS])
+    kv_b = kv_read_s_per_token(p)
+    n_sched = awake.shape[0]
+    interval_s, horizon_s = kf[K_INTERVAL_S], kf[K_HORIZON_S]
+    for r in range(min(awake[0], n_rep)):
+        ri[r, R_STATE] = AWAKE
+    area_s = 0.0
+    t = 0.0
+    while True:
+        i = st[G_NEXT]
+        t_arr = arrival_s[i] if i < n_req else np.inf
+        t_rep, rr = _next_replica_event(ri, rf, n_rep)
+        k_int = st[G_INTERVAL]
+        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
+        t_next = min(t_arr, t_rep, t_bound)
+        if t_next >= horizon_s or t_next == np.inf:
+            break
+        area_s += st[G_IN_SITE] * (t_next - t)
+        t = t_next
+        dispatch = False
+        if t_rep == t_next:
+            bins, dispatch = _on_replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
+                                               decode_a, kv_b)
+        elif t_bound == t_next:
+            st[G_INTERVAL] += 1
+            bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], n_rep), ri, rf, bins,
+                                                   cfg, kf)
+        else:
+            _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        if dispatch:
+            _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    if horizon_s != np.inf:
+        area_s += st[G_IN_SITE] * (horizon_s - t)
+    bins, end_s = _close(t, ri, rf, bins, cfg, kf, n_sched)
+    return out, bins, st, area_s, end_s

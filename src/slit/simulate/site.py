@@ -7,10 +7,15 @@ Semantics (docs/serving.md has the full account):
   cancelled, then the least loaded replicas stop taking requests, finish what they hold and sleep.
 - An arriving request goes to the ready replica with the fewest requests held ("jsq") or the
   least KV cache reserved ("least_kv"); with no ready replica it waits in the site queue.
-- A replica runs vLLM-style continuous batching: waiting requests are admitted in order when their
-  KV cache (prompt + output tokens, reserved up front so nothing is ever preempted) fits; prefill
-  steps take priority over decode steps, or with ``chunked_prefill`` each step carries every
-  decode plus prefill chunks up to ``max_batch_tokens``.
+- Context limit as vLLM's: a request whose prompt is longer than the replica's ``max_model_len``
+  (the model's context, or less if the KV cache cannot hold it) is refused on arrival; the output
+  of the others is clipped so that prompt + output fits (vLLM caps max_tokens the same way).
+- A replica runs vLLM-style continuous batching with a paged KV cache (16-token blocks): waiting
+  requests are admitted in order when blocks for their prompt fit; decoding sequences take blocks
+  as they grow, and when none are left the most recently admitted request is preempted
+  (recompute: back to the front of the queue, prefilled again). Prefill steps take priority over
+  decode steps, or with ``chunked_prefill`` each step carries every decode plus prefill chunks up
+  to ``max_batch_tokens``.
 - Without a horizon the simulation runs until every request has finished (unless no replica is
   ever awake); with one, it stops there and reports the requests still in flight.
 """
@@ -26,7 +31,23 @@ from slit.serving.capacity import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_NUM_SEQS
 from slit.serving.catalog import ReplicaSpec
 from slit.serving.iteration import replica_params
 from slit.serving.power import DEFAULT_WAKE_UP_S, replica_power
-from slit.simulate.kernel import JSQ, LEAST_KV, simulate_kernel
+from slit.simulate.kernel import (
+    G_DONE,
+    G_IN_SITE,
+    G_NEXT,
+    G_PREEMPTIONS,
+    JSQ,
+    LEAST_KV,
+    N_Q,
+    O_DONE,
+    O_ENERGY,
+    O_FIRST,
+    Q_OUTPUT,
+    Q_PROMPT,
+    Q_TIE,
+    pack_settings,
+    simulate_kernel,
+)
 from slit.workload.requests import RequestBatch
 
 DISPATCHERS = {"jsq": JSQ, "least_kv": LEAST_KV}
@@ -82,6 +103,11 @@ class SiteSimResult:
     replica_energy_j_per_interval: np.ndarray  # [interval, replica]
     busy_replica_s_per_interval: np.ndarray
     request_area_s: float  # integral over time of the number of requests in the site
+    # Added for context limits and KV preemption (defaults keep older constructors working).
+    refused: np.ndarray | None = None  # bool: prompt longer than max_model_len
+    n_preemptions: int = 0  # recompute preemptions (a request may be preempted several times)
+    kernel_in_site: int = -1  # requests the event loop still held at the end (its own count)
+    kernel_completed: int = -1  # completions the event loop counted
 
     @property
     def n_arrivals(self) -> int:
@@ -92,23 +118,34 @@ class SiteSimResult:
         return int(self.completed.sum())
 
     @property
+    def n_refused(self) -> int:
+        return 0 if self.refused is None else int(self.refused.sum())
+
+    @property
     def n_in_flight(self) -> int:
-        return self.n_arrivals - self.n_completed
+        return self.n_arrivals - self.n_completed - self.n_refused
 
     @property
     def conservation_ok(self) -> bool:
-        """No request lost: every arrival either completed or is still in the site."""
-        in_site = self.arrived & ~self.completed
+        """No request lost: every arrival completed, was refused, or is still in the site, by the
+        per-request arrays and by the event loop's own counters alike."""
+        refused = np.zeros_like(self.arrived) if self.refused is None else self.refused
+        counters_agree = self.kernel_in_site < 0 or (
+            self.kernel_in_site == self.n_in_flight
+            and self.kernel_completed == self.n_completed)
         return bool(
-            self.n_arrivals == self.n_completed + int(in_site.sum())
+            counters_agree
+            and self.n_in_flight >= 0
             and not (self.completed & ~self.arrived).any()
+            and not (self.completed & refused).any()
+            and not (refused & ~self.arrived).any()
             and np.isfinite(self.e2e_s[self.completed]).all()
         )
 
     def conservation_statement(self) -> str:
         verdict = "no request lost" if self.conservation_ok else "REQUESTS LOST"
         return (f"arrivals={self.n_arrivals} = completions={self.n_completed} + "
-                f"in_flight={self.n_in_flight}: {verdict}")
+                f"refused={self.n_refused} + in_flight={self.n_in_flight}: {verdict}")
 
     def replica_power_w(self) -> np.ndarray:
         """Mean power of each replica in each interval, [interval, replica]."""
@@ -124,6 +161,8 @@ class SiteSimResult:
         return {
             "n_arrivals": float(self.n_arrivals),
             "n_completed": float(n),
+            "n_refused": float(self.n_refused),
+            "n_preemptions": float(self.n_preemptions),
             "ttft_p50_s": float(np.percentile(ttft, 50)) if n else float("nan"),
             "ttft_p95_s": float(np.percentile(ttft, 95)) if n else float("nan"),
             "ttft_p99_s": float(np.percentile(ttft, 99)) if n else float("nan"),
@@ -162,32 +201,44 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     horizon = np.inf if horizon_s is None else float(horizon_s)
     n_bins = int(np.ceil(horizon / interval_s)) if horizon_s is not None else schedule.size
     prompt = requests.prompt_tokens.astype(np.int64)
-    output = requests.output_tokens.astype(np.int64)
-    tiebreak = np.random.default_rng(seed).integers(0, site.n_replicas, n)
-    first, done, energy, bins, n_arrived, _, area_s, end_s = simulate_kernel(
-        requests.arrival_s.astype(np.float64), prompt, output, tiebreak, schedule,
-        float(interval_s), horizon, int(site.n_replicas), replica_params(replica),
-        power.idle_w, power.standby_w, power.prefill_dynamic_w, power.decode_dynamic_w,
-        float(site.wake_up_s), bool(site.chunked_prefill), DISPATCHERS[site.dispatcher],
-        int(site.max_num_seqs), int(site.max_batch_tokens), int(replica.kv_capacity_tokens),
-        max(n_bins, 1),
-    )
+    max_len = replica.max_model_len
+    refused = prompt > max_len
+    # vLLM caps max_tokens at max_model_len - prompt: prompt + output never exceeds the context.
+    asked = requests.output_tokens.astype(np.int64)
+    output = np.where(refused, asked, np.maximum(1, np.minimum(asked, max_len - prompt)))
+    rq = np.empty((n, N_Q), np.int64)
+    rq[:, Q_PROMPT] = prompt
+    rq[:, Q_OUTPUT] = output
+    rq[:, Q_TIE] = np.random.default_rng(seed).integers(0, site.n_replicas, n)
+    cfg, kf = pack_settings(
+        n_rep=int(site.n_replicas), chunked=bool(site.chunked_prefill),
+        dispatcher=DISPATCHERS[site.dispatcher], max_seqs=int(site.max_num_seqs),
+        max_batch_tokens=int(site.max_batch_tokens), kv_blocks=replica.kv_blocks,
+        watermark_blocks=replica.kv_watermark_blocks, max_len=max_len, n_bins=n_bins,
+        interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
+        standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
+        decode_w=power.decode_dynamic_w, wake_up_s=float(site.wake_up_s))
+    out, bins, counters, area_s, end_s = simulate_kernel(
+        requests.arrival_s.astype(np.float64), rq, schedule, replica_params(replica), cfg, kf)
+    first, done, energy = out[:, O_FIRST], out[:, O_DONE], out[:, O_ENERGY].copy()
     arrival = requests.arrival_s
-    arrived = np.arange(n) < n_arrived
+    arrived = np.arange(n) < counters[G_NEXT]
     completed = ~np.isnan(done)
     ttft = first - arrival
     e2e = done - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(output > 1, (e2e - ttft) / np.maximum(output - 1, 1), 0.0)
-    tpot[~completed] = np.nan
+    tpot[~completed] = np.nan  # refused and in-flight requests
     rtt = np.zeros(n) if network_rtt_s is None else np.asarray(network_rtt_s, np.float64)
     return SiteSimResult(
         ttft_s=ttft, ttft_with_network_s=ttft + rtt, tpot_s=tpot, e2e_s=e2e, energy_j=energy,
         completed=completed, arrived=arrived, arrival_s=arrival,
-        output_tokens=requests.output_tokens,
+        output_tokens=output.astype(np.int32),
         interval_s=float(interval_s), end_s=float(end_s),
         it_energy_j_per_interval=bins[:, : site.n_replicas].sum(axis=1),
         replica_energy_j_per_interval=bins[:, : site.n_replicas].copy(),
         busy_replica_s_per_interval=bins[:, site.n_replicas].copy(),
-        request_area_s=float(area_s),
+        request_area_s=float(area_s), refused=refused & arrived,
+        n_preemptions=int(counters[G_PREEMPTIONS]), kernel_in_site=int(counters[G_IN_SITE]),
+        kernel_completed=int(counters[G_DONE]),
     )
