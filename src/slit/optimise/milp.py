@@ -1,0 +1,436 @@
+"""The interval problem as a mixed-integer linear programme: a proven lower bound, and a plan.
+
+The model describes the SAME problem ``evaluate_plans`` judges (see ``problem.py``), relaxed only
+where it must be linear, and every relaxation enlarges the feasible set or lowers a cost. So every
+plan that respects the residency pins (``allowed``) and meets the SLO under ``evaluate_plans``
+maps to a feasible MILP point whose MILP objectives equal (or, where envelopes are used, do not
+exceed) its true objectives: the MILP optimum, and the solver's dual bound on it, is a lower
+bound for every plan SLIT or a baseline can produce, for any non-negative weighting and any
+epsilon-constraint problem.
+
+Variables (``o`` origin, ``s`` site, ``n`` = 1..installed awake replicas):
+
+- ``x[o, s]`` in [0, 1]: routed share (0 on forbidden pairs); rows sum to 1.
+- ``y[o, s]`` binary: "origin ``o`` is routed to ``s``" in the SLO check's sense (share above
+  ``SHARE_EPS``): ``x <= SHARE_EPS + (1 - SHARE_EPS) y``.
+- ``u[s, n]`` binary, one per count ``n = 0..installed``, exactly one set: awake replicas.
+- ``l[s, n]`` >= 0: the site's load if ``n`` replicas are awake (0 otherwise), ``sum_n l = load``.
+- ``e[s, n]``: IT energy (kWh) of the awake replicas; ``t[s, n]``: load x site mean TTFT.
+
+Constraints:
+
+- Capacity, per pair: ``load_s <= sum_n u[s, n] cap_s(n, rtt[o, s])`` when ``y[o, s]``, with
+  ``cap_s(n, r)`` the load ``n`` replicas carry with the tail within the SLO left after round
+  trip ``r`` (the same grid-rounded ``slo_capacity_rps`` the sizing rule uses; for all replicas
+  awake, also any load whose interpolated tail still meets the SLO, since a plan overloading a
+  site past the sizing table keeps every replica awake and is judged by the tail itself). The
+  pair with the longest round trip binds, as in ``evaluate_plans``.
+- ``e[s, n] >= `` the lower convex envelope of ``n x power(load / n)`` (the table's piecewise
+  linear interpolation, clamped past the grid) on [0, cap_s(n, 0)]: exact at the table's
+  breakpoints, below it between them. (If a per-kWh coefficient is negative, e.g. a negative
+  price, the upper concave envelope bounds ``e`` from above too.)
+- ``t[s, n] >= `` the lower convex envelope of ``load x mean_ttft(load / n)``, a piecewise
+  quadratic; sampled on each grid segment and lowered by the chord's largest error there, so
+  the envelope stays below the function.
+
+What is relaxed: the sizing rule's "fewest replicas" (the MILP may keep more awake than the rule
+would; it never needs fewer, since ``u`` must carry the load within capacity) and the
+nonconvex energy and TTFT curves (replaced by their lower convex envelopes). Standby power of
+sleeping replicas and the round-trip part of TTFT are exact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix, csr_matrix
+
+from slit.optimise.baselines import objective_scales, weighted_sum_greedy
+from slit.optimise.preference import Preference
+from slit.optimise.problem import OBJECTIVES, SHARE_EPS, IntervalProblem, evaluate_plans
+from slit.optimise.routing import normalise_rows, repair
+
+KWH_PER_WS = 1.0 / 3.6e6
+TTFT_SAMPLES_PER_SEGMENT = 8
+MAX_ENVELOPE_LINES = 16  # per (site, awake count); fewer lines only weaken the envelope
+DEFAULT_TIME_LIMIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MilpResult:
+    """One MILP solve. ``bound`` is the solver's proven lower bound on ``value`` (the objective
+    minimised: the scaled weighted sum, or the single objective of an epsilon-constraint
+    problem); ``routing`` the MILP's plan after cleaning/repair, judged by ``evaluate_plans``."""
+
+    bound: float  # -inf when the solver proved nothing; +inf when proven infeasible
+    value: float  # the MILP incumbent's objective in the model (nan if none)
+    routing: np.ndarray | None  # [O, S]
+    solve_s: float
+    status: int  # scipy.optimize.milp status: 0 optimal, 1 limit reached, 2 infeasible
+    message: str
+
+    @property
+    def gap(self) -> float:
+        """Solver's relative gap between incumbent and bound (0 when proven optimal)."""
+        if not np.isfinite(self.value) or not np.isfinite(self.bound):
+            return float("inf")
+        return (self.value - self.bound) / max(abs(self.value), 1e-12)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    n_o: int
+    n_s: int
+    counts: tuple[int, ...]  # installed per site
+    u0: np.ndarray  # [S] index of u[s, 0]; u[s, n] at u0[s] + n
+    l0: np.ndarray  # [S] index of l[s, 1]; l[s, n] at l0[s] + n - 1 (same for e, t)
+    e0: np.ndarray
+    t0: np.ndarray
+    n_var: int
+
+    def x(self, o: int, s: int) -> int:
+        return o * self.n_s + s
+
+    def y(self, o: int, s: int) -> int:
+        return self.n_o * self.n_s + o * self.n_s + s
+
+
+def _layout(problem: IntervalProblem) -> _Layout:
+    n_o, n_s = problem.n_origins, problem.n_sites
+    counts = tuple(int(t.installed) for t in problem.tables)
+    nxt = 2 * n_o * n_s
+    u0, l0, e0, t0 = (np.zeros(n_s, dtype=np.int64) for _ in range(4))
+    for s, n in enumerate(counts):
+        u0[s] = nxt
+        nxt += n + 1
+        l0[s] = nxt
+        nxt += n
+        e0[s] = nxt
+        nxt += n
+        t0[s] = nxt
+        nxt += n
+    return _Layout(n_o, n_s, counts, u0, l0, e0, t0, nxt)
+
+
+class _Rows:
+    """Sparse constraint rows lo <= A v <= hi, collected then stacked."""
+
+    def __init__(self) -> None:
+        self.r: list[int] = []
+        self.c: list[int] = []
+        self.v: list[float] = []
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+
+    def add(self, cols: list[int] | np.ndarray, vals: list[float] | np.ndarray,
+            lo: float, hi: float) -> None:
+        row = len(self.lo)
+        self.r.extend([row] * len(cols))
+        self.c.extend(int(c) for c in cols)
+        self.v.extend(float(v) for v in vals)
+        self.lo.append(lo)
+        self.hi.append(hi)
+
+    def matrix(self, n_var: int) -> csr_matrix:
+        return coo_matrix((self.v, (self.r, self.c)), shape=(len(self.lo), n_var)).tocsr()
+
+
+def site_capacity_rps(problem: IntervalProblem, s: int, rtt_s: float,
+                      max_load_rps: float) -> np.ndarray:
+    """[N + 1] most load site ``s`` can carry under a feasible plan with ``n = 0..N`` replicas
+    awake when the longest round trip routed there is ``rtt_s``.
+
+    ``n < N``: the sizing table (the rule wakes more replicas beyond it). ``n = N``: also any
+    load whose interpolated tail with all replicas awake still meets the SLO after ``rtt_s``
+    (a plan past the table keeps all awake and is judged by the tail itself), capped at
+    ``max_load_rps`` (all demand that may go there).
+    """
+    table = problem.tables[s]
+    k = int(problem.target_index(np.array([rtt_s]))[0])
+    cap = np.zeros(table.installed + 1)
+    cap[1:] = np.minimum(problem.slo_capacity_rps[s, k, : table.installed], max_load_rps)
+    budget = problem.slo_ttft_s - rtt_s
+    grid = table.load_rps_per_replica
+    tail = table.ttft_tail_s[-1]
+    if tail[-1] <= budget:  # clamped past the grid: any load at all meets the SLO
+        per_replica = np.inf
+    else:
+        # Largest per-replica load whose interpolated tail meets the budget (the tail need not
+        # be monotone, so every segment is checked).
+        per_replica = grid[0] if tail[0] <= budget else 0.0
+        for g in range(len(grid) - 1):
+            a, b = tail[g], tail[g + 1]
+            if b <= budget:
+                per_replica = grid[g + 1]
+            elif a <= budget:
+                per_replica = grid[g] + (grid[g + 1] - grid[g]) * (budget - a) / (b - a)
+    cap[-1] = max(cap[-1], min(per_replica * table.installed, max_load_rps))
+    return cap
+
+
+def _lower_hull(px: np.ndarray, py: np.ndarray) -> list[tuple[float, float]]:
+    """Lines ``(a, b)`` (value a + b x) whose maximum is the lower convex hull of the points."""
+    order = np.lexsort((py, px))
+    pts: list[tuple[float, float]] = []
+    for i in order:
+        p = (float(px[i]), float(py[i]))
+        if pts and p[0] == pts[-1][0]:
+            continue  # same x, larger y: not on the lower hull
+        while len(pts) >= 2:
+            (x1, y1), (x2, y2) = pts[-2], pts[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) <= 0:
+                pts.pop()
+            else:
+                break
+        pts.append(p)
+    if len(pts) == 1:
+        return [(pts[0][1], 0.0)]
+    lines = []
+    for (x1, y1), (x2, y2) in zip(pts[:-1], pts[1:], strict=True):
+        b = (y2 - y1) / (x2 - x1)
+        lines.append((y1 - b * x1, b))
+    if len(lines) > MAX_ENVELOPE_LINES:
+        # Every hull edge supports the hull from below, so any subset of them is still a lower
+        # bound (a looser one); keep the first and last and spread the rest evenly.
+        keep = np.unique(np.linspace(0, len(lines) - 1, MAX_ENVELOPE_LINES).round().astype(int))
+        lines = [lines[i] for i in keep]
+    return lines
+
+
+def _breakpoints(grid: np.ndarray, n: int, cmax: float) -> np.ndarray:
+    """Site loads where the n-replica interpolation has a kink, within [0, cmax]."""
+    loads = n * grid
+    inside = loads[loads < cmax]
+    return np.append(inside, cmax) if cmax > 0 else np.array([0.0])
+
+
+def _interp(table_row: np.ndarray, grid: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The table's own interpolation (``SiteServingTable.lookup``), clamped past the grid."""
+    pos = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, len(grid) - 2)
+    frac = np.clip((q - grid[pos]) / (grid[pos + 1] - grid[pos]), 0.0, 1.0)
+    return table_row[pos] * (1.0 - frac) + table_row[pos + 1] * frac
+
+
+def _energy_lines(problem: IntervalProblem, s: int, n: int, cmax: float, upper: bool
+                  ) -> list[tuple[float, float]]:
+    """Envelope lines of awake IT energy (kWh over the interval) vs site load, n awake."""
+    table = problem.tables[s]
+    grid = table.load_rps_per_replica
+    loads = _breakpoints(grid, n, cmax)
+    energy = n * _interp(table.power_w_per_replica[n - 1], grid, loads / n)
+    energy = energy * problem.interval_s * KWH_PER_WS
+    if upper:  # upper concave hull = minus the lower hull of the negated points
+        return [(-a, -b) for a, b in _lower_hull(loads, -energy)]
+    return _lower_hull(loads, energy)
+
+
+def _ttft_lines(problem: IntervalProblem, s: int, n: int, cmax: float
+                ) -> list[tuple[float, float]]:
+    """Lower envelope lines of load x site mean TTFT (req/s x s) vs site load, n awake.
+
+    On each grid segment the product is a quadratic in load with second derivative
+    ``2 slope / n`` (``slope`` of mean TTFT per unit per-replica load); the chord between
+    samples ``d`` apart exceeds it by at most ``slope d^2 / (4 n)`` where it is convex, so the
+    samples are lowered by that much before taking the hull.
+    """
+    table = problem.tables[s]
+    grid = table.load_rps_per_replica
+    mean = table.ttft_mean_s[n - 1]
+    knots = _breakpoints(grid, n, cmax)
+    xs, ys = [np.array([0.0])], [np.array([0.0])]
+    for a, b in zip(knots[:-1], knots[1:], strict=True):
+        samples = np.linspace(a, b, TTFT_SAMPLES_PER_SEGMENT + 1)
+        q = samples / n
+        value = samples * _interp(mean, grid, q)
+        mid = 0.5 * (a + b) / n
+        pos = int(np.clip(np.searchsorted(grid, mid, side="right") - 1, 0, len(grid) - 2))
+        slope = (mean[pos + 1] - mean[pos]) / (grid[pos + 1] - grid[pos]) if mid < grid[-1] else 0.0
+        step = (b - a) / TTFT_SAMPLES_PER_SEGMENT
+        err = max(slope, 0.0) * step**2 / (4.0 * n)
+        xs.append(samples)
+        ys.append(value - err * (1.0 + 1e-9) - 1e-12)
+    return _lower_hull(np.concatenate(xs), np.concatenate(ys))
+
+
+@dataclass
+class IntervalMilp:
+    """The MILP of one interval problem, built once and solved for many objectives."""
+
+    problem: IntervalProblem
+    layout: _Layout
+    objective_rows: np.ndarray  # [4, n_var] each objective as a linear function of the variables
+    constraints: csr_matrix
+    lo: np.ndarray
+    hi: np.ndarray
+    bounds: Bounds
+    integrality: np.ndarray
+
+    @classmethod
+    def build(cls, problem: IntervalProblem) -> IntervalMilp:
+        lay = _layout(problem)
+        n_o, n_s = lay.n_o, lay.n_s
+        allowed = problem.allowed.copy()
+        # An origin pinned nowhere is sent somewhere by normalise_rows and judged by the SLO
+        # check; allow it everywhere so such plans stay inside the model.
+        allowed[~allowed.any(axis=1)] = True
+        demand = problem.demand_rps.astype(float)
+        lb = np.zeros(lay.n_var)
+        ub = np.full(lay.n_var, np.inf)
+        integrality = np.zeros(lay.n_var)
+        ub[: 2 * n_o * n_s] = np.concatenate([allowed.ravel(), allowed.ravel()]).astype(float)
+        integrality[n_o * n_s: 2 * n_o * n_s] = 1
+        per_kwh = np.stack([problem.carbon_kg_per_kwh_it, problem.water_l_per_kwh_it,
+                            problem.cost_usd_per_kwh_it])
+        need_upper = bool((per_kwh < 0).any())
+        rows = _Rows()
+        for o in range(n_o):
+            rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
+            for s in np.flatnonzero(allowed[o]):
+                rows.add([lay.x(o, s), lay.y(o, s)], [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
+        objective = np.zeros((len(OBJECTIVES), lay.n_var))
+        total_demand = max(float(demand.sum()), 1e-12)
+        for o in range(n_o):
+            for s in range(n_s):
+                objective[0, lay.x(o, s)] = demand[o] * problem.rtt_s[o, s] / total_demand
+        for s, n_max in enumerate(lay.counts):
+            u = lay.u0[s] + np.arange(n_max + 1)
+            ll = lay.l0[s] + np.arange(n_max)
+            ee = lay.e0[s] + np.arange(n_max)
+            tt = lay.t0[s] + np.arange(n_max)
+            integrality[u] = 1
+            ub[u] = 1.0
+            lb[ee] = -np.inf if need_upper else 0.0
+            lb[tt] = -np.inf
+            rows.add(u, np.ones(n_max + 1), 1.0, 1.0)
+            origins = np.flatnonzero(allowed[:, s])
+            rows.add(np.concatenate([[lay.x(o, s) for o in origins], ll]),
+                     np.concatenate([demand[origins], -np.ones(n_max)]), 0.0, 0.0)
+            max_load = float(demand[origins].sum())
+            cmax = site_capacity_rps(problem, s, 0.0, max_load)
+            for n in range(1, n_max + 1):
+                rows.add([ll[n - 1], u[n]], [1.0, -cmax[n]], -np.inf, 0.0)
+                for a, b in _energy_lines(problem, s, n, cmax[n], upper=False):
+                    rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
+                if need_upper:
+                    for a, b in _energy_lines(problem, s, n, cmax[n], upper=True):
+                        rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], -np.inf, 0.0)
+                for a, b in _ttft_lines(problem, s, n, cmax[n]):
+                    rows.add([tt[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
+            for o in origins:
+                cap = site_capacity_rps(problem, s, float(problem.rtt_s[o, s]), max_load)
+                big_m = max(float((cmax - cap).max()), 0.0)
+                # load - sum_n cap_n u_n + M y <= M: binding only when o is routed to s.
+                rows.add(np.concatenate([ll, u, [lay.y(o, s)]]),
+                         np.concatenate([np.ones(n_max), -cap, [big_m]]), -np.inf, big_m)
+            standby_kwh = (problem.tables[s].standby_w_per_replica * problem.interval_s
+                           * KWH_PER_WS)
+            energy_cols = np.concatenate([ee, u])
+            energy_vals = np.concatenate([np.ones(n_max),
+                                          standby_kwh * (n_max - np.arange(n_max + 1))])
+            for k in range(3):
+                objective[k + 1, energy_cols] += per_kwh[k, s] * energy_vals
+            objective[0, tt] = 1.0 / total_demand
+        return cls(problem, lay, objective, rows.matrix(lay.n_var), np.array(rows.lo),
+                   np.array(rows.hi), Bounds(lb, ub), integrality)
+
+    @property
+    def size(self) -> dict[str, int]:
+        """Variables (of which binary) and constraint rows."""
+        return {"variables": self.layout.n_var, "binaries": int(self.integrality.sum()),
+                "constraints": int(self.constraints.shape[0])}
+
+    def solve(self, weights: np.ndarray, caps: np.ndarray | None = None,
+              time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
+        """Minimise ``sum_k weights[k] f_k`` with ``f_k <= caps[k]`` for finite caps."""
+        weights = np.asarray(weights, dtype=float)
+        c = weights @ self.objective_rows
+        constraints = [LinearConstraint(self.constraints, self.lo, self.hi)]
+        if caps is not None:
+            finite = np.isfinite(caps)
+            if finite.any():
+                constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
+                                                    np.asarray(caps)[finite]))
+        started = time.perf_counter()
+        res = milp(c, integrality=self.integrality, bounds=self.bounds, constraints=constraints,
+                   options={"time_limit": float(time_limit_s), "disp": False})
+        solve_s = time.perf_counter() - started
+        if res.status == 2:
+            bound = np.inf
+        else:
+            bound = getattr(res, "mip_dual_bound", None)
+            bound = -np.inf if bound is None or not np.isfinite(bound) else float(bound)
+            if res.status == 0 and res.fun is not None:
+                # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
+                bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
+        routing = None
+        value = float("nan")
+        if res.x is not None:
+            value = float(res.fun)
+            routing = self._plan(res.x, weights, caps)
+        return MilpResult(bound, value, routing, solve_s, int(res.status), str(res.message))
+
+    def _plan(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
+        """The MILP's routing, made feasible under ``evaluate_plans`` if it is not already.
+
+        Shares the MILP left "unrouted" (below SHARE_EPS) are dropped, and the plan with the
+        best objective among the raw and cleaned plans (each also repaired) that meet the SLO
+        is returned; if none does, the least violating.
+        """
+        p = self.problem
+        n = p.n_origins * p.n_sites
+        x = v[:n].reshape(p.n_origins, p.n_sites)
+        y = v[n: 2 * n].reshape(p.n_origins, p.n_sites) > 0.5
+        cleaned = normalise_rows(p, np.where(y, x, 0.0))
+        raw = normalise_rows(p, x)
+        plans = np.stack([cleaned, raw, repair(p, cleaned), repair(p, raw)])
+        ev = evaluate_plans(p, plans)
+        score = ev.objectives @ weights
+        if caps is not None:
+            over = (ev.objectives > np.asarray(caps)[None] * (1 + 1e-9)).any(axis=1)
+            score = np.where(over, score + 1e6 * abs(score).max() + 1e6, score)
+        feasible = ev.slo_violation_s <= 0
+        if feasible.any():
+            return plans[int(np.argmin(np.where(feasible, score, np.inf)))]
+        return plans[int(np.argmin(ev.slo_violation_s))]
+
+    def solve_weighted(self, weights: np.ndarray, scales: np.ndarray,
+                       time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
+        """Bound on ``sum_k weights[k] f_k / scales[k]`` over all feasible plans."""
+        return self.solve(np.asarray(weights) / np.asarray(scales), time_limit_s=time_limit_s)
+
+    def solve_epsilon(self, minimise: int, caps: np.ndarray,
+                      time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
+        """Bound on objective ``minimise`` over feasible plans with ``f_k <= caps[k]``."""
+        weights = np.zeros(len(OBJECTIVES))
+        weights[minimise] = 1.0
+        return self.solve(weights, caps=np.asarray(caps, dtype=float), time_limit_s=time_limit_s)
+
+
+def milp_plan(problem: IntervalProblem, preference: Preference | None = None,
+              time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> np.ndarray:
+    """The ``milp`` policy: the MILP's plan for the preference (``[O, S]`` routing).
+
+    ``weights`` (and ``knee``, scored by the default weights like SLIT's own choice) minimise
+    the weighted sum with the preference's scales; ``cap`` minimises its objective with mean
+    TTFT at most the cap. If the solver finds no plan within the time limit, the weighted
+    greedy's plan is returned, so the policy always routes.
+    """
+    preference = preference or Preference()
+    model = IntervalMilp.build(problem)
+    if preference.mode == "cap":
+        caps = np.full(len(OBJECTIVES), np.inf)
+        if preference.ttft_cap_s is not None:
+            caps[0] = preference.ttft_cap_s
+        result = model.solve_epsilon(OBJECTIVES.index(preference.minimise), caps, time_limit_s)
+        weights = np.zeros(len(OBJECTIVES))
+        weights[OBJECTIVES.index(preference.minimise)] = 1.0
+    else:
+        weights = np.asarray(preference.weights if preference.mode == "weights"
+                             else Preference().weights, dtype=float)
+        result = model.solve_weighted(weights, objective_scales(problem), time_limit_s)
+    if result.routing is None:
+        return weighted_sum_greedy(problem, weights)
+    return result.routing
