@@ -55,7 +55,9 @@ from slit.optimise.routing import normalise_rows, repair
 
 KWH_PER_WS = 1.0 / 3.6e6
 TTFT_SAMPLES_PER_SEGMENT = 8
-MAX_ENVELOPE_LINES = 16  # per (site, awake count); fewer lines only weaken the envelope
+MAX_ENVELOPE_LINES = 40  # per (site, awake count); fewer lines only weaken the envelope
+ENVELOPE_TOLERANCE = 1e-4  # relative shortfall below the hull at which no more lines are kept
+PLAN_CAPACITY_MARGIN = 1e-6  # relative headroom the MILP's plan keeps below each capacity
 DEFAULT_TIME_LIMIT_S = 10.0
 
 
@@ -193,11 +195,30 @@ def _lower_hull(px: np.ndarray, py: np.ndarray) -> list[tuple[float, float]]:
         b = (y2 - y1) / (x2 - x1)
         lines.append((y1 - b * x1, b))
     if len(lines) > MAX_ENVELOPE_LINES:
-        # Every hull edge supports the hull from below, so any subset of them is still a lower
-        # bound (a looser one); keep the first and last and spread the rest evenly.
-        keep = np.unique(np.linspace(0, len(lines) - 1, MAX_ENVELOPE_LINES).round().astype(int))
-        lines = [lines[i] for i in keep]
+        lines = _fewest_lines(lines, np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
     return lines
+
+
+def _fewest_lines(lines: list[tuple[float, float]], vx: np.ndarray, vy: np.ndarray
+                  ) -> list[tuple[float, float]]:
+    """A subset of the hull's edge lines that stays within a small tolerance of the hull.
+
+    Every hull edge supports the hull from below, so any subset of them is still a lower bound
+    (a looser one): edges are added greedily where the kept ones fall furthest below the hull,
+    until within ``ENVELOPE_TOLERANCE`` of its range or ``MAX_ENVELOPE_LINES`` edges.
+    """
+    a = np.array([ln[0] for ln in lines])
+    b = np.array([ln[1] for ln in lines])
+    values = a[:, None] + b[:, None] * vx[None, :]  # [edges, vertices]
+    tolerance = ENVELOPE_TOLERANCE * max(float(np.ptp(vy)), float(np.abs(vy).max()), 1e-12)
+    keep = [0, len(lines) - 1]
+    while len(keep) < MAX_ENVELOPE_LINES:
+        shortfall = vy - values[keep].max(axis=0)
+        v = int(np.argmax(shortfall))
+        if shortfall[v] <= tolerance:
+            break
+        keep.append(min(v, len(lines) - 1))  # edge v starts at vertex v
+    return [lines[i] for i in sorted(set(keep))]
 
 
 def _breakpoints(grid: np.ndarray, n: int, cmax: float) -> np.ndarray:
@@ -267,6 +288,8 @@ class IntervalMilp:
     hi: np.ndarray
     bounds: Bounds
     integrality: np.ndarray
+    capacity_rows: np.ndarray  # rows bounding a site's load (tightened for the plan)
+    share_rows: np.ndarray  # rows x <= SHARE_EPS + (1 - SHARE_EPS) y
 
     @classmethod
     def build(cls, problem: IntervalProblem) -> IntervalMilp:
@@ -286,9 +309,12 @@ class IntervalMilp:
                             problem.cost_usd_per_kwh_it])
         need_upper = bool((per_kwh < 0).any())
         rows = _Rows()
+        capacity_rows: list[int] = []
+        share_rows: list[int] = []
         for o in range(n_o):
             rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
             for s in np.flatnonzero(allowed[o]):
+                share_rows.append(len(rows.lo))
                 rows.add([lay.x(o, s), lay.y(o, s)], [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
         objective = np.zeros((len(OBJECTIVES), lay.n_var))
         total_demand = max(float(demand.sum()), 1e-12)
@@ -311,6 +337,7 @@ class IntervalMilp:
             max_load = float(demand[origins].sum())
             cmax = site_capacity_rps(problem, s, 0.0, max_load)
             for n in range(1, n_max + 1):
+                capacity_rows.append(len(rows.lo))
                 rows.add([ll[n - 1], u[n]], [1.0, -cmax[n]], -np.inf, 0.0)
                 for a, b in _energy_lines(problem, s, n, cmax[n], upper=False):
                     rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
@@ -323,6 +350,7 @@ class IntervalMilp:
                 cap = site_capacity_rps(problem, s, float(problem.rtt_s[o, s]), max_load)
                 big_m = max(float((cmax - cap).max()), 0.0)
                 # load - sum_n cap_n u_n + M y <= M: binding only when o is routed to s.
+                capacity_rows.append(len(rows.lo))
                 rows.add(np.concatenate([ll, u, [lay.y(o, s)]]),
                          np.concatenate([np.ones(n_max), -cap, [big_m]]), -np.inf, big_m)
             standby_kwh = (problem.tables[s].standby_w_per_replica * problem.interval_s
@@ -334,7 +362,8 @@ class IntervalMilp:
                 objective[k + 1, energy_cols] += per_kwh[k, s] * energy_vals
             objective[0, tt] = 1.0 / total_demand
         return cls(problem, lay, objective, rows.matrix(lay.n_var), np.array(rows.lo),
-                   np.array(rows.hi), Bounds(lb, ub), integrality)
+                   np.array(rows.hi), Bounds(lb, ub), integrality, np.array(capacity_rows),
+                   np.array(share_rows))
 
     @property
     def size(self) -> dict[str, int]:
@@ -375,17 +404,25 @@ class IntervalMilp:
     def _plan(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
         """The MILP's routing, made feasible under ``evaluate_plans`` if it is not already.
 
-        Shares the MILP left "unrouted" (below SHARE_EPS) are dropped, and the plan with the
-        best objective among the raw and cleaned plans (each also repaired) that meet the SLO
-        is returned; if none does, the least violating.
+        Candidates: the MILP's solution and its polished LP re-solve (``_polish``), each as is and
+        with the shares the MILP left "unrouted" (below SHARE_EPS) dropped, each also repaired;
+        the best by the objective among those that meet the SLO is returned (if none does, the
+        least violating).
         """
         p = self.problem
         n = p.n_origins * p.n_sites
-        x = v[:n].reshape(p.n_origins, p.n_sites)
-        y = v[n: 2 * n].reshape(p.n_origins, p.n_sites) > 0.5
-        cleaned = normalise_rows(p, np.where(y, x, 0.0))
-        raw = normalise_rows(p, x)
-        plans = np.stack([cleaned, raw, repair(p, cleaned), repair(p, raw)])
+        candidates = [v]
+        polished = self._polish(v, weights, caps)
+        if polished is not None:
+            candidates.insert(0, polished)
+        plans_list = []
+        for cand in candidates:
+            x = cand[:n].reshape(p.n_origins, p.n_sites)
+            y = cand[n: 2 * n].reshape(p.n_origins, p.n_sites) > 0.5
+            cleaned = normalise_rows(p, np.where(y, x, 0.0))
+            raw = normalise_rows(p, x)
+            plans_list += [raw, cleaned, repair(p, raw), repair(p, cleaned)]
+        plans = np.stack(plans_list)
         ev = evaluate_plans(p, plans)
         score = ev.objectives @ weights
         if caps is not None:
@@ -395,6 +432,34 @@ class IntervalMilp:
         if feasible.any():
             return plans[int(np.argmin(np.where(feasible, score, np.inf)))]
         return plans[int(np.argmin(ev.slo_violation_s))]
+
+    def _polish(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None
+                ) -> np.ndarray | None:
+        """Re-solve the LP with the MILP's binaries fixed and every load kept a hair
+        (``PLAN_CAPACITY_MARGIN``) inside its capacity, so that the plan does not miss the SLO
+        by the solver's feasibility tolerance when ``evaluate_plans`` judges it."""
+        ints = self.integrality == 1
+        v = v.copy()
+        n = self.problem.n_origins * self.problem.n_sites
+        # A pair the MILP marked routed but sent (almost) nothing is unmarked: its capacity row
+        # would otherwise demand a margin below a zero capacity.
+        v[n: 2 * n] = np.where(v[:n] > 0.5 * SHARE_EPS, np.round(v[n: 2 * n]), 0.0)
+        fixed = np.round(v[ints])
+        lb, ub = self.bounds.lb.copy(), self.bounds.ub.copy()
+        lb[ints] = ub[ints] = fixed
+        hi = self.hi.copy()
+        binary_part = abs(self.constraints[:, ints]) @ fixed
+        hi[self.capacity_rows] -= PLAN_CAPACITY_MARGIN * np.maximum(binary_part[self.capacity_rows],
+                                                                    1e-9)
+        hi[self.share_rows] -= PLAN_CAPACITY_MARGIN * SHARE_EPS
+        constraints = [LinearConstraint(self.constraints, self.lo, hi)]
+        if caps is not None and np.isfinite(caps).any():
+            finite = np.isfinite(caps)
+            constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
+                                                np.asarray(caps)[finite] * (1 + 1e-9)))
+        res = milp(weights @ self.objective_rows, bounds=Bounds(lb, ub), constraints=constraints,
+                   options={"time_limit": 10.0, "disp": False})
+        return res.x if res.x is not None else None
 
     def solve_weighted(self, weights: np.ndarray, scales: np.ndarray,
                        time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
