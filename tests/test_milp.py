@@ -12,7 +12,7 @@ from slit.optimise.baselines import BASELINES, objective_scales
 from slit.optimise.metaheuristic import SearchSettings, plan_interval
 from slit.optimise.milp import IntervalMilp, milp_plan
 from slit.optimise.preference import Preference
-from slit.optimise.problem import SHARE_EPS, IntervalProblem, evaluate_plans
+from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.routing import repair
 
 TIME_LIMIT_S = 5.0
@@ -65,7 +65,7 @@ def true_point(model: IntervalMilp, routing: np.ndarray) -> np.ndarray:
     v = np.zeros(lay.n_var)
     n = p.n_origins * p.n_sites
     v[:n] = routing.ravel()
-    v[n: 2 * n] = (routing > SHARE_EPS).ravel()
+    v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(routing)
     for s, table in enumerate(p.tables):
         awake = int(ev.awake[0, s])
         v[lay.u0[s] + awake] = 1.0

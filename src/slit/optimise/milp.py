@@ -87,6 +87,10 @@ class _Layout:
     n_o: int
     n_s: int
     counts: tuple[int, ...]  # installed per site
+    allowed: np.ndarray  # [O, S] pairs the model may route
+    level: np.ndarray  # [O, S] round-trip level of each allowed pair at its site (-1 elsewhere)
+    level_rtt_s: tuple[np.ndarray, ...]  # per site: shortest allowed round trip of each level
+    w0: np.ndarray  # [S] index of w[s, 0]; w[s, j] at w0[s] + j
     u0: np.ndarray  # [S] index of u[s, 0]; u[s, n] at u0[s] + n
     l0: np.ndarray  # [S] index of l[s, 1]; l[s, n] at l0[s] + n - 1 (same for e, t)
     e0: np.ndarray
@@ -96,15 +100,44 @@ class _Layout:
     def x(self, o: int, s: int) -> int:
         return o * self.n_s + s
 
-    def y(self, o: int, s: int) -> int:
-        return self.n_o * self.n_s + o * self.n_s + s
+    def w(self, s: int, j: int) -> int:
+        return int(self.w0[s]) + j
+
+    def levels_routed(self, routing: np.ndarray, threshold: float = SHARE_EPS) -> np.ndarray:
+        """The ``w`` values of a routing: per site and level, whether an origin of that level
+        or a farther one carries a share above ``threshold`` there (flattened, site-major)."""
+        out = []
+        for s in range(self.n_s):
+            routed = (routing[:, s] > threshold) & (self.level[:, s] >= 0)
+            worst = int(self.level[routed, s].max()) if routed.any() else -1
+            out.append(np.arange(len(self.level_rtt_s[s])) <= worst)
+        return np.concatenate(out).astype(float)
 
 
 def _layout(problem: IntervalProblem) -> _Layout:
     n_o, n_s = problem.n_origins, problem.n_sites
+    allowed = problem.allowed.copy()
+    # An origin pinned nowhere is sent somewhere by normalise_rows and judged by the SLO check;
+    # allow it everywhere so such plans stay inside the model.
+    allowed[~allowed.any(axis=1)] = True
     counts = tuple(int(t.installed) for t in problem.tables)
-    nxt = 2 * n_o * n_s
-    u0, l0, e0, t0 = (np.zeros(n_s, dtype=np.int64) for _ in range(4))
+    # Capacity depends on the worst round trip only through its SLO-budget grid index (and, for
+    # a fully awake overloaded site, the tail itself): origins sharing the index at a site form
+    # one level, ordered nearest first.
+    index = problem.target_index(problem.rtt_s)
+    level = np.full((n_o, n_s), -1)
+    level_rtt = []
+    for s in range(n_s):
+        origins = np.flatnonzero(allowed[:, s])
+        keys = np.unique(index[origins, s])[::-1]
+        level[origins, s] = np.searchsorted(-keys, -index[origins, s])
+        level_rtt.append(np.array([problem.rtt_s[origins, s][level[origins, s] == j].min()
+                                   for j in range(len(keys))]))
+    nxt = n_o * n_s
+    w0, u0, l0, e0, t0 = (np.zeros(n_s, dtype=np.int64) for _ in range(5))
+    for s in range(n_s):
+        w0[s] = nxt
+        nxt += len(level_rtt[s])
     for s, n in enumerate(counts):
         u0[s] = nxt
         nxt += n + 1
@@ -114,7 +147,7 @@ def _layout(problem: IntervalProblem) -> _Layout:
         nxt += n
         t0[s] = nxt
         nxt += n
-    return _Layout(n_o, n_s, counts, u0, l0, e0, t0, nxt)
+    return _Layout(n_o, n_s, counts, allowed, level, tuple(level_rtt), w0, u0, l0, e0, t0, nxt)
 
 
 class _Rows:
@@ -289,22 +322,21 @@ class IntervalMilp:
     bounds: Bounds
     integrality: np.ndarray
     capacity_rows: np.ndarray  # rows bounding a site's load (tightened for the plan)
-    share_rows: np.ndarray  # rows x <= SHARE_EPS + (1 - SHARE_EPS) y
+    share_rows: np.ndarray  # rows x <= SHARE_EPS + (1 - SHARE_EPS) w
 
     @classmethod
     def build(cls, problem: IntervalProblem) -> IntervalMilp:
         lay = _layout(problem)
         n_o, n_s = lay.n_o, lay.n_s
-        allowed = problem.allowed.copy()
-        # An origin pinned nowhere is sent somewhere by normalise_rows and judged by the SLO
-        # check; allow it everywhere so such plans stay inside the model.
-        allowed[~allowed.any(axis=1)] = True
+        allowed = lay.allowed
         demand = problem.demand_rps.astype(float)
         lb = np.zeros(lay.n_var)
         ub = np.full(lay.n_var, np.inf)
         integrality = np.zeros(lay.n_var)
-        ub[: 2 * n_o * n_s] = np.concatenate([allowed.ravel(), allowed.ravel()]).astype(float)
-        integrality[n_o * n_s: 2 * n_o * n_s] = 1
+        ub[: n_o * n_s] = allowed.ravel().astype(float)
+        w_all = np.arange(int(lay.w0[0]), int(lay.u0[0]))
+        ub[w_all] = 1.0
+        integrality[w_all] = 1
         per_kwh = np.stack([problem.carbon_kg_per_kwh_it, problem.water_l_per_kwh_it,
                             problem.cost_usd_per_kwh_it])
         need_upper = bool((per_kwh < 0).any())
@@ -315,7 +347,8 @@ class IntervalMilp:
             rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
             for s in np.flatnonzero(allowed[o]):
                 share_rows.append(len(rows.lo))
-                rows.add([lay.x(o, s), lay.y(o, s)], [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
+                rows.add([lay.x(o, s), lay.w(s, int(lay.level[o, s]))],
+                         [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
         objective = np.zeros((len(OBJECTIVES), lay.n_var))
         total_demand = max(float(demand.sum()), 1e-12)
         for o in range(n_o):
@@ -346,13 +379,24 @@ class IntervalMilp:
                         rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], -np.inf, 0.0)
                 for a, b in _ttft_lines(problem, s, n, cmax[n]):
                     rows.add([tt[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
-            for o in origins:
-                cap = site_capacity_rps(problem, s, float(problem.rtt_s[o, s]), max_load)
+            for j, rtt in enumerate(lay.level_rtt_s[s]):
+                w = lay.w(s, j)
+                if j + 1 < len(lay.level_rtt_s[s]):  # a farther level routed implies this one
+                    rows.add([lay.w(s, j + 1), w], [1.0, -1.0], -np.inf, 0.0)
+                cap = site_capacity_rps(problem, s, float(rtt), max_load)
                 big_m = max(float((cmax - cap).max()), 0.0)
-                # load - sum_n cap_n u_n + M y <= M: binding only when o is routed to s.
+                # load - sum_n cap_n u_n + M w <= M: binding only when level j (or farther)
+                # is routed here.
                 capacity_rows.append(len(rows.lo))
-                rows.add(np.concatenate([ll, u, [lay.y(o, s)]]),
+                rows.add(np.concatenate([ll, u, [w]]),
                          np.concatenate([np.ones(n_max), -cap, [big_m]]), -np.inf, big_m)
+                # Flow from this level or farther needs w: at most SHARE_EPS of each such
+                # origin's demand otherwise (a valid cut that tightens the LP relaxation).
+                far = origins[lay.level[origins, s] >= j]
+                reach = min(float(demand[far].sum()), float(cmax.max()))
+                rows.add(np.concatenate([[lay.x(o, s) for o in far], [w]]),
+                         np.concatenate([demand[far], [-reach]]), -np.inf,
+                         SHARE_EPS * float(demand[far].sum()))
             standby_kwh = (problem.tables[s].standby_w_per_replica * problem.interval_s
                            * KWH_PER_WS)
             energy_cols = np.concatenate([ee, u])
@@ -418,8 +462,7 @@ class IntervalMilp:
         plans_list = []
         for cand in candidates:
             x = cand[:n].reshape(p.n_origins, p.n_sites)
-            y = cand[n: 2 * n].reshape(p.n_origins, p.n_sites) > 0.5
-            cleaned = normalise_rows(p, np.where(y, x, 0.0))
+            cleaned = normalise_rows(p, np.where(x > SHARE_EPS, x, 0.0))
             raw = normalise_rows(p, x)
             plans_list += [raw, cleaned, repair(p, raw), repair(p, cleaned)]
         plans = np.stack(plans_list)
@@ -441,9 +484,11 @@ class IntervalMilp:
         ints = self.integrality == 1
         v = v.copy()
         n = self.problem.n_origins * self.problem.n_sites
-        # A pair the MILP marked routed but sent (almost) nothing is unmarked: its capacity row
-        # would otherwise demand a margin below a zero capacity.
-        v[n: 2 * n] = np.where(v[:n] > 0.5 * SHARE_EPS, np.round(v[n: 2 * n]), 0.0)
+        # Levels are re-marked from the flows: one the MILP marked routed but sent (almost)
+        # nothing would otherwise demand a margin below a zero capacity.
+        lay = self.layout
+        v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(v[:n].reshape(lay.n_o, lay.n_s),
+                                                    0.5 * SHARE_EPS)
         fixed = np.round(v[ints])
         lb, ub = self.bounds.lb.copy(), self.bounds.ub.copy()
         lb[ints] = ub[ints] = fixed
