@@ -57,6 +57,7 @@ KWH_PER_WS = 1.0 / 3.6e6
 TTFT_SAMPLES_PER_SEGMENT = 8
 MAX_ENVELOPE_LINES = 40  # per (site, awake count); fewer lines only weaken the envelope
 ENVELOPE_TOLERANCE = 1e-4  # relative shortfall below the hull at which no more lines are kept
+NOISE_SHARE = 1e-9  # shares below this in a solver's solution are its tolerance, not routing
 PLAN_CAPACITY_MARGIN = 1e-6  # relative headroom the MILP's plan keeps below each capacity
 DEFAULT_TIME_LIMIT_S = 10.0
 
@@ -204,6 +205,38 @@ def site_capacity_rps(problem: IntervalProblem, s: int, rtt_s: float,
                 per_replica = grid[g] + (grid[g + 1] - grid[g]) * (budget - a) / (b - a)
     cap[-1] = max(cap[-1], min(per_replica * table.installed, max_load_rps))
     return cap
+
+
+def exact_capacity_rps(problem: IntervalProblem, s: int, n: int, worst_rtt_s: float) -> float:
+    """Load site ``s`` may carry with ``n`` awake and the worst routed round trip
+    ``worst_rtt_s`` such that ``evaluate_plans`` finds it within the SLO (for a plan).
+
+    The sizing table's capacity; with every replica awake also the load up to which the
+    interpolated tail stays within the budget all the way (the leading run, not any load that
+    happens to meet it).
+    """
+    if n == 0:
+        return 0.0
+    table = problem.tables[s]
+    k = int(problem.target_index(np.array([worst_rtt_s]))[0])
+    cap = float(problem.slo_capacity_rps[s, k, n - 1])
+    if n < table.installed:
+        return cap
+    budget = problem.slo_ttft_s - worst_rtt_s
+    grid, tail = table.load_rps_per_replica, table.ttft_tail_s[-1]
+    if tail[0] > budget:
+        return cap
+    per_replica = float(grid[-1]) if (tail <= budget).all() else 0.0
+    if (tail <= budget).all():
+        return float(problem.demand_rps.sum())  # clamped past the grid: the tail stays put
+    for g in range(len(grid) - 1):
+        a, b = tail[g], tail[g + 1]
+        if b <= budget:
+            per_replica = float(grid[g + 1])
+            continue
+        per_replica = float(grid[g] + (grid[g + 1] - grid[g]) * (budget - a) / (b - a))
+        break
+    return max(cap, per_replica * n)
 
 
 def _lower_hull(px: np.ndarray, py: np.ndarray) -> list[tuple[float, float]]:
@@ -457,11 +490,17 @@ class IntervalMilp:
         n = p.n_origins * p.n_sites
         candidates = [v]
         polished = self._polish(v, weights, caps)
+        if polished is None:
+            polished = self._polish(v, weights, caps, all_awake=True)
         if polished is not None:
             candidates.insert(0, polished)
         plans_list = []
+        lay = self.layout
         for cand in candidates:
             x = cand[:n].reshape(p.n_origins, p.n_sites)
+            # Solver noise (shares of ~1e-10) would wake a replica at a site the MILP sleeps.
+            asleep = cand[lay.u0] > 0.5
+            x = np.where(asleep[None, :] | (x < NOISE_SHARE), 0.0, x)
             cleaned = normalise_rows(p, np.where(x > SHARE_EPS, x, 0.0))
             raw = normalise_rows(p, x)
             plans_list += [raw, cleaned, repair(p, raw), repair(p, cleaned)]
@@ -476,8 +515,8 @@ class IntervalMilp:
             return plans[int(np.argmin(np.where(feasible, score, np.inf)))]
         return plans[int(np.argmin(ev.slo_violation_s))]
 
-    def _polish(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None
-                ) -> np.ndarray | None:
+    def _polish(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None,
+                all_awake: bool = False) -> np.ndarray | None:
         """Re-solve the LP with the MILP's binaries fixed and every load kept a hair
         (``PLAN_CAPACITY_MARGIN``) inside its capacity, so that the plan does not miss the SLO
         by the solver's feasibility tolerance when ``evaluate_plans`` judges it."""
@@ -487,8 +526,15 @@ class IntervalMilp:
         # Levels are re-marked from the flows: one the MILP marked routed but sent (almost)
         # nothing would otherwise demand a margin below a zero capacity.
         lay = self.layout
+        routed_above = SHARE_EPS * (1 + 1e-4)  # at SHARE_EPS the MILP rides free, by design
         v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(v[:n].reshape(lay.n_o, lay.n_s),
-                                                    0.5 * SHARE_EPS)
+                                                    routed_above)
+        if all_awake:  # fallback: every loaded site fully awake (most capacity)
+            for s, c in enumerate(lay.counts):
+                if v[lay.u0[s]] < 0.5:
+                    v[lay.u0[s]: lay.u0[s] + c + 1] = 0.0
+                    v[lay.u0[s] + c] = 1.0
+                    v[lay.l0[s]: lay.l0[s] + c] = 0.0
         fixed = np.round(v[ints])
         lb, ub = self.bounds.lb.copy(), self.bounds.ub.copy()
         lb[ints] = ub[ints] = fixed
@@ -497,7 +543,26 @@ class IntervalMilp:
         hi[self.capacity_rows] -= PLAN_CAPACITY_MARGIN * np.maximum(binary_part[self.capacity_rows],
                                                                     1e-9)
         hi[self.share_rows] -= PLAN_CAPACITY_MARGIN * SHARE_EPS
-        constraints = [LinearConstraint(self.constraints, self.lo, hi)]
+        # The model's capacities are relaxed per round-trip level; the plan must meet the exact
+        # ones: pairs left unrouted stay below SHARE_EPS, and each site's load stays within
+        # what its awake replicas carry for the worst round trip actually routed there.
+        p = self.problem
+        x = v[:n].reshape(lay.n_o, lay.n_s)
+        routed = x > routed_above
+        ub[:n] = np.where(routed, ub[:n].reshape(routed.shape),
+                          np.minimum(ub[:n].reshape(routed.shape),
+                                     SHARE_EPS * (1 - PLAN_CAPACITY_MARGIN))).ravel()
+        awake = np.array([int(np.argmax(v[lay.u0[s]: lay.u0[s] + c + 1]))
+                          for s, c in enumerate(lay.counts)])
+        site_rows = np.zeros((lay.n_s, lay.n_var))
+        site_caps = np.zeros(lay.n_s)
+        for s in range(lay.n_s):
+            worst = float(p.rtt_s[routed[:, s], s].max()) if routed[:, s].any() else 0.0
+            site_rows[s, [lay.x(o, s) for o in range(lay.n_o)]] = p.demand_rps
+            site_caps[s] = (exact_capacity_rps(p, s, int(awake[s]), worst)
+                            * (1 - PLAN_CAPACITY_MARGIN))
+        constraints = [LinearConstraint(self.constraints, self.lo, hi),
+                       LinearConstraint(site_rows, -np.inf, site_caps)]
         if caps is not None and np.isfinite(caps).any():
             finite = np.isfinite(caps)
             constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
