@@ -11,20 +11,24 @@ epsilon-constraint problem.
 Variables (``o`` origin, ``s`` site, ``n`` = 1..installed awake replicas):
 
 - ``x[o, s]`` in [0, 1]: routed share (0 on forbidden pairs); rows sum to 1.
-- ``y[o, s]`` binary: "origin ``o`` is routed to ``s``" in the SLO check's sense (share above
-  ``SHARE_EPS``): ``x <= SHARE_EPS + (1 - SHARE_EPS) y``.
+- ``w[s, j]`` binary: "an origin of round-trip level ``j`` or a farther one is routed to ``s``"
+  in the SLO check's sense (share above ``SHARE_EPS``). A level groups the origins whose round
+  trip to ``s`` leaves the same SLO-budget grid index (``IntervalProblem.target_index``), the
+  only way the sizing table sees the round trip; ``x[o, s] <= SHARE_EPS + (1 - SHARE_EPS)
+  w[s, level(o, s)]`` and ``w[s, j + 1] <= w[s, j]``.
 - ``u[s, n]`` binary, one per count ``n = 0..installed``, exactly one set: awake replicas.
 - ``l[s, n]`` >= 0: the site's load if ``n`` replicas are awake (0 otherwise), ``sum_n l = load``.
 - ``e[s, n]``: IT energy (kWh) of the awake replicas; ``t[s, n]``: load x site mean TTFT.
 
 Constraints:
 
-- Capacity, per pair: ``load_s <= sum_n u[s, n] cap_s(n, rtt[o, s])`` when ``y[o, s]``, with
-  ``cap_s(n, r)`` the load ``n`` replicas carry with the tail within the SLO left after round
-  trip ``r`` (the same grid-rounded ``slo_capacity_rps`` the sizing rule uses; for all replicas
-  awake, also any load whose interpolated tail still meets the SLO, since a plan overloading a
-  site past the sizing table keeps every replica awake and is judged by the tail itself). The
-  pair with the longest round trip binds, as in ``evaluate_plans``.
+- Capacity, per site and level: ``load_s <= sum_n u[s, n] cap_s(n, j)`` when ``w[s, j]``
+  (big-M otherwise), with ``cap_s(n, j)`` the sizing table's ``slo_capacity_rps`` for the
+  level's grid index; with all replicas awake also any load whose interpolated tail still meets
+  the SLO after the level's shortest round trip (a plan past the sizing table keeps every
+  replica awake and is judged by the tail itself). The farthest routed level binds, as the
+  longest routed round trip does in ``evaluate_plans``. A cut ties flow from level ``j`` or
+  farther to ``w[s, j]``.
 - ``e[s, n] >= `` the lower convex envelope of ``n x power(load / n)`` (the table's piecewise
   linear interpolation, clamped past the grid) on [0, cap_s(n, 0)]: exact at the table's
   breakpoints, below it between them. (If a per-kWh coefficient is negative, e.g. a negative
@@ -34,9 +38,12 @@ Constraints:
   the envelope stays below the function.
 
 What is relaxed: the sizing rule's "fewest replicas" (the MILP may keep more awake than the rule
-would; it never needs fewer, since ``u`` must carry the load within capacity) and the
-nonconvex energy and TTFT curves (replaced by their lower convex envelopes). Standby power of
-sleeping replicas and the round-trip part of TTFT are exact.
+would; it never needs fewer, since ``u`` must carry the load within capacity); the nonconvex
+energy and TTFT curves (replaced by their lower convex envelopes); for a fully awake site, the
+tail budget taken at the level's shortest round trip and any load meeting it, not only the
+leading run. Standby power of sleeping replicas and the round-trip part of TTFT are exact. The
+MILP's own plan is therefore re-solved (``_polish``: binaries fixed, exact capacities) before
+``evaluate_plans`` judges it.
 """
 
 from __future__ import annotations
@@ -378,7 +385,7 @@ class IntervalMilp:
         share_rows: list[int] = []
         for o in range(n_o):
             rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
-            for s in np.flatnonzero(allowed[o]):
+            for s in np.flatnonzero(allowed[o]).tolist():
                 share_rows.append(len(rows.lo))
                 rows.add([lay.x(o, s), lay.w(s, int(lay.level[o, s]))],
                          [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
@@ -398,7 +405,7 @@ class IntervalMilp:
             lb[tt] = -np.inf
             rows.add(u, np.ones(n_max + 1), 1.0, 1.0)
             origins = np.flatnonzero(allowed[:, s])
-            rows.add(np.concatenate([[lay.x(o, s) for o in origins], ll]),
+            rows.add(np.concatenate([[lay.x(int(o), s) for o in origins], ll]),
                      np.concatenate([demand[origins], -np.ones(n_max)]), 0.0, 0.0)
             max_load = float(demand[origins].sum())
             cmax = site_capacity_rps(problem, s, 0.0, max_load)
@@ -427,7 +434,7 @@ class IntervalMilp:
                 # origin's demand otherwise (a valid cut that tightens the LP relaxation).
                 far = origins[lay.level[origins, s] >= j]
                 reach = min(float(demand[far].sum()), float(cmax.max()))
-                rows.add(np.concatenate([[lay.x(o, s) for o in far], [w]]),
+                rows.add(np.concatenate([[lay.x(int(o), s) for o in far], [w]]),
                          np.concatenate([demand[far], [-reach]]), -np.inf,
                          SHARE_EPS * float(demand[far].sum()))
             standby_kwh = (problem.tables[s].standby_w_per_replica * problem.interval_s
@@ -466,8 +473,8 @@ class IntervalMilp:
         if res.status == 2:
             bound = np.inf
         else:
-            bound = getattr(res, "mip_dual_bound", None)
-            bound = -np.inf if bound is None or not np.isfinite(bound) else float(bound)
+            dual = getattr(res, "mip_dual_bound", None)
+            bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
             if res.status == 0 and res.fun is not None:
                 # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
                 bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
