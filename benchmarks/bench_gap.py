@@ -85,7 +85,7 @@ def main() -> None:
             greedy_gaps.append((g - bound) / bound)
             milp_gaps.append((m - bound) / bound)
             row.append(slit_gaps[-1])
-            worst.append((slit_gaps[-1], i, tuple(np.round(w, 3))))
+            worst.append((slit_gaps[-1], i, tuple(float(a) for a in np.round(w, 3))))
         print(f"interval {i:2d} ({model.size['binaries']} binaries): slit gap median "
               f"{100 * np.median(row):.2f}% max {100 * max(row):.2f}%, greedy median "
               f"{100 * np.median(greedy_gaps[-len(weights):]):.2f}%, milp plan median "
