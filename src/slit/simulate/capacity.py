@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slit.data.source import DataSource
 from slit.fileio import write_text_atomically
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import ReplicaSpec
@@ -78,13 +79,13 @@ def _requests(n_replicas: int, code_share: float, token_source: str) -> tuple[np
     gap_rng, mix_rng, token_rng = (np.random.default_rng(s) for s in
                                    np.random.SeedSequence(CAPACITY_SEED).spawn(3))
     unit_arrival = np.cumsum(gap_rng.exponential(1.0, n))
-    data_dir = None if token_source == "embedded" else Path(token_source)
+    source = DataSource.from_key(token_source)
     is_code = mix_rng.random(n) < code_share
     prompt = np.empty(n, np.int32)
     output = np.empty(n, np.int32)
     for kind, mask in (("code", is_code), ("conv", ~is_code)):
         if mask.any():
-            prompt[mask], output[mask] = TokenSampler.for_kind(kind, data_dir).sample(
+            prompt[mask], output[mask] = TokenSampler.for_kind(kind, source).sample(
                 int(mask.sum()), token_rng)
     return unit_arrival, RequestBatch(unit_arrival, prompt, output, np.zeros(n, np.int16))
 

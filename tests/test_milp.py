@@ -1,0 +1,183 @@
+"""The interval MILP: its bound is below every feasible plan, its plan is feasible."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from optimise_helpers import queue_table
+
+from slit.optimise.baselines import BASELINES, objective_scales
+from slit.optimise.metaheuristic import SearchSettings, plan_interval
+from slit.optimise.milp import IntervalMilp, milp_plan
+from slit.optimise.preference import Preference
+from slit.optimise.problem import IntervalProblem, evaluate_plans
+from slit.optimise.routing import repair
+
+TIME_LIMIT_S = 5.0
+TOL = 1e-6
+
+
+def small_problem(seed: int, n_origins: int, n_sites: int, load: float) -> IntervalProblem:
+    """A random instance; ``load`` is demand relative to the fleet's total capacity."""
+    rng = np.random.default_rng(seed)
+    installed = rng.integers(1, 5, n_sites)
+    tables = tuple(
+        queue_table(int(n), float(rng.uniform(1.0, 3.0)), base_ttft_s=float(rng.uniform(0.1, 0.3)),
+                    idle_w=float(rng.uniform(500, 1500)), busy_w=float(rng.uniform(2000, 4000)))
+        for n in installed
+    )
+    demand = rng.uniform(0.2, 1.0, n_origins)
+    demand *= load * 2.0 * installed.sum() / demand.sum()
+    allowed = rng.random((n_origins, n_sites)) < 0.8
+    allowed[np.arange(n_origins), rng.integers(0, n_sites, n_origins)] = True
+    return IntervalProblem(
+        origin_ids=tuple(f"o{i}" for i in range(n_origins)),
+        site_ids=tuple(f"s{i}" for i in range(n_sites)),
+        demand_rps=demand, rtt_s=rng.uniform(0.005, 0.4, (n_origins, n_sites)),
+        allowed=allowed, tables=tables,
+        carbon_kg_per_kwh_it=rng.uniform(0.02, 0.8, n_sites),
+        water_l_per_kwh_it=rng.uniform(0.5, 5.0, n_sites),
+        cost_usd_per_kwh_it=rng.uniform(0.02, 0.2, n_sites),
+        interval_s=900.0, planning_slo_ttft_s=2.0,
+    )
+
+
+def tried_plans(problem: IntervalProblem, seed: int) -> np.ndarray:
+    """Random plans, every baseline, and SLIT's front (short search)."""
+    rng = np.random.default_rng(seed)
+    alpha = np.where(problem.allowed, 0.5, 1e-9)
+    random_plans = np.stack([np.stack([rng.dirichlet(a) for a in alpha]) for _ in range(30)])
+    random_plans = np.where(problem.allowed, random_plans, 0.0)
+    random_plans /= random_plans.sum(axis=2, keepdims=True)
+    baselines = np.stack([policy(problem) for policy in BASELINES.values()])
+    front = plan_interval(problem, settings=SearchSettings(population=16, generations=4,
+                                                           local_rounds=2, seed=seed))
+    return np.concatenate([random_plans, repair(problem, random_plans), baselines,
+                           front.front_routing])
+
+
+def true_point(model: IntervalMilp, routing: np.ndarray) -> np.ndarray:
+    """The MILP variables describing a plan exactly as ``evaluate_plans`` judges it."""
+    p, lay = model.problem, model.layout
+    ev = evaluate_plans(p, routing)
+    v = np.zeros(lay.n_var)
+    n = p.n_origins * p.n_sites
+    v[:n] = routing.ravel()
+    v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(routing)
+    for s, table in enumerate(p.tables):
+        awake = int(ev.awake[0, s])
+        v[lay.u0[s] + awake] = 1.0
+        if awake:
+            load = ev.load_rps[0, s]
+            mean, _, power = table.lookup(np.array([load]), np.array([awake]))
+            awake_w = power[0] - (table.installed - awake) * table.standby_w_per_replica
+            v[lay.l0[s] + awake - 1] = load
+            v[lay.e0[s] + awake - 1] = awake_w * p.interval_s / 3.6e6
+            v[lay.t0[s] + awake - 1] = load * mean[0]
+    return v
+
+
+problems = st.builds(small_problem, st.integers(0, 10_000), st.integers(1, 4), st.integers(1, 3),
+                     st.floats(0.1, 0.9))
+weights = st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4).filter(lambda w: sum(w) > 0.05)
+hsettings = settings(max_examples=12, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@hsettings
+@given(problem=problems, w=weights)
+def test_every_feasible_plan_is_inside_the_model(problem: IntervalProblem, w: list[float]) -> None:
+    """The relaxation argument itself: a feasible plan's exact description satisfies every MILP
+    row, and the MILP's objectives there are at most its true objectives."""
+    model = IntervalMilp.build(problem)
+    plans = tried_plans(problem, 0)
+    ev = evaluate_plans(problem, plans)
+    for plan, f, violation in zip(plans, ev.objectives, ev.slo_violation_s, strict=True):
+        if violation > 0:
+            continue
+        v = true_point(model, plan)
+        a_v = model.constraints @ v
+        scale = np.maximum(1.0, np.abs(model.lo.clip(-1e9, 1e9)))
+        assert (a_v >= model.lo - TOL * scale).all()
+        assert (a_v <= model.hi + TOL * np.maximum(1.0, np.abs(model.hi.clip(-1e9, 1e9)))).all()
+        assert (model.objective_rows @ v <= f + TOL * np.maximum(1.0, np.abs(f))).all()
+
+
+@hsettings
+@given(problem=problems, w=weights)
+def test_weighted_bound_below_every_feasible_plan(problem: IntervalProblem, w: list[float]
+                                                  ) -> None:
+    scales = objective_scales(problem)
+    model = IntervalMilp.build(problem)
+    result = model.solve_weighted(np.array(w), scales, TIME_LIMIT_S)
+    plans = tried_plans(problem, 1)
+    ev = evaluate_plans(problem, plans)
+    scores = (ev.objectives / scales) @ np.array(w)
+    feasible = ev.slo_violation_s <= 0
+    if feasible.any():
+        assert result.bound <= scores[feasible].min() + TOL * max(1.0, abs(result.bound))
+        # A problem with a feasible plan has a MILP plan, and it is feasible too.
+        assert result.routing is not None
+        mine = evaluate_plans(problem, result.routing)
+        assert mine.slo_violation_s[0] <= 0
+        assert ((mine.objectives[0] / scales) @ np.array(w)
+                >= result.bound - TOL * max(1.0, abs(result.bound)))
+        np.testing.assert_allclose(result.routing.sum(axis=1), 1.0)
+        assert (result.routing[~problem.allowed] == 0).all()
+
+
+@hsettings
+@given(problem=problems, minimise=st.integers(0, 3), constrained=st.integers(0, 3),
+       slack=st.floats(1.0, 1.5))
+def test_epsilon_bound_below_every_feasible_plan_within_the_caps(
+    problem: IntervalProblem, minimise: int, constrained: int, slack: float
+) -> None:
+    plans = tried_plans(problem, 2)
+    ev = evaluate_plans(problem, plans)
+    feasible = ev.slo_violation_s <= 0
+    if not feasible.any():
+        return
+    caps = np.full(4, np.inf)
+    caps[constrained] = float(np.median(ev.objectives[feasible, constrained])) * slack
+    within = feasible & (ev.objectives[:, constrained] <= caps[constrained])
+    result = IntervalMilp.build(problem).solve_epsilon(minimise, caps, TIME_LIMIT_S)
+    best = ev.objectives[within, minimise].min()
+    assert result.bound <= best + TOL * max(1.0, abs(best))
+
+
+def test_bound_is_tight_where_the_model_is_linear() -> None:
+    """Two identical sites with power linear in load and one origin: the MILP's plan meets its
+    own bound (no relaxation gap), and it is the plan that sleeps the dirtier site."""
+    problem = small_problem(3, 1, 2, 0.2)
+    tables = (queue_table(2, 2.0), queue_table(2, 2.0))
+    problem = IntervalProblem(
+        origin_ids=("a",), site_ids=("clean", "dirty"), demand_rps=np.array([1.0]),
+        rtt_s=np.array([[0.01, 0.01]]), allowed=np.ones((1, 2), bool), tables=tables,
+        carbon_kg_per_kwh_it=np.array([0.05, 0.5]), water_l_per_kwh_it=np.array([1.0, 1.0]),
+        cost_usd_per_kwh_it=np.array([0.1, 0.1]), interval_s=900.0, planning_slo_ttft_s=2.0,
+    )
+    scales = objective_scales(problem)
+    w = np.array([0.0, 1.0, 0.0, 0.0])
+    result = IntervalMilp.build(problem).solve_weighted(w, scales, TIME_LIMIT_S)
+    assert result.routing is not None
+    np.testing.assert_allclose(result.routing, [[1.0, 0.0]], atol=1e-6)
+    mine = evaluate_plans(problem, result.routing)
+    score = (mine.objectives[0] / scales) @ w
+    assert result.status == 0
+    assert score == pytest.approx(result.bound, rel=1e-4)
+
+
+def test_milp_policy_meets_the_slo_and_honours_the_cap() -> None:
+    problem = small_problem(7, 4, 3, 0.5)
+    plan = milp_plan(problem, Preference(), time_limit_s=TIME_LIMIT_S)
+    assert evaluate_plans(problem, plan).slo_violation_s[0] <= 0
+    fastest = min(evaluate_plans(problem, p).objectives[0, 0] for p in
+                  [policy(problem) for policy in BASELINES.values()])
+    cap = fastest * 1.05
+    capped = milp_plan(problem, Preference(mode="cap", ttft_cap_s=cap, minimise="water_l"),
+                       time_limit_s=TIME_LIMIT_S)
+    ev = evaluate_plans(problem, capped)
+    assert ev.slo_violation_s[0] <= 0
+    assert ev.objectives[0, 0] <= cap * (1 + 1e-6)
