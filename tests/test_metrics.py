@@ -34,5 +34,17 @@ def test_water_is_reported_with_and_without_hydro_reservoir_evaporation() -> Non
     assert m.water_offsite_with_hydro_l == pytest.approx(with_hydro)
     assert m.water_with_hydro_l == pytest.approx(4.0 + with_hydro)
     assert m.water_l == pytest.approx(4.0 + hourly["water_offsite_l"].sum())
+    assert m.refused == 0 and m.preemptions == 0 and m.completed == 10
     # BR-SP's grid is mostly hydro: the convention changes its water intensity many-fold.
     assert ewif_l_per_kwh("BR-SP", True) > 10 * ewif_l_per_kwh("BR-SP")
+
+
+def test_refusals_and_preemptions_are_summed_over_sites() -> None:
+    from dataclasses import replace
+    first = replace(_sim(4), refused=np.array([True, False, False, False]), n_preemptions=3)
+    second = replace(_sim(2), n_preemptions=2)
+    hourly = pd.DataFrame({"site": ["SG"], "it_energy_kwh": [1.0], "facility_energy_kwh": [1.1],
+                           "carbon_kg": [0.1], "water_onsite_l": [0.1],
+                           "water_offsite_l": [0.1], "cost_usd": [0.1]})
+    m = policy_metrics([first, second], hourly, slo_ttft_s=1.0)
+    assert (m.refused, m.preemptions, m.requests) == (1, 5, 6)

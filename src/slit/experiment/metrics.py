@@ -15,6 +15,8 @@ from slit.simulate.site import SiteSimResult
 class PolicyMetrics:
     requests: int
     completed: int
+    refused: int  # prompts longer than the replica's context, refused as vLLM does
+    preemptions: int  # KV-cache recompute preemptions (a request may count several times)
     ttft_p50_s: float
     ttft_p95_s: float
     ttft_p99_s: float
@@ -60,6 +62,8 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
     return PolicyMetrics(
         requests=requests,
         completed=completed,
+        refused=int(sum(r.n_refused for r in sims)),
+        preemptions=int(sum(r.n_preemptions for r in sims)),
         ttft_p50_s=_pct(ttft, 50),
         ttft_p95_s=_pct(ttft, 95),
         ttft_p99_s=_pct(ttft, 99),
