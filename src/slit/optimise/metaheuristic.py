@@ -28,7 +28,7 @@ from slit.optimise.baselines import (
 from slit.optimise.local_search import cheapest_targets, local_search
 from slit.optimise.operators import RoutingProblem, RoutingRepair, RowCrossover, ShiftMutation
 from slit.optimise.preference import Preference
-from slit.optimise.problem import IntervalProblem, evaluate_plans
+from slit.optimise.problem import IntervalProblem, PlanEvaluation, evaluate_plans
 from slit.optimise.routing import normalise_rows, repair
 
 
@@ -40,6 +40,7 @@ class SearchSettings:
     population: int = 64
     generations: int = 60
     local_rounds: int = 12
+    spread_rounds: int = 4  # local search rounds from each SPREAD_DIRECTIONS' best plan
     time_budget_s: float | None = None
 
 
@@ -60,6 +61,9 @@ class Decision:
 
 # 4 objectives, 3 partitions: the 20 weightings with entries in {0, 1/3, 2/3, 1}.
 SEED_DIRECTIONS = get_reference_directions("das-dennis", 4, n_partitions=3)
+# The front's extremes: each objective alone. NSGA-II's crowding keeps them, but its variation
+# rarely reaches the whole-replica steps there, so each gets a short local search of its own.
+SPREAD_DIRECTIONS = np.eye(4)
 
 
 def seed_plans(problem: IntervalProblem, preference: Preference,
@@ -129,10 +133,12 @@ def plan_interval(
     starts = np.unique(np.stack([candidates[picked], repair(
         problem, weighted_sum_greedy(problem, preference.effective_weights))]), axis=0)
     targets = preference_targets(problem, preference)
-    refined = np.stack([local_search(
+    refined = [local_search(
         problem, start, lambda ev: preference.score(ev.objectives, ev.slo_violation_s, scales),
-        targets, settings.local_rounds) for start in starts])
-    candidates = np.concatenate([candidates, refined])
+        targets, settings.local_rounds) for start in starts]
+    if settings.spread_rounds > 0:
+        refined += spread_search(problem, candidates, ev, scales, settings.spread_rounds)
+    candidates = np.concatenate([candidates, np.stack(refined)])
     ev = evaluate_plans(problem, candidates)
     front = _feasible_front(ev.objectives, ev.slo_violation_s)
     front_ev = evaluate_plans(problem, candidates[front])
@@ -148,6 +154,24 @@ def plan_interval(
         chosen=chosen,
         decision_s=time.perf_counter() - started,
     )
+
+
+def spread_search(problem: IntervalProblem, candidates: np.ndarray, ev: PlanEvaluation,
+                  scales: np.ndarray, rounds: int) -> list[np.ndarray]:
+    """Local search on each of SPREAD_DIRECTIONS' weighted sums from the candidate best for it,
+    so the front's ends are refined as the preference's plan is."""
+    out = []
+    for w in SPREAD_DIRECTIONS:
+        def score(e: PlanEvaluation, w: np.ndarray = w) -> np.ndarray:
+            return np.where(e.slo_violation_s <= 0, (e.objectives / scales) @ w, np.inf)
+
+        scores = score(ev)
+        if not np.isfinite(scores).any():  # no feasible plan to refine
+            break
+        start = candidates[int(np.argmin(scores))]
+        targets = cheapest_targets(problem, np.tensordot(w, scaled_pair_costs(problem), axes=1))
+        out.append(local_search(problem, start, score, targets, rounds))
+    return out
 
 
 def preference_targets(problem: IntervalProblem, preference: Preference) -> np.ndarray:
