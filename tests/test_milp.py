@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymoo.util.ref_dirs import get_reference_directions
 from optimise_helpers import queue_table
+from pymoo.util.ref_dirs import get_reference_directions
 
 from slit.optimise.baselines import BASELINES, objective_scales
 from slit.optimise.metaheuristic import SearchSettings, plan_interval
