@@ -204,7 +204,7 @@ def test_min_energy_fills_the_most_efficient_site_and_spends_least_energy():
 def test_every_registered_policy_plans_valid_routing():
     problem = random_problem(seed=11)
     context = PlanContext(Preference(), SearchSettings(generations=3), interval_seeds(0, 1)[0])
-    assert "slit" in POLICIES and "weighted_greedy" in POLICIES and "min_energy" in POLICIES
+    assert {"slit", "weighted_greedy", "min_energy", "milp"} <= set(POLICIES)
     for name, policy in POLICIES.items():
         decided = policy.plan(problem, context)
         np.testing.assert_allclose(decided.routing.sum(axis=1), 1.0, atol=1e-9)
