@@ -33,7 +33,8 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
             break
         scores = score(evaluate_plans(problem, moves))
         i = int(np.argmin(scores))
-        if not scores[i] < best - 1e-12 * max(abs(best), 1.0):
+        margin = 1e-12 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
+        if not scores[i] < best - margin:
             break
         current, best = moves[i], scores[i]
     return current

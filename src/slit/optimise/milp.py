@@ -67,6 +67,13 @@ ENVELOPE_TOLERANCE = 1e-4  # relative shortfall below the hull at which no more 
 NOISE_SHARE = 1e-9  # shares below this in a solver's solution are its tolerance, not routing
 PLAN_CAPACITY_MARGIN = 1e-6  # relative headroom the MILP's plan keeps below each capacity
 DEFAULT_TIME_LIMIT_S = 10.0
+# The milp policy's solves stop on work, not on the clock, so that the same problem gives the same
+# plan on any machine: HiGHS's branch and bound is deterministic for a given node limit and
+# relative gap. The time limit is only a safety net far above what these limits take (measured
+# on the default day: docs/scheduler.md); a solve that reaches it is machine-dependent.
+POLICY_NODE_LIMIT = 1  # the root node: its cuts and heuristics close most intervals to rel_gap
+POLICY_REL_GAP = 0.01
+POLICY_SAFETY_TIME_LIMIT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,8 +463,12 @@ class IntervalMilp:
                 "constraints": int(self.constraints.shape[0])}
 
     def solve(self, weights: np.ndarray, caps: np.ndarray | None = None,
-              time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
-        """Minimise ``sum_k weights[k] f_k`` with ``f_k <= caps[k]`` for finite caps."""
+              time_limit_s: float = DEFAULT_TIME_LIMIT_S, node_limit: int | None = None,
+              rel_gap: float | None = None) -> MilpResult:
+        """Minimise ``sum_k weights[k] f_k`` with ``f_k <= caps[k]`` for finite caps.
+
+        ``node_limit`` and ``rel_gap`` (HiGHS's ``mip_rel_gap``; its own default when None) stop
+        the branch and bound on work done; the bound returned is still the solver's proven one."""
         weights = np.asarray(weights, dtype=float)
         c = weights @ self.objective_rows
         constraints = [LinearConstraint(self.constraints, self.lo, self.hi)]
@@ -467,8 +478,14 @@ class IntervalMilp:
                 constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
                                                     np.asarray(caps)[finite]))
         started = time.perf_counter()
+        options: dict[str, float | int | bool] = {"time_limit": float(time_limit_s),
+                                                  "disp": False}
+        if node_limit is not None:
+            options["node_limit"] = int(node_limit)
+        if rel_gap is not None:
+            options["mip_rel_gap"] = float(rel_gap)
         res = milp(c, integrality=self.integrality, bounds=self.bounds, constraints=constraints,
-                   options={"time_limit": float(time_limit_s), "disp": False})
+                   options=options)
         solve_s = time.perf_counter() - started
         if res.status == 2:
             bound = np.inf
@@ -579,26 +596,33 @@ class IntervalMilp:
         return res.x if res.x is not None else None
 
     def solve_weighted(self, weights: np.ndarray, scales: np.ndarray,
-                       time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
+                       time_limit_s: float = DEFAULT_TIME_LIMIT_S, node_limit: int | None = None,
+                       rel_gap: float | None = None) -> MilpResult:
         """Bound on ``sum_k weights[k] f_k / scales[k]`` over all feasible plans."""
-        return self.solve(np.asarray(weights) / np.asarray(scales), time_limit_s=time_limit_s)
+        return self.solve(np.asarray(weights) / np.asarray(scales), time_limit_s=time_limit_s,
+                          node_limit=node_limit, rel_gap=rel_gap)
 
     def solve_epsilon(self, minimise: int, caps: np.ndarray,
-                      time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> MilpResult:
+                      time_limit_s: float = DEFAULT_TIME_LIMIT_S, node_limit: int | None = None,
+                      rel_gap: float | None = None) -> MilpResult:
         """Bound on objective ``minimise`` over feasible plans with ``f_k <= caps[k]``."""
         weights = np.zeros(len(OBJECTIVES))
         weights[minimise] = 1.0
-        return self.solve(weights, caps=np.asarray(caps, dtype=float), time_limit_s=time_limit_s)
+        return self.solve(weights, caps=np.asarray(caps, dtype=float), time_limit_s=time_limit_s,
+                          node_limit=node_limit, rel_gap=rel_gap)
 
 
 def milp_plan(problem: IntervalProblem, preference: Preference | None = None,
-              time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> np.ndarray:
+              time_limit_s: float = POLICY_SAFETY_TIME_LIMIT_S,
+              node_limit: int | None = POLICY_NODE_LIMIT,
+              rel_gap: float | None = POLICY_REL_GAP) -> np.ndarray:
     """The ``milp`` policy: the MILP's plan for the preference (``[O, S]`` routing).
 
     ``weights`` (and ``knee``, scored by the default weights like SLIT's own choice) minimise
     the weighted sum with the preference's scales; ``cap`` minimises its objective with mean
     TTFT at most the cap. If the solver finds no plan within the time limit, the weighted
-    greedy's plan is returned, so the policy always routes.
+    greedy's plan is returned, so the policy always routes. The solve stops on ``node_limit``
+    and ``rel_gap`` (deterministic); ``time_limit_s`` is a safety net only.
     """
     preference = preference or Preference()
     model = IntervalMilp.build(problem)
@@ -606,13 +630,15 @@ def milp_plan(problem: IntervalProblem, preference: Preference | None = None,
         caps = np.full(len(OBJECTIVES), np.inf)
         if preference.ttft_cap_s is not None:
             caps[0] = preference.ttft_cap_s
-        result = model.solve_epsilon(OBJECTIVES.index(preference.minimise), caps, time_limit_s)
+        result = model.solve_epsilon(OBJECTIVES.index(preference.minimise), caps, time_limit_s,
+                                     node_limit, rel_gap)
         weights = np.zeros(len(OBJECTIVES))
         weights[OBJECTIVES.index(preference.minimise)] = 1.0
     else:
         weights = np.asarray(preference.weights if preference.mode == "weights"
                              else Preference().weights, dtype=float)
-        result = model.solve_weighted(weights, objective_scales(problem), time_limit_s)
+        result = model.solve_weighted(weights, objective_scales(problem), time_limit_s,
+                                      node_limit, rel_gap)
     if result.routing is None:
         return weighted_sum_greedy(problem, weights)
     return result.routing

@@ -19,6 +19,7 @@ import numpy as np
 
 from slit.optimise.baselines import BASELINES, weighted_greedy
 from slit.optimise.metaheuristic import Decision, SearchSettings, plan_interval
+from slit.optimise.milp import milp_plan
 from slit.optimise.preference import Preference
 from slit.optimise.problem import IntervalProblem
 
@@ -91,4 +92,5 @@ POLICIES: dict[str, Policy] = {
     **{name: RoutingRule(rule) for name, rule in BASELINES.items() if name != "min_energy"},
     "weighted_greedy": PreferenceRule(weighted_greedy),
     "min_energy": RoutingRule(BASELINES["min_energy"]),
+    "milp": PreferenceRule(milp_plan),
 }

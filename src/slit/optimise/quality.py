@@ -1,8 +1,7 @@
 """How good a front is: its hypervolume against a proven upper bound on any front's hypervolume.
 
-``hypervolume_vs_bound`` is the measure the benchmarks report. ``hypervolume_ratio`` (SLIT vs the
-repaired LP plans) is kept only while ``tests/test_optimise.py`` still uses it: the LP plans are
-feasible heuristics, not a bound, so that ratio can exceed 1 and says nothing about optimality.
+``hypervolume_vs_bound`` is the measure the benchmarks report. (The former ratio against repaired
+LP plans is gone: those plans were feasible heuristics, not a bound, so it could exceed 1.)
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ import numpy as np
 from pymoo.indicators.hv import HV
 
 from slit.optimise.baselines import BASELINES
-from slit.optimise.lp import lp_front
 from slit.optimise.milp import IntervalMilp
 from slit.optimise.problem import OBJECTIVES, IntervalProblem, evaluate_plans
-from slit.optimise.routing import repair
 
 REFERENCE_MARGIN = 0.1
 
@@ -112,24 +109,3 @@ def hypervolume_vs_bound(problem: IntervalProblem, front_objectives: np.ndarray,
     bound = float(np.clip(1.0 - ttft_floor, 0.0, 1.0).sum() * cell)
     return BoundHV(hv, bound, solves, solve_s)
 
-
-def hypervolume_ratio(
-    problem: IntervalProblem, front_objectives: np.ndarray, partitions: int = 6
-) -> tuple[float, np.ndarray]:
-    """HV(front) / HV(LP front), both judged by the same model, on SLO-feasible plans only.
-
-    Not a bound (see the module docstring). Objectives are scaled to [0, 1] by the ideal and
-    nadir of the two fronts together and the reference point sits ``REFERENCE_MARGIN`` beyond
-    the nadir. Returns the ratio and the LP front's objectives.
-    """
-    lp = evaluate_plans(problem, repair(problem, lp_front(problem, partitions)))
-    lp_f = lp.objectives[lp.slo_violation_s <= 0]
-    if len(lp_f) == 0:  # every LP plan misses the SLO under the model: compare on all of them
-        lp_f = lp.objectives
-    both = np.concatenate([front_objectives, lp_f])
-    lo, hi = both.min(axis=0), both.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    indicator = HV(ref_point=np.full(both.shape[1], 1.0 + REFERENCE_MARGIN))
-    hv_front = indicator((front_objectives - lo) / span)
-    hv_lp = indicator((lp_f - lo) / span)
-    return (float(hv_front / hv_lp) if hv_lp > 0 else float("inf")), lp_f
