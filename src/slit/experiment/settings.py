@@ -470,9 +470,9 @@ class ScenarioFile(_Section):
             raise invalid("mixes pool-form and single-model sites",
                           "write every site as `gpus` + `replica_for`", field=("sites",))
         if self.single_model:
-            names = {s.model or self.model for s in self.sites}
-            if len(names) > 1:
-                raise invalid(f"single-model sites serve {len(names)} different models",
+            served = {s.model or self.model for s in self.sites}
+            if len(served) > 1:
+                raise invalid(f"single-model sites serve {len(served)} different models",
                               "write the sites as `gpus` + `replica_for` and list `models`",
                               field=("sites",))
             return
