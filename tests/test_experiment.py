@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from slit.errors import SlitInputError
 from slit.experiment.run import (
     POLICIES,
     FleetPlan,
@@ -17,7 +18,6 @@ from slit.experiment.run import (
     route_requests,
     run_experiment,
 )
-from slit.errors import SlitInputError
 from slit.experiment.scenario import default_scenario, size_fleet
 from slit.optimise.metaheuristic import SearchSettings
 from slit.report.bundle import results_document
