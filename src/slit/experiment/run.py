@@ -315,10 +315,15 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                 releases += int(np.maximum(0, loaded[:-1] - loaded[1:]).sum())
                 config = SiteConfig(replica=site.replica_for[model],
                                     n_replicas=max(1, site.max_replicas(model)))
-                sim = _judged(_simulate(requests.take(mask),
-                                        prepared.rtt_s[requests.origin[mask], s], config,
-                                        loaded_schedule(loaded, scenario.interval_s),
-                                        prepared.scenario.seed + s))
+                full = _simulate(requests.take(mask), prepared.rtt_s[requests.origin[mask], s],
+                                 config, loaded_schedule(loaded, scenario.interval_s),
+                                 prepared.scenario.seed + s)
+                # Conservation per (site, model): every request routed here is accounted for.
+                if not full.conservation_ok or full.n_arrivals != int(mask.sum()):
+                    raise RuntimeError(f"{policy}: {site.region_id} / {model}: "
+                                       f"{full.conservation_statement()}")
+                sim = _judged(full)
+                del full
                 sims.append(sim)
                 per_model_sims[model].append(sim)
                 hourly = _hourly_energy_kwh(sim, scenario)
