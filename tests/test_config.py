@@ -134,3 +134,51 @@ def test_init_comments_are_the_schema_descriptions() -> None:
         assert f"# {info.description}" in text
     # A setting added to the schema reaches the example without touching the renderer.
     assert "ttft_cap_s: null" in text and "fleet: null" in text
+
+
+def test_single_model_file_maps_to_one_model_with_share_one(tmp_path: Path) -> None:
+    sc = load_scenario(write_tiny(tmp_path))
+    assert len(sc.models) == 1 and sc.models[0].demand_share == 1.0
+    site = sc.sites[0]
+    assert site.gpus == {site.replica.gpu: site.installed * site.replica.tp}
+    assert site.max_replicas(site.replica.model) == site.installed
+
+
+def test_default_fleet_is_whole_nodes_holding_its_reserved_replicas() -> None:
+    sc = default_scenario(hours=1)
+    assert sc.model_names == ("Llama-3.1-8B", "Llama-3.1-70B")
+    assert sum(m.demand_share for m in sc.models) == pytest.approx(1.0)
+    for site in sc.sites:
+        assert all(n % 8 == 0 and n > 0 for n in site.gpus.values())
+        assert site.fits(site.reserved)
+        assert site.replica_for["Llama-3.1-8B"].tp == 1
+        # One more node would be spare: the pool is the reserved GPUs rounded up to nodes.
+        used = site.gpus_used(site.reserved)
+        assert all(site.gpus[g] - used[g] < 8 for g in site.gpus)
+    view = sc.for_model("Llama-3.1-70B")
+    assert view.demand.global_rate_rps == pytest.approx(0.3 * sc.demand.global_rate_rps)
+    assert view.sites[0].replica.model == "Llama-3.1-70B"
+
+
+def test_pool_form_checks_name_the_field(tmp_path: Path) -> None:
+    base = """
+name: pools
+period: {start_utc: 2023-07-12T12:00, hours: 1}
+models:
+  - {name: Llama-3.1-8B, demand_share: 0.6, trace_mix: {conv: 1.0}}
+  - {name: Llama-3.1-70B, demand_share: 0.4, trace_mix: {conv: 0.5, code: 0.5}}
+sites:
+  - region: DE-LU
+    gpus: {H100-SXM5-80GB: GPUS}
+    replica_for: {Llama-3.1-8B: {gpu: H100-SXM5-80GB, tp: 1},
+                  Llama-3.1-70B: {gpu: H100-SXM5-80GB, tp: 4}}
+"""
+    path = tmp_path / "pools.yaml"
+    path.write_text(base.replace("GPUS", "16"))
+    sc = load_scenario(path)
+    # 16 GPUs split by demand share: 8B 0.6 x 16 = 9 replicas, 70B 0.4 x 16 / 4 = 1.
+    assert sc.sites[0].reserved == {"Llama-3.1-8B": 9, "Llama-3.1-70B": 1}
+    path.write_text(base.replace("GPUS", "12"))
+    with pytest.raises(SlitInputError) as err:
+        load_scenario(path)
+    assert "gpus" in err.value.where and "8-GPU nodes" in err.value.problem

@@ -7,9 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from slit.errors import SlitInputError
 from slit.experiment.run import (
     POLICIES,
-    awake_schedule,
+    FleetPlan,
+    check_fleet_plan,
+    loaded_schedule,
     plan_policies,
     prepare,
     route_requests,
@@ -57,13 +60,43 @@ def test_simulated_energy_matches_what_the_plans_expected(small_run):
         assert simulated == pytest.approx(planned, rel=0.15), policy
 
 
-def test_plans_are_valid_routing(small_run):
+def test_plans_are_valid_routing_within_the_pools(small_run):
     scenario, result = small_run
-    for plan in result.plans.values():
-        np.testing.assert_allclose(plan.routing.sum(axis=2), 1.0, atol=1e-9)
-        assert (plan.routing >= 0).all()
-        installed = np.array([s.installed for s in scenario.sites])
-        assert (plan.awake <= installed).all() and (plan.awake >= 0).all()
+    assert set(result.fleet_plans) == set(POLICIES)
+    for plan in result.fleet_plans.values():
+        np.testing.assert_allclose(plan.routing.sum(axis=3), 1.0, atol=1e-9)
+        assert (plan.routing >= 0).all() and (plan.replicas >= 0).all()
+        for s, site in enumerate(scenario.sites):
+            for k in range(scenario.n_intervals):
+                loaded = dict(zip(scenario.model_names, plan.replicas[k, s].tolist(),
+                                  strict=True))
+                assert site.fits(loaded)
+
+
+def test_the_judge_refuses_a_plan_beyond_a_pool(small_run):
+    scenario, result = small_run
+    plan = result.fleet_plans["latency_first"]
+    over = plan.replicas.copy()
+    site = scenario.sites[0]
+    m = scenario.model_names.index("Llama-3.1-8B")
+    over[1, 0, m] = site.gpus[site.replica_for["Llama-3.1-8B"].gpu] + 1
+    with pytest.raises(SlitInputError, match="GPUs of a pool"):
+        check_fleet_plan(scenario, "latency_first", FleetPlan(over, plan.routing))
+    with pytest.raises(SlitInputError, match="whole"):
+        check_fleet_plan(scenario, "x", FleetPlan(plan.replicas + 0.5, plan.routing))
+
+
+def test_requests_are_conserved_per_model(small_run):
+    # Each model's requests are all served, by that model's replicas: the per-model metrics
+    # partition the policy's requests, and no model's requests leak into another's sites.
+    scenario, result = small_run
+    for policy, per_model in result.model_metrics.items():
+        assert set(per_model) == set(scenario.model_names)
+        assert sum(m.requests for m in per_model.values()) == result.metrics[policy].requests
+        for m in per_model.values():
+            assert m.completed == m.requests > 0
+        # The 70B model costs more energy per request than the 8B one.
+        assert per_model["Llama-3.1-70B"].wh_per_request > per_model["Llama-3.1-8B"].wh_per_request
 
 
 def test_same_seed_same_results_json(small_run):
@@ -80,8 +113,9 @@ def test_same_seed_same_results_json(small_run):
 
 def test_the_scenario_seed_reaches_the_search(small_run):
     scenario, first = small_run
-    prepared = prepare(scenario)
-    other = replace(prepared, scenario=replace(scenario, seed=scenario.seed + 1))
+    view = scenario.for_model(scenario.model_names[0])
+    prepared = prepare(view)
+    other = replace(prepared, scenario=replace(view, seed=view.seed + 1))
     plans, searches = plan_policies(other, ("slit", "weighted_greedy"))
     # Same forecasts (same prepared inputs), another seed: SLIT searches differently ...
     traces = [d.front_objectives for d in first.slit_decisions]
@@ -89,7 +123,7 @@ def test_the_scenario_seed_reaches_the_search(small_run):
                for a, d in zip(traces, searches["slit"], strict=True))
     # ... while a deterministic baseline plans exactly as before.
     assert np.array_equal(plans["weighted_greedy"].routing,
-                          first.plans["weighted_greedy"].routing)
+                          first.fleet_plans["weighted_greedy"].routing[:, 0])
 
 
 def test_unknown_policy_is_a_clean_error(small_run):
@@ -118,13 +152,13 @@ def test_route_requests_follows_the_routing_rows():
             np.testing.assert_allclose(share, routing[k, o], atol=0.02)
 
 
-def test_awake_schedule_wakes_replicas_ahead_of_their_interval():
-    schedule = awake_schedule(np.array([2, 5, 1]), 900.0, 60.0)
+def test_loaded_schedule_changes_at_interval_starts_only():
+    # The judge does not load ahead: a plan that wants replicas ready must load them earlier.
+    schedule = loaded_schedule(np.array([2, 5, 1]), 900.0)
     assert len(schedule) == 45
-    assert (schedule[:14] == 2).all()
-    assert schedule[14] == 5  # woken one minute before interval 1 starts
+    assert (schedule[:15] == 2).all()
     assert (schedule[15:30] == 5).all()
-    assert (schedule[30:] == 1).all()  # falling counts are not held back
+    assert (schedule[30:] == 1).all()
 
 
 def test_fleets_are_sized_to_seventy_percent_of_peak():

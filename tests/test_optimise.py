@@ -236,10 +236,12 @@ def _default_spec():
     from slit.optimise.surrogate import SurrogateSpec
 
     sc = default_scenario()
+    # Every served model's replicas and token profile (the default serves two models).
     return SurrogateSpec(
-        replicas=tuple(sorted({s.replica for s in sc.sites}, key=str)),
-        code_shares=(sc.code_share,), seed=sc.seed,
-        n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16} | {s.installed for s in sc.sites})))
+        replicas=tuple(sorted({r for s in sc.sites for r in s.replica_for.values()}, key=str)),
+        code_shares=tuple(sorted({m.code_share for m in sc.models})), seed=sc.seed,
+        n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16}
+                             | {n for s in sc.sites for n in s.reserved.values()})))
 
 
 def test_surrogate_meets_its_documented_held_out_accuracy():
@@ -252,7 +254,8 @@ def test_surrogate_meets_its_documented_held_out_accuracy():
     assert within["ttft_p95_s"] <= 9.0  # documented 8.0 %, target 15 %
     assert within["ttft_p99_s"] <= 10.0  # documented 9.1 %
     assert within["ttft_mean_s"] <= 8.0  # documented 7.3 %
-    assert within["power_w_per_replica"] <= 1.0  # documented 0.7 %, target 5 %
+    # Decode power now rises with the batch (docs/serving.md): measured 1.2 %, target 5 %.
+    assert within["power_w_per_replica"] <= 2.0
 
 
 def test_surrogate_is_a_scikit_learn_estimator():

@@ -19,11 +19,13 @@ from slit.config import load_scenario
 from slit.optimise.problem import OBJECTIVES
 from slit.plan import (
     ENVOY_TOTAL_WEIGHT,
+    MODEL_HEADER,
     ROUTE_CONFIG_TYPE,
     SHARE_UNITS,
     cluster_name,
     envoy_yaml,
     integer_weights,
+    loaded_from_document,
     plan_document,
     plan_next_interval,
     plan_scenario,
@@ -39,10 +41,14 @@ def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def document(scenario_file: Path) -> dict:
+def planned(scenario_file: Path) -> tuple:
     scenario = plan_scenario(load_scenario(scenario_file), pd.Timestamp(AT, tz="UTC"))
-    problem, decision = plan_next_interval(scenario)
-    return plan_document(scenario, problem, decision)
+    return scenario, plan_next_interval(scenario)
+
+
+@pytest.fixture(scope="module")
+def document(planned: tuple) -> dict:
+    return plan_document(*planned)
 
 
 def _without_issue_time(doc: dict) -> dict:
@@ -60,17 +66,25 @@ def test_cli_json_matches_and_is_deterministic(document: dict, scenario_file: Pa
 
 
 def test_document_describes_one_interval(document: dict) -> None:
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == 2
     assert document["interval"] == {"start_utc": "2023-07-12T13:15:00Z",
                                     "end_utc": "2023-07-12T13:30:00Z", "seconds": 900.0}
     assert document["slo"] == {"ttft_s": 1.5, "percentile": 99}
-    sites = {s["id"]: s for s in document["sites"]}
+    (model,) = document["models"]  # the tiny file is a single-model (schema-1) scenario
+    assert model["name"] == "Llama-3.1-70B" and model["demand_share"] == 1.0
+    sites = {s["id"]: s for s in model["sites"]}
     assert list(sites) == ["US-CAL-CISO", "DE-LU", "SG"]
+    pools = {p["id"]: p for p in document["pools"]}
     for site in sites.values():
-        assert 0 <= site["awake_replicas"] <= site["installed_replicas"] == 3
-        assert (site["awake_replicas"] > 0) == (site["expected_load_rps"] > 0)
+        pool = pools[site["id"]]
+        assert 0 <= site["replicas"] * site["tp"] == pool["gpus_used"][site["gpu"]]
+        assert pool["gpus_used"][site["gpu"]] <= pool["gpus"][site["gpu"]] == 3 * site["tp"]
+        assert (site["replicas"] > 0) == (site["expected_load_rps"] > 0)
+        # Cold start: every replica is a load, none a release.
+        assert site["load"] == site["replicas"] and site["release"] == 0
+        assert 50.0 < site["load_time_s"] < 110.0
     load = {s: 0.0 for s in sites}
-    for origin in document["origins"]:
+    for origin in model["origins"]:
         assert origin["forecast_rps"] > 0
         units = [round(share * SHARE_UNITS) for share in origin["routes"].values()]
         assert sum(units) == SHARE_UNITS and min(units) > 0
@@ -79,17 +93,31 @@ def test_document_describes_one_interval(document: dict) -> None:
     for site, rps in load.items():
         assert rps == pytest.approx(sites[site]["expected_load_rps"], rel=1e-4, abs=1e-6)
     # Residency: DE-LU is pinned to itself.
-    de = next(o for o in document["origins"] if o["id"] == "DE-LU")
+    de = next(o for o in model["origins"] if o["id"] == "DE-LU")
     assert de["routes"] == {"DE-LU": 1.0}
 
 
+def test_loads_and_releases_follow_the_current_replicas(planned: tuple, document: dict) -> None:
+    loaded = loaded_from_document(document)
+    model = document["models"][0]
+    assert loaded == {s["id"]: {model["name"]: s["replicas"]} for s in model["sites"]}
+    # The same plan issued again: nothing to load or release.
+    again = plan_document(*planned, loaded)["models"][0]["sites"]
+    assert all(s["load"] == 0 and s["release"] == 0 for s in again)
+    # With two more loaded than planned, the plan releases two and loads none.
+    more = {site: {m: n + 2 for m, n in per.items()} for site, per in loaded.items()}
+    after = plan_document(*planned, more)["models"][0]["sites"]
+    assert all(s["load"] == 0 and s["release"] == 2 for s in after)
+
+
 def test_front_holds_the_chosen_plan(document: dict) -> None:
-    front = document["front"]
+    model = document["models"][0]
+    front = model["front"]
     chosen = [p for p in front if p["chosen"]]
     assert len(chosen) == 1
-    assert chosen[0] == {**document["expected"], "chosen": True}
-    assert set(document["expected"]) == set(OBJECTIVES) | {"meets_slo", "slo_margin_s"}
-    assert document["expected"]["meets_slo"]
+    assert chosen[0] == {**model["expected"], "chosen": True}
+    assert set(model["expected"]) == set(OBJECTIVES) | {"meets_slo", "slo_margin_s"}
+    assert model["expected"]["meets_slo"]
     ttft = [p["ttft_mean_s"] for p in front]
     assert ttft == sorted(ttft)
 
@@ -112,23 +140,34 @@ def test_envoy_routes(document: dict, scenario_file: Path, tmp_path: Path, capsy
     hosts = resource["virtual_hosts"]
     assert [h["name"] for h in hosts] == ["origin-us-cal-ciso", "origin-de-lu", "origin-sg"]
     assert hosts[0]["domains"] == ["us-cal-ciso.*"]
-    for host, origin in zip(hosts, document["origins"], strict=True):
-        clusters = host["routes"][0]["route"]["weighted_clusters"]["clusters"]
+    model = document["models"][0]
+    name = model["name"]
+    for host, origin in zip(hosts, model["origins"], strict=True):
+        (route,) = host["routes"]  # one weighted cluster set per model
+        assert route["match"]["headers"] == [{"name": MODEL_HEADER,
+                                              "string_match": {"exact": name}}]
+        clusters = route["route"]["weighted_clusters"]["clusters"]
         assert sum(c["weight"] for c in clusters) == ENVOY_TOTAL_WEIGHT
-        assert {c["name"] for c in clusters} <= {cluster_name(s) for s in origin["routes"]}
+        assert {c["name"] for c in clusters} <= {cluster_name(s, name) for s in origin["routes"]}
         for c in clusters:
-            share = next(v for s, v in origin["routes"].items() if cluster_name(s) == c["name"])
+            share = next(v for s, v in origin["routes"].items()
+                         if cluster_name(s, name) == c["name"])
             assert abs(c["weight"] - share * ENVOY_TOTAL_WEIGHT) < 1.0
 
 
 def test_envoy_rounding_sums_exactly() -> None:
-    doc = {"issued_at": "x", "interval": {"start_utc": "a", "end_utc": "b"},
-           "origins": [{"id": "SG", "routes": {"SG": 1 / 3, "KR": 1 / 3, "JP-TK": 1 / 3}}]}
+    doc = {"issued_at": "x", "interval": {"start_utc": "a", "end_utc": "b"}, "models": [
+        {"name": "A", "origins": [{"id": "SG", "routes": {"SG": 1 / 3, "KR": 1 / 3,
+                                                            "JP-TK": 1 / 3}}]},
+        {"name": "B", "origins": [{"id": "SG", "routes": {"KR": 1.0}}]}]}
     config = yaml.safe_load(envoy_yaml(doc, "{origin}.llm.example.com"))
     host = config["resources"][0]["virtual_hosts"][0]
     assert host["domains"] == ["sg.llm.example.com"]
-    weights = [c["weight"] for c in host["routes"][0]["route"]["weighted_clusters"]["clusters"]]
+    first, second = host["routes"]
+    weights = [c["weight"] for c in first["route"]["weighted_clusters"]["clusters"]]
     assert weights == [3334, 3333, 3333]
+    assert second["route"]["weighted_clusters"]["clusters"] == [
+        {"name": "slit-b-site-kr", "weight": ENVOY_TOTAL_WEIGHT}]
 
 
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=15).filter(lambda v: sum(v) > 1e-6),
@@ -148,7 +187,7 @@ def test_docs_describe_every_field(document: dict) -> None:
         if isinstance(value, dict):
             found = set()
             for k, v in value.items():
-                if prefix.endswith("routes") or prefix.endswith("weights"):
+                if prefix.endswith(("routes", "weights", "gpus", "gpus_used")):
                     continue
                 found |= {k} | keys(v, k)
             return found

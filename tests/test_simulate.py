@@ -81,8 +81,9 @@ def test_lone_request_time_and_energy_are_the_step_sums() -> None:
     assert result.ttft_s[0] == pytest.approx(prefill, rel=1e-9)
     assert result.e2e_s[0] == pytest.approx(prefill + sum(decode), rel=1e-9)
     assert result.tpot_s[0] == pytest.approx(sum(decode) / (output - 1), rel=1e-9)
+    # A lone sequence decodes at the batch-1 power (ML.ENERGY: ~300 W per H100 GPU).
     expected_j = ((power.idle_w + power.prefill_dynamic_w) * prefill
-                  + (power.idle_w + power.decode_dynamic_w) * sum(decode))
+                  + (power.idle_w + power.decode_dynamic_at(1)) * sum(decode))
     assert result.energy_j[0] == pytest.approx(expected_j, rel=1e-9)
 
 
@@ -277,3 +278,34 @@ def test_slo_capacity_brackets_the_slo(tmp_path, monkeypatch) -> None:
     assert cap.slo_capacity_rps(H100_70B, 0.0) == rate
     assert len(list((tmp_path / "capacity").glob("*.json"))) == 1
     cap.slo_capacity_rps.cache_clear()
+
+
+def test_a_replica_never_serves_before_its_loading_ends() -> None:
+    # Interval 0: nothing loaded; interval 1 (t = 100 s) loads one replica, which serves only
+    # from 100 + load_time_s. Every request (all arrive before that) gets its first token after
+    # the load ends; the wait is counted as delayed by loading; the load's energy is booked.
+    from slit.serving.lifecycle import load_time_s, loading_power_w
+    requests = batch(np.array([10.0, 20.0, 120.0, 150.0]), 100, 10)
+    site = SiteConfig(H100_70B, 2)
+    result = simulate_site(requests, site, np.array([0, 1, 1]), interval_s=100.0)
+    ready_s = 100.0 + load_time_s(H100_70B)
+    assert site.load_s == pytest.approx(load_time_s(H100_70B))
+    first_token_s = result.arrival_s + result.ttft_s
+    assert result.completed.all() and (first_token_s > ready_s).all()
+    assert result.n_loads == 1
+    # Delayed by loading: the two arriving while it loads (at 10 and 20 s nothing was loading).
+    assert result.n_load_delayed == 2
+    assert result.loading_energy_j_per_interval is not None
+    assert result.loading_energy_j_per_interval.sum() == pytest.approx(
+        loading_power_w(H100_70B) * load_time_s(H100_70B))
+    assert result.conservation_ok
+
+
+def test_decode_power_rises_with_the_batch() -> None:
+    power = replica_power(H100_70B)
+    levels = [power.decode_dynamic_at(n) for n in (1, 2, 16, 128, 256)]
+    assert np.all(np.diff(levels[:4]) > 0) and levels[4] == levels[3]
+    # Per GPU: ~300 W at batch 1 and ~600 W at batch 128 (ML.ENERGY, H100-SXM5).
+    gpu = H100_70B.gpu_spec
+    assert gpu.idle_w + levels[0] / H100_70B.tp == pytest.approx(300.0)
+    assert gpu.idle_w + levels[3] / H100_70B.tp == pytest.approx(600.0)

@@ -22,7 +22,13 @@ from slit.data.signals import resolve_data_dir
 from slit.errors import SlitInputError
 from slit.experiment.scenario import Scenario, default_scenario
 from slit.fileio import check_output_file, write_text_atomically
-from slit.plan import envoy_yaml, plan_document, plan_next_interval, plan_scenario
+from slit.plan import (
+    envoy_yaml,
+    loaded_from_document,
+    plan_document,
+    plan_next_interval,
+    plan_scenario,
+)
 
 
 class PlanFormat(StrEnum):
@@ -47,8 +53,12 @@ def plan(
     output: Annotated[Path | None, typer.Option(
         "--output", help="Write to this file (atomically) instead of printing.",
         show_default=False)] = None,
+    current: Annotated[Path | None, typer.Option(
+        "--current", help="The previous plan's JSON: the replicas loaded now, so the plan "
+        "says which to load and release (default: nothing loaded).", show_default=False)] = None,
 ) -> None:
-    """Plan the next interval: each origin's traffic shares per site and the awake replicas."""
+    """Plan the next interval: per model, the replicas to load and release per site and each
+    origin's traffic shares per site."""
     fmt = _format(output_format)
     if "{origin}" not in domain_template:
         raise SlitInputError("--envoy-domain", f"{domain_template!r} has no {{origin}}",
@@ -56,11 +66,12 @@ def plan(
     start = _interval_start(at)
     if output is not None:
         check_output_file(output, "--output")
+    loaded_now = None if current is None else loaded_from_document(_read_json(current))
     scenario = plan_scenario(_base_scenario(scenario_file, resolve_data_dir(data_dir)), start)
     with stage_progress(Console(stderr=True), first="load",
                         order=("load", "surrogate")) as report:
-        problem, decision = plan_next_interval(scenario, report)
-    document = plan_document(scenario, problem, decision)
+        plans = plan_next_interval(scenario, report)
+    document = plan_document(scenario, plans, loaded_now)
     text = (json.dumps(document, indent=2, allow_nan=False) + "\n" if fmt is PlanFormat.json
             else envoy_yaml(document, domain_template))
     if output is None:
@@ -68,6 +79,18 @@ def plan(
     else:
         write_text_atomically(output, text)
         typer.echo(f"wrote {output}", err=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SlitInputError("--current", f"cannot read {path}: {err}",
+                             "give the JSON file an earlier `slit plan` wrote") from None
+    if not isinstance(document, dict) or "models" not in document:
+        raise SlitInputError("--current", f"{path} is not a plan document",
+                             "give the JSON file an earlier `slit plan` wrote")
+    return document
 
 
 def _base_scenario(scenario_file: Path | None, data_dir: Path | None) -> Scenario:

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from slit.experiment.scenario import default_scenario
-from slit.experiment.settings import ScenarioFile, SiteEntry, validate_settings
+from slit.experiment.settings import ReplicaEntry, ScenarioFile, SiteEntry, validate_settings
 
 HEADER = (
     "# SLIT scenario (docs/scenarios.md describes every setting).",
@@ -40,8 +40,10 @@ def example_yaml() -> str:
 def default_settings() -> ScenarioFile:
     """The settings of ``default_scenario()`` with its fleet written out as a ``sites`` list."""
     scenario = default_scenario()
-    sites = [SiteEntry(region=s.region_id, model=None, gpu=s.replica.gpu, tp=s.replica.tp,
-                       installed_replicas=s.installed, cooling=s.footprint.cooling)
+    sites = [SiteEntry(region=s.region_id, gpus=dict(s.gpus),
+                       replica_for={m: ReplicaEntry(gpu=r.gpu, tp=r.tp)
+                                    for m, r in s.replica_for.items()},
+                       reserved=dict(s.reserved), cooling=s.footprint.cooling)
              for s in scenario.sites]
     return validate_settings({
         "name": scenario.name, "seed": scenario.seed,

@@ -37,6 +37,12 @@ class PolicyMetrics:
     wh_per_request: float
     g_co2_per_request: float
     ml_water_per_request: float
+    # Replica lifecycle (set by the judge): IT energy drawn while loading (churn), replicas
+    # loaded and released, arrivals that found no serving replica while one was loading.
+    loading_energy_kwh: float = 0.0
+    loads: int = 0
+    releases: int = 0
+    load_delayed_requests: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

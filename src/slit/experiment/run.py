@@ -1,11 +1,19 @@
 """The main job: plan every interval with SLIT and each baseline, judge all by simulation.
 
-Each interval, every policy gets the same inputs: forecast demand per origin and forecast site
-signals (carbon, price, temperature, wet-bulb), turned into the interval problem with the ML
-surrogate's serving tables. Plans are then applied to the *actual* request stream (each request
-draws its site from its origin's routing row; all policies share the same random numbers) and
-every site is run through the request-level discrete-event simulation with the planned awake
-fleet. Footprints use the *actual* hourly signals.
+Planning: each interval, every policy gets the same inputs: forecast demand per origin and
+forecast site signals (carbon, price, temperature, wet-bulb), turned into the interval problem
+with the ML surrogate's serving tables. Until the horizon planner lands, each served model is
+planned on its own (``Scenario.for_model``: its demand, its replica and its reserved share of each
+pool), and a policy's fleet plan stacks the models' plans.
+
+The judge (``judge_plans``): a policy's plan is, per interval k, ``replicas[k, s, m]`` (loaded
+replicas: loading or serving) and ``routing[k, m, o, s]``. A plan whose replicas exceed a site's
+GPU pool in any interval is refused (an error, not a result). Requests of each model are routed
+by their model's routing rows on the *actual* stream (all policies share the same random
+numbers) and every (site, model) is run through the request-level discrete-event simulation with
+the per-minute schedule of loaded replicas: a rise at the start of interval k loads replicas that
+serve only after ``load_time_s``, drawing loading power meanwhile (requests queue); a fall drains
+and releases them. Footprints use the *actual* hourly signals.
 """
 
 from __future__ import annotations
@@ -45,6 +53,14 @@ TTFT_SAMPLE = 20_000
 
 
 @dataclass
+class FleetPlan:
+    """What one policy decided for the whole fleet, every interval."""
+
+    replicas: np.ndarray  # [K, S, M] int: loaded replicas (loading or serving)
+    routing: np.ndarray  # [K, M, O, S]: share of origin o's requests of model m sent to site s
+
+
+@dataclass
 class PolicyPlan:
     """What one policy decided for every interval."""
 
@@ -66,6 +82,9 @@ class ExperimentResult:
     ttft_s: dict[str, np.ndarray]  # policy -> sorted sample of TTFT with network (s)
     surrogate_accuracy: SurrogateAccuracy
     decision_s: list[float] = field(default_factory=list)
+    fleet_plans: dict[str, FleetPlan] = field(default_factory=dict)
+    # policy -> model -> metrics of that model's requests alone (footprint of its replicas)
+    model_metrics: dict[str, dict[str, PolicyMetrics]] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,8 +108,12 @@ class Prepared:
 
 def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
             ) -> Prepared:
-    """Load signals and requests, train the surrogate and the forecasters."""
+    """Load signals and requests, train the surrogate and the forecasters (of a single-model
+    scenario or view: ``Scenario.for_model``)."""
     report = progress or (lambda stage, done, total: None)
+    if len(scenario.models) > 1:
+        raise SlitInputError("prepare", f"the scenario serves {len(scenario.models)} models",
+                             "prepare each model's view: scenario.for_model(name)")
     site_ids = scenario.site_ids
     origins = scenario.demand.origins
     history, actual = _signals(scenario)
@@ -197,38 +220,138 @@ def run_experiment(
     if unknown:
         raise SlitInputError("policies", f"unknown policy {unknown[0]!r}",
                              f"use some of: {', '.join(POLICIES)}")
-    prepared = prepare(scenario, report)
-    plans, searches = plan_policies(prepared, policies, report)
-    slit_decisions = searches.get("slit", [])
+    prepared_by_model = [prepare(scenario.for_model(m), report) for m in scenario.model_names]
+    planned = [plan_policies(p, policies, report) for p in prepared_by_model]
+    fleet = {policy: FleetPlan(
+        replicas=np.stack([plans[policy].awake for plans, _ in planned], axis=2),
+        routing=np.stack([plans[policy].routing for plans, _ in planned], axis=1))
+        for policy in policies}
+    result = judge_plans(scenario, prepared_by_model, fleet, report)
+    # Per-policy views over all models: demand-weighted routing, total replicas and objectives.
+    weights = np.array([m.demand_share for m in scenario.models])
+    for policy in policies:
+        parts = [plans[policy] for plans, _ in planned]
+        result.plans[policy] = PolicyPlan(
+            routing=np.einsum("m,kmos->kos", weights, fleet[policy].routing),
+            awake=fleet[policy].replicas.sum(axis=2),
+            planned_objectives=_combine_objectives([p.planned_objectives for p in parts],
+                                                   weights),
+            decision_s=np.sum([p.decision_s for p in parts], axis=0),
+            planned_it_energy_kwh=np.sum([p.planned_it_energy_kwh for p in parts], axis=0))
+    # SLIT's decisions: those of the first model's view (one front per interval and model).
+    slit_decisions = planned[0][1].get("slit", [])
+    result.slit_decisions = slit_decisions
+    result.decision_s = [float(x) for x in result.plans["slit"].decision_s] \
+        if "slit" in result.plans else []
+    return result
 
-    requests = prepared.requests
-    uniform = np.random.default_rng(np.random.SeedSequence(scenario.seed).spawn(2)[1]) \
-        .random(len(requests))
-    metrics, site_hourly, ttft = {}, {}, {}
-    # Memory: one policy at a time, and of each site only what the metrics read (_judged); the
-    # sites run in this process one after the other, so no copy of the requests goes to workers
-    # (worker processes cost more memory than the second core saves on a shared machine).
-    for p_index, policy in enumerate(policies):
-        site_of = route_requests(requests, plans[policy].routing, scenario.interval_s, uniform)
-        sims = []
-        for s, site in enumerate(scenario.sites):
-            mask = site_of == s
-            config = SiteConfig(replica=site.replica, n_replicas=site.installed)
-            schedule = awake_schedule(plans[policy].awake[:, s], scenario.interval_s,
-                                      config.wake_up_s)
-            sims.append(_judged(_simulate(requests.take(mask),
-                                          prepared.rtt_s[requests.origin[mask], s], config,
-                                          schedule, scenario.seed + s)))
-            del mask
-        del site_of
-        site_hourly[policy] = _site_hourly(scenario, prepared.actual, sims)
-        metrics[policy] = policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s)
+
+def _combine_objectives(per_model: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """[K, 4] objectives of all models: TTFT mean weighted by demand share, the rest summed."""
+    stacked = np.stack(per_model)  # [M, K, 4]
+    out = stacked.sum(axis=0)
+    out[:, 0] = np.einsum("m,mk->k", weights, stacked[:, :, 0])
+    return out
+
+
+def check_fleet_plan(scenario: Scenario, policy: str, plan: FleetPlan) -> None:
+    """Refuse a plan the fleet cannot run: wrong shape, negative or fractional replicas, routing
+    rows that are not shares, or replicas beyond a site's GPU pool in any interval."""
+    n_k, n_s, n_m = scenario.n_intervals, len(scenario.sites), len(scenario.models)
+    n_o = len(scenario.demand.origins)
+    where = f"plan of {policy}"
+    if plan.replicas.shape != (n_k, n_s, n_m) or plan.routing.shape != (n_k, n_m, n_o, n_s):
+        raise SlitInputError(where, f"replicas {plan.replicas.shape}, routing "
+                             f"{plan.routing.shape}", f"give replicas [{n_k}, {n_s}, {n_m}] and "
+                             f"routing [{n_k}, {n_m}, {n_o}, {n_s}]")
+    if (plan.replicas < 0).any() or not np.array_equal(plan.replicas, np.round(plan.replicas)):
+        raise SlitInputError(where, "replica counts must be whole and >= 0",
+                             "round the plan's replicas")
+    if (plan.routing < -1e-9).any() or not np.allclose(plan.routing.sum(axis=3), 1.0,
+                                                        atol=1e-6):
+        raise SlitInputError(where, "routing rows must be shares summing to 1",
+                             "normalise each (interval, model, origin) row")
+    names = scenario.model_names
+    for s, site in enumerate(scenario.sites):
+        for k in range(n_k):
+            loaded = {m: int(plan.replicas[k, s, i]) for i, m in enumerate(names)}
+            if not site.fits(loaded):
+                raise SlitInputError(
+                    where, f"interval {k} loads {loaded} at {site.region_id}, which takes "
+                    f"{site.gpus_used(loaded)} GPUs of a pool of {site.gpus}",
+                    "keep sum over models of replicas x tp within each GPU type's pool")
+
+
+def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
+                fleet: dict[str, FleetPlan],
+                progress: Callable[[str, int, int], None] | None = None) -> ExperimentResult:
+    """Simulate every policy's fleet plan on the actual request streams (one per model, from
+    ``prepared_by_model``, in ``scenario.model_names`` order) and measure it."""
+    report = progress or (lambda stage, done, total: None)
+    for policy, plan in fleet.items():
+        check_fleet_plan(scenario, policy, plan)
+    actual = prepared_by_model[0].actual
+    uniforms = [np.random.default_rng(np.random.SeedSequence(p.scenario.seed).spawn(2)[1])
+                .random(len(p.requests)) for p in prepared_by_model]
+    metrics, site_hourly, ttft, by_model = {}, {}, {}, {}
+    # Memory: one policy at a time, and of each (site, model) only what the metrics read
+    # (_judged); the simulations run in this process one after the other.
+    for p_index, (policy, plan) in enumerate(fleet.items()):
+        sims: list[SiteSimResult] = []
+        per_model_sims: dict[str, list[SiteSimResult]] = {}
+        energy_by_site = [np.zeros(0) for _ in scenario.sites]
+        model_energy: dict[str, list[np.ndarray]] = {}
+        releases = 0
+        for m, (model, prepared) in enumerate(zip(scenario.model_names, prepared_by_model,
+                                                  strict=True)):
+            requests = prepared.requests
+            site_of = route_requests(requests, plan.routing[:, m], scenario.interval_s,
+                                     uniforms[m])
+            per_model_sims[model] = []
+            model_energy[model] = []
+            for s, site in enumerate(scenario.sites):
+                mask = site_of == s
+                loaded = plan.replicas[:, s, m].astype(np.int64)
+                releases += int(np.maximum(0, loaded[:-1] - loaded[1:]).sum())
+                config = SiteConfig(replica=site.replica_for[model],
+                                    n_replicas=max(1, site.max_replicas(model)))
+                full = _simulate(requests.take(mask), prepared.rtt_s[requests.origin[mask], s],
+                                 config, loaded_schedule(loaded, scenario.interval_s),
+                                 prepared.scenario.seed + s)
+                # Conservation per (site, model): every request routed here is accounted for.
+                if not full.conservation_ok or full.n_arrivals != int(mask.sum()):
+                    raise RuntimeError(f"{policy}: {site.region_id} / {model}: "
+                                       f"{full.conservation_statement()}")
+                sim = _judged(full)
+                del full
+                sims.append(sim)
+                per_model_sims[model].append(sim)
+                hourly = _hourly_energy_kwh(sim, scenario)
+                model_energy[model].append(hourly)
+                energy_by_site[s] = hourly if not len(energy_by_site[s]) \
+                    else energy_by_site[s] + hourly
+                del mask
+            del site_of
+        site_hourly[policy] = _site_hourly(scenario, actual, energy_by_site)
+        metrics[policy] = replace(
+            policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s),
+            loading_energy_kwh=float(sum(
+                sim.loading_energy_j_per_interval.sum() for sim in sims
+                if sim.loading_energy_j_per_interval is not None)) / 3.6e6,
+            loads=int(sum(sim.n_loads for sim in sims)), releases=releases,
+            load_delayed_requests=int(sum(sim.n_load_delayed for sim in sims)))
+        by_model[policy] = {
+            model: policy_metrics(per_model_sims[model],
+                                  _site_hourly(scenario, actual, model_energy[model]),
+                                  scenario.slo_ttft_s)
+            for model in scenario.model_names}
         ttft[policy] = _ttft_sample(sims)
-        del sims
-        report("simulate", p_index + 1, len(policies))
-    return ExperimentResult(scenario, metrics, plans, slit_decisions, prepared.actual,
-                            site_hourly, ttft, prepared.surrogate_accuracy,
-                            [d.decision_s for d in slit_decisions])
+        del sims, per_model_sims
+        report("simulate", p_index + 1, len(fleet))
+    first = prepared_by_model[0]
+    return ExperimentResult(scenario, metrics, {}, [], actual, site_hourly, ttft,
+                            first.surrogate_accuracy, [], fleet_plans=fleet,
+                            model_metrics=by_model)
 
 
 def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: float,
@@ -259,14 +382,12 @@ def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: floa
     return site
 
 
-def awake_schedule(awake: np.ndarray, interval_s: float, wake_up_s: float) -> np.ndarray:
-    """Per-minute awake counts: each interval's fleet, raised ``wake_up_s`` ahead of an
-    interval that needs more replicas, so they are ready when its traffic arrives."""
+def loaded_schedule(loaded: np.ndarray, interval_s: float) -> np.ndarray:
+    """Per-minute loaded counts: each interval's replicas from its start. Replicas loaded at
+    the start of an interval serve only after their load time (the simulation's loading state):
+    a plan that wants them ready for a peak must load them an interval ahead."""
     per_interval = int(round(interval_s / AWAKE_BIN_S))
-    minutes = np.repeat(np.asarray(awake, dtype=np.int64), per_interval)
-    lead = int(np.ceil(wake_up_s / AWAKE_BIN_S))
-    ahead = np.concatenate([minutes[lead:], np.repeat(minutes[-1:], lead)])
-    return np.maximum(minutes, ahead)
+    return np.repeat(np.asarray(loaded, dtype=np.int64), per_interval)
 
 
 def _simulate(requests: RequestBatch, rtt_s: np.ndarray, site: SiteConfig,
@@ -287,13 +408,13 @@ def _judged(sim: SiteSimResult) -> SiteSimResult:
 
 
 def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],
-                 sims: list[SiteSimResult]) -> pd.DataFrame:
-    """Footprint per site and hour of one policy, from simulated IT energy and actual signals."""
+                 hourly_it_kwh: list[np.ndarray]) -> pd.DataFrame:
+    """Footprint per site and hour, from simulated hourly IT energy (one array per site, all
+    its models together) and actual signals."""
     rows = []
-    for site, sim in zip(scenario.sites, sims, strict=True):
+    for site, energy in zip(scenario.sites, hourly_it_kwh, strict=True):
         signals = actual[site.region_id]
-        fp = site_footprint(_hourly_energy_kwh(sim, scenario), signals, site.footprint,
-                            scenario.carbon_basis)
+        fp = site_footprint(energy, signals, site.footprint, scenario.carbon_basis)
         rows.append(pd.DataFrame({
             "site": site.region_id, "time_utc": signals.index,
             "it_energy_kwh": fp.it_energy_kwh, "facility_energy_kwh": fp.facility_energy_kwh,

@@ -1,15 +1,23 @@
 """A scenario: the sites and fleets, the users, the period, the SLO and the preference.
 
 ``default_scenario`` is the embedded default the main job runs: the 15 regions as both user
-origins and sites, Llama-3.1-70B served on H100 (TP4) or A100 (TP8) replicas, each site's fleet
-sized to serve its own region's peak demand at about 70 % utilisation, so that no site has spare
-capacity by construction and every gain comes from time zones, signals and routing.
+origins and sites, two served models (Llama-3.1-8B on one GPU, Llama-3.1-70B on 4 H100 or 8
+A100), each site a pool of H100 or A100 GPUs in whole 8-GPU nodes, sized to serve its own
+region's peak demand of each model at about 70 % utilisation, so that no site has spare capacity
+by construction and every gain comes from time zones, signals, routing and placement.
+
+A site is a GPU pool: ``gpus[type]`` GPUs, and per model the replica it runs it with
+(``replica_for``). The decision per interval is ``replicas[s, m]`` (loaded replicas) with
+    sum_m replicas[s, m] * replica_for[m].tp <= gpus[type]   for each GPU type.
+Since tp is 1, 2, 4 or 8 and divides the 8 GPUs of a node, any set of replicas whose GPU count
+fits the pool packs into whole nodes (first-fit decreasing by tp never leaves a replica split
+across nodes), so the count constraint is the whole placement constraint.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +26,13 @@ import pandas as pd
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.experiment.settings import ScenarioFile, Workload, validate_settings
+from slit.experiment.settings import (
+    GPUS_PER_NODE,
+    ModelEntry,
+    ScenarioFile,
+    Workload,
+    validate_settings,
+)
 from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
 from slit.optimise.metaheuristic import SearchSettings
 from slit.optimise.preference import Preference
@@ -41,13 +55,58 @@ DEFAULT_GLOBAL_RATE_RPS: float = Workload.model_fields["global_rate_rps"].defaul
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """A model the scenario serves: its share of all requests and its token profile."""
+
+    name: str
+    demand_share: float
+    trace_mix: dict[str, float]
+
+    @property
+    def code_share(self) -> float:
+        return float(self.trace_mix.get("code", 0.0))
+
+
+@dataclass(frozen=True)
 class Site:
-    """A datacenter: where it is, what it serves with, how many replicas it has."""
+    """A datacenter: where it is, its GPU pool, the replica it runs each model with.
+
+    ``reserved[m]`` is the replicas of model m the fleet was sized for (the default fleet) or the
+    model's demand-share split of the pool (a listed fleet): the fixed placement of the
+    per-interval baselines, which plan each model on its own share of the pool. ``replica`` and
+    ``installed`` are the single-model views (the first model's): code that plans one model
+    works on ``Scenario.for_model`` views, where they are that model's.
+    """
 
     region_id: str
-    replica: ReplicaSpec
-    installed: int
+    gpus: dict[str, int]
+    replica_for: dict[str, ReplicaSpec]
     footprint: SiteFootprintParams
+    reserved: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def replica(self) -> ReplicaSpec:
+        return next(iter(self.replica_for.values()))
+
+    @property
+    def installed(self) -> int:
+        return self.reserved.get(self.replica.model, self.max_replicas(self.replica.model))
+
+    def max_replicas(self, model: str) -> int:
+        """Replicas of ``model`` the pool holds when it serves nothing else."""
+        spec = self.replica_for[model]
+        return self.gpus.get(spec.gpu, 0) // spec.tp
+
+    def gpus_used(self, replicas: dict[str, int]) -> dict[str, int]:
+        """GPUs per type that ``replicas`` (model -> loaded count) take."""
+        used: dict[str, int] = {}
+        for model, n in replicas.items():
+            spec = self.replica_for[model]
+            used[spec.gpu] = used.get(spec.gpu, 0) + int(n) * spec.tp
+        return used
+
+    def fits(self, replicas: dict[str, int]) -> bool:
+        return all(n <= self.gpus.get(gpu, 0) for gpu, n in self.gpus_used(replicas).items())
 
 
 @dataclass(frozen=True)
@@ -60,7 +119,7 @@ class Scenario:
     """
 
     sites: tuple[Site, ...]
-    demand: DemandModel
+    demand: DemandModel  # all requests (all models together)
     start_utc: pd.Timestamp
     hours: float
     interval_s: float
@@ -74,10 +133,44 @@ class Scenario:
     carbon_basis: CarbonBasis
     search: SearchSettings
     name: str
+    models: tuple[ServedModel, ...] = ()
+    min_up_s: float = 900.0  # a loaded replica stays up at least this long
     # Plans are sized for the SLO less this share, to absorb forecast error and the load swings
     # of a Poisson stream inside an interval.
     slo_planning_margin: float = 0.1
     history_days: int = 28  # signal history before the start, to train the forecasters
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    def model_demand(self, model: str) -> DemandModel:
+        """The requests of one model: its share of the rate, its token profile."""
+        served = self.models[self.model_names.index(model)]
+        return replace(self.demand, global_rate_rps=self.demand.global_rate_rps
+                       * served.demand_share, trace_mix=dict(served.trace_mix))
+
+    def model_seed(self, model: str) -> int:
+        """Seed of one model's draws, derived from the scenario's one seed (the first model
+        keeps it, so a single-model scenario draws as before)."""
+        m = self.model_names.index(model)
+        return self.seed if m == 0 else int(
+            np.random.SeedSequence([self.seed, m]).generate_state(1)[0])
+
+    def for_model(self, model: str) -> Scenario:
+        """The single-model view of one model: its demand and seed, and sites serving it with
+        its replica and its reserved share of each pool."""
+        if model not in self.model_names:
+            raise SlitInputError("model", f"{model!r} is not served",
+                                 f"use one of: {' '.join(self.model_names)}")
+        served = self.models[self.model_names.index(model)]
+        sites = tuple(replace(
+            s, replica_for={model: s.replica_for[model]},
+            reserved={model: max(1, s.reserved.get(model, s.max_replicas(model)))})
+            for s in self.sites)
+        return replace(self, sites=sites, demand=self.model_demand(model),
+                       seed=self.model_seed(model),
+                       models=(ServedModel(model, 1.0, dict(served.trace_mix)),))
 
     @property
     def data_dir(self) -> Path | None:
@@ -102,6 +195,7 @@ class Scenario:
 
     @property
     def code_share(self) -> float:
+        """Code share of the token profile (of a single-model view: its model's)."""
         return float(self.demand.trace_mix.get("code", 0.0))
 
 
@@ -128,21 +222,57 @@ def default_scenario(
     return scenario_from_settings(settings, source=source, start_utc=start)
 
 
-def default_sites(global_rate_rps: float, start_utc: pd.Timestamp) -> tuple[Site, ...]:
-    """The 15 default sites, each sized to its own region's peak over the week from
-    ``start_utc`` at ``DEFAULT_PEAK_UTILISATION``."""
+def default_replica(model: str, region_id: str) -> ReplicaSpec:
+    """The default replica of a model in a region: the region's GPU type (H100 in the largest
+    markets, else A100), one GPU when the model fits on one, else 4 H100 or 8 A100."""
+    gpu = H100 if region_id in DEFAULT_H100_REGIONS else A100
+    for tp in (1, 2, 4, 8):
+        if tp == 1 or (gpu == H100 and tp == 4) or (gpu == A100 and tp == 8):
+            try:
+                return make_replica(model, gpu, tp)
+            except SlitInputError:
+                continue
+    return make_replica(model, gpu, 8)
+
+
+def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
+                  models: tuple[ServedModel, ...] | None = None) -> tuple[Site, ...]:
+    """The 15 default sites: per region and model, the replicas that serve the model's share of
+    the region's peak over the week from ``start_utc`` at ``DEFAULT_PEAK_UTILISATION``; the pool
+    is their GPUs rounded up to whole 8-GPU nodes."""
+    served = default_models() if models is None else models
     demand = DemandModel(origins=DEFAULT_REGION_IDS, global_rate_rps=global_rate_rps)
     week = pd.date_range(start_utc, periods=7 * 24 * 4, freq="15min")
     peak_rps = demand.rate_rps(week).max(axis=0)
     sites = []
     for k, region_id in enumerate(DEFAULT_REGION_IDS):
         get_region(region_id)
-        replica = (make_replica(DEFAULT_MODEL, H100, 4) if region_id in DEFAULT_H100_REGIONS
-                   else make_replica(DEFAULT_MODEL, A100, 8))
-        installed = size_fleet(float(peak_rps[k]), replica, float(demand.trace_mix.get("code", 0)))
-        sites.append(Site(region_id, replica, installed,
-                          SiteFootprintParams.for_region(region_id, CoolingType.EVAPORATIVE)))
+        replica_for = {m.name: default_replica(m.name, region_id) for m in served}
+        reserved = {m.name: size_fleet(float(peak_rps[k]) * m.demand_share,
+                                       replica_for[m.name], m.code_share) for m in served}
+        gpus: dict[str, int] = {}
+        for m in served:
+            spec = replica_for[m.name]
+            gpus[spec.gpu] = gpus.get(spec.gpu, 0) + reserved[m.name] * spec.tp
+        gpus = {g: GPUS_PER_NODE * math.ceil(n / GPUS_PER_NODE) for g, n in gpus.items()}
+        sites.append(Site(region_id, gpus, replica_for,
+                          SiteFootprintParams.for_region(region_id, CoolingType.EVAPORATIVE),
+                          reserved))
     return tuple(sites)
+
+
+def default_models() -> tuple[ServedModel, ...]:
+    return _served(ScenarioFile.model_validate(
+        {"fleet": "default", "period": {"start_utc": "2023-07-12T00:00", "hours": 1}}))
+
+
+def _served(settings: ScenarioFile) -> tuple[ServedModel, ...]:
+    return tuple(ServedModel(m.name, m.demand_share, dict(m.trace_mix))
+                 for m in settings.served_models())
+
+
+def _models_from(entries: list[ModelEntry]) -> tuple[ServedModel, ...]:
+    return tuple(ServedModel(m.name, m.demand_share, dict(m.trace_mix)) for m in entries)
 
 
 def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
@@ -169,15 +299,17 @@ def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
         global_rate_rps=workload.global_rate_rps,
         trace_mix=dict(workload.trace_mix),
     )
+    models = _served(settings)
     if settings.fleet == "default":
         if settings.model != DEFAULT_MODEL:
-            raise SlitInputError("model", f"fleet: default serves {DEFAULT_MODEL}, not "
-                                 f"{settings.model}", "list the sites to serve another model")
+            raise SlitInputError("model", "fleet: default serves the `models` list, `model` "
+                                 "applies to single-model sites only",
+                                 "remove `model:` and list `models:`, or list the sites")
         # Sized for the settings' own period start even when a command moves the start, so the
         # installed fleet does not depend on which interval is asked about.
-        sites = default_sites(workload.global_rate_rps, settings.period.start)
+        sites = default_sites(workload.global_rate_rps, settings.period.start, models)
     else:
-        sites = tuple(_site(settings, i) for i in range(len(settings.sites or ())))
+        sites = tuple(_site(settings, i, models) for i in range(len(settings.sites or ())))
     pref = settings.preference
     return Scenario(
         sites=sites,
@@ -196,18 +328,53 @@ def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
         search=SearchSettings(population=settings.search.population,
                               generations=settings.search.generations),
         name=settings.name,
+        models=models,
+        min_up_s=float(settings.min_up_s),
     )
 
 
-def _site(settings: ScenarioFile, i: int) -> Site:
+def _site(settings: ScenarioFile, i: int, models: tuple[ServedModel, ...]) -> Site:
     entry = (settings.sites or [])[i]
+    footprint = SiteFootprintParams.for_region(entry.region, entry.cooling)
     try:
-        replica = make_replica(entry.model or settings.model, entry.gpu, entry.tp)
+        if not entry.pool_form:
+            # Schema 1: one model on a pool of exactly installed x tp GPUs.
+            assert entry.gpu is not None and entry.tp is not None
+            assert entry.installed_replicas is not None
+            replica = make_replica(entry.model or settings.model, entry.gpu, entry.tp)
+            return Site(entry.region, {entry.gpu: entry.installed_replicas * entry.tp},
+                        {replica.model: replica}, footprint,
+                        {replica.model: entry.installed_replicas})
+        replica_for = {m.name: make_replica(m.name, (entry.replica_for or {})[m.name].gpu,
+                                            (entry.replica_for or {})[m.name].tp)
+                       for m in models}
     except SlitInputError as err:
         raise SlitInputError(f"sites[{i}] ({entry.region})", f"{err.where}: {err.problem}",
                              err.fix) from None
-    return Site(entry.region, replica, entry.installed_replicas,
-                SiteFootprintParams.for_region(entry.region, entry.cooling))
+    gpus = dict(entry.gpus or {})
+    reserved = reserve_split(gpus, replica_for, models)
+    reserved.update({m: n for m, n in (entry.reserved or {}).items() if m in replica_for})
+    site = Site(entry.region, gpus, replica_for, footprint, reserved)
+    if not site.fits(reserved):
+        raise SlitInputError(f"sites[{i}] ({entry.region}).reserved",
+                             f"the reserved replicas need {site.gpus_used(reserved)} GPUs, the "
+                             f"pool has {gpus}", "reserve fewer replicas or add GPUs")
+    return site
+
+
+def reserve_split(gpus: dict[str, int], replica_for: dict[str, ReplicaSpec],
+                  models: tuple[ServedModel, ...]) -> dict[str, int]:
+    """Each model's fixed share of a listed pool: the GPUs of a type split among the models that
+    run on it in proportion to their demand share, rounded down to whole replicas (at least
+    one when one fits)."""
+    reserved = {}
+    for m in models:
+        spec = replica_for[m.name]
+        on_type = [x for x in models if replica_for[x.name].gpu == spec.gpu]
+        share = m.demand_share / sum(x.demand_share for x in on_type)
+        reserved[m.name] = max(min(1, gpus.get(spec.gpu, 0) // spec.tp),
+                               int(gpus.get(spec.gpu, 0) * share // spec.tp))
+    return reserved
 
 
 def origin_site_allowed(scenario: Scenario) -> np.ndarray:

@@ -65,19 +65,92 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SiteEntry(_Section):
-    """One datacenter: region, what it serves with, how many replicas, how it is cooled."""
+GPUS_PER_NODE = 8
 
-    region: str = Field(description="region id (see `slit regions`); one site per region")
-    model: str | None = Field(default=None,
-                              description="served model; null: the scenario's `model`")
+
+class ReplicaEntry(_Section):
+    """How a site runs one model: the GPU type and the tensor-parallel degree of a replica."""
+
     gpu: str = Field(description=f"GPU: {' or '.join(GPUS)}")
     tp: int = Field(ge=1, description="GPUs per replica (tensor parallel): 1, 2, 4 or 8; the "
                     "model must fit")
-    installed_replicas: int = Field(ge=1, description="replicas the site has (at least 1)")
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu(cls, value: str) -> str:
+        return _known(value, GPUS, "GPU")
+
+
+class SiteEntry(_Section):
+    """One datacenter: region, its GPU pool, how it runs each model, how it is cooled.
+
+    Either the pool form (`gpus` + `replica_for`) or the single-model form of schema 1 (`gpu`,
+    `tp`, `installed_replicas`, optional `model`: a pool of installed_replicas x tp GPUs serving
+    one model)."""
+
+    region: str = Field(description="region id (see `slit regions`); one site per region")
+    gpus: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="the GPU pool: GPU type -> count, whole 8-GPU nodes (a "
+        "multiple of 8)")
+    replica_for: dict[str, ReplicaEntry] | None = Field(
+        default=None, description="model name -> `{gpu, tp}`: the replica the site runs it "
+        "with; every served model must be listed and its GPU type be in the pool")
+    reserved: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, description="pool form: model -> replicas of the fixed placement the "
+        "per-interval baselines plan on; null: each GPU type split by demand share")
+    model: str | None = Field(default=None, description="single-model form: served model; null: "
+                              "the scenario's `model`")
+    gpu: str | None = Field(default=None, description=f"single-model form: GPU: "
+                            f"{' or '.join(GPUS)}")
+    tp: int | None = Field(default=None, ge=1, description="single-model form: GPUs per replica "
+                           "(tensor parallel): 1, 2, 4 or 8; the model must fit")
+    installed_replicas: int | None = Field(default=None, ge=1, description="single-model form: "
+                                           "replicas the site has (at least 1)")
     cooling: CoolingType = Field(
         default=CoolingType.EVAPORATIVE, description="`evaporative` (cooling tower: uses water on "
         "site) or `dry` (no water on site, higher PUE when hot)")
+
+    @property
+    def pool_form(self) -> bool:
+        return self.gpus is not None
+
+    @model_validator(mode="after")
+    def _form(self) -> SiteEntry:
+        single = (self.gpu, self.tp, self.installed_replicas)
+        if self.gpus is not None or self.replica_for is not None or self.reserved is not None:
+            if self.gpus is None or self.replica_for is None:
+                raise invalid("the pool form needs both `gpus` and `replica_for`",
+                              "add the missing one (see `slit init`)", field=("gpus",))
+            if any(v is not None for v in single) or self.model is not None:
+                raise invalid("mixes the pool form with `gpu`/`tp`/`installed_replicas`/`model`",
+                              "keep `gpus` + `replica_for` (+ `reserved`) only",
+                              field=("gpus",))
+            for gpu, count in self.gpus.items():
+                _known(gpu, GPUS, "GPU")
+                if count % GPUS_PER_NODE:
+                    raise invalid(f"{count} {gpu} GPUs is not whole 8-GPU nodes",
+                                  f"give a multiple of {GPUS_PER_NODE}",
+                                  field=("gpus", gpu))
+            for model, count in (self.reserved or {}).items():
+                if model not in self.replica_for:
+                    raise invalid(f"reserves {model}, which `replica_for` lacks",
+                                  "reserve only models the site runs", field=("reserved", model))
+                spec = self.replica_for[model]
+                if count * spec.tp > self.gpus.get(spec.gpu, 0):
+                    raise invalid(f"{count} replicas of {model} need {count * spec.tp} "
+                                  f"{spec.gpu} GPUs", "reserve fewer or add GPUs",
+                                  field=("reserved", model))
+            for model, entry in self.replica_for.items():
+                _known(model, MODELS, "model")
+                if entry.gpu not in self.gpus:
+                    raise invalid(f"{model} runs on {entry.gpu}, which the pool lacks",
+                                  f"add `{entry.gpu}: 8` (or more) to `gpus`",
+                                  field=("replica_for", model, "gpu"))
+        elif any(v is None for v in single):
+            raise invalid("needs either `gpus` + `replica_for` or `gpu`, `tp` and "
+                          "`installed_replicas`", "give one of the two forms (see `slit init`)",
+                          field=("gpus",))
+        return self
 
     @field_validator("region")
     @classmethod
@@ -86,13 +159,55 @@ class SiteEntry(_Section):
 
     @field_validator("gpu")
     @classmethod
-    def _gpu(cls, value: str) -> str:
-        return _known(value, GPUS, "GPU")
+    def _gpu(cls, value: str | None) -> str | None:
+        return None if value is None else _known(value, GPUS, "GPU")
 
     @field_validator("model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
         return None if value is None else _known(value, MODELS, "model")
+
+
+def _check_mix(value: dict[str, float]) -> dict[str, float]:
+    for kind in value:
+        _known(kind, TRACE_KINDS, "trace kind")
+    if abs(sum(value.values()) - 1.0) > 1e-6:
+        raise invalid(f"shares sum to {sum(value.values()):g}",
+                      "give shares that sum to 1, e.g. conv: 0.7, code: 0.3")
+    return value
+
+
+class ModelEntry(_Section):
+    """One served model: its share of the requests and its token profile."""
+
+    name: str = Field(description="model name (see the catalog in docs/serving.md)")
+    demand_share: float = Field(gt=0, le=1, description="share of all requests that ask for this "
+                                "model; the shares of all models sum to 1")
+    trace_mix: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        description="shares of Azure trace kinds (`conv`, `code`) that draw this model's token "
+        "sizes; sum 1")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _known(value, MODELS, "model")
+
+    @field_validator("trace_mix")
+    @classmethod
+    def _mix(cls, value: dict[str, float]) -> dict[str, float]:
+        return _check_mix(value)
+
+
+# The default served models (an ASSUMPTION, docs/scenarios.md and docs/workload.md): the small
+# model takes most requests, chat-like; the large one a smaller share with more coding traffic.
+DEFAULT_MODELS: tuple[tuple[str, float, dict[str, float]], ...] = (
+    ("Llama-3.1-8B", 0.7, {"conv": 0.9, "code": 0.1}),
+    ("Llama-3.1-70B", 0.3, {"conv": 0.5, "code": 0.5}),
+)
+
+
+def _default_models() -> list[ModelEntry]:
+    return [ModelEntry(name=n, demand_share=s, trace_mix=dict(m)) for n, s, m in DEFAULT_MODELS]
 
 
 class Workload(_Section):
@@ -126,12 +241,7 @@ class Workload(_Section):
     @field_validator("trace_mix")
     @classmethod
     def _mix(cls, value: dict[str, float]) -> dict[str, float]:
-        for kind in value:
-            _known(kind, TRACE_KINDS, "trace kind")
-        if abs(sum(value.values()) - 1.0) > 1e-6:
-            raise invalid(f"shares sum to {sum(value.values()):g}",
-                          "give shares that sum to 1, e.g. conv: 0.7, code: 0.3")
-        return value
+        return _check_mix(value)
 
     @model_validator(mode="after")
     def _weights(self) -> Workload:
@@ -253,7 +363,16 @@ class ScenarioFile(_Section):
         default=CarbonBasis.DIRECT,
         description="Electricity Maps carbon intensity: `direct` or `lca` "
         "(life-cycle)")
-    model: str = Field(default="Llama-3.1-70B", description="model served by sites that name none")
+    model: str = Field(default="Llama-3.1-70B", description="single-model files (sites in the "
+                       "`gpu`/`tp` form, no `models`): the model served by sites that name none")
+    models: list[ModelEntry] | None = Field(
+        default=None, description="the served models, each `{name, demand_share, trace_mix}`, "
+        "shares summing to 1; null: Llama-3.1-8B (70 % of requests) and Llama-3.1-70B (30 %) for "
+        "`fleet: default` and pool-form sites, or one model (`model`, `workload.trace_mix`) for "
+        "single-model sites")
+    min_up_s: float = Field(
+        default=900.0, ge=0, le=24 * 3600, description="minimum time a loaded replica stays up "
+        "before it may be released (one default interval: a load costs 50-90 s of power)")
     fleet: Literal["default"] | None = Field(
         default=None, description="`default`: the 15 default sites, each sized to its own region's "
         "peak demand at `workload.global_rate_rps` (about 70 % utilisation). Give either "
@@ -312,8 +431,61 @@ class ScenarioFile(_Section):
                     raise invalid(f"region {site.region} appears twice", "list each site once",
                                   field=("sites", i, "region"))
                 seen.add(site.region)
+        self._check_models()
         self._check_pins()
         return self
+
+    @property
+    def single_model(self) -> bool:
+        """A schema-1 file: sites in the single-model form and no `models` list."""
+        return (self.models is None and self.sites is not None
+                and not any(s.pool_form for s in self.sites))
+
+    def served_models(self) -> list[ModelEntry]:
+        """The models this file serves (the defaults, or one model for a single-model file)."""
+        if self.models is not None:
+            return list(self.models)
+        if self.single_model:
+            names = {s.model or self.model for s in self.sites or ()}
+            name = names.pop() if len(names) == 1 else self.model
+            return [ModelEntry(name=name, demand_share=1.0,
+                               trace_mix=dict(self.workload.trace_mix))]
+        return _default_models()
+
+    def _check_models(self) -> None:
+        if self.models is not None:
+            names = [m.name for m in self.models]
+            if not names:
+                raise invalid("the list is empty", "list at least one model", field=("models",))
+            if len(set(names)) != len(names):
+                raise invalid("lists a model twice", "list each model once", field=("models",))
+            total = sum(m.demand_share for m in self.models)
+            if abs(total - 1.0) > 1e-6:
+                raise invalid(f"demand shares sum to {total:g}", "give shares that sum to 1",
+                              field=("models",))
+        if self.sites is None:
+            return
+        forms = {s.pool_form for s in self.sites}
+        if len(forms) > 1:
+            raise invalid("mixes pool-form and single-model sites",
+                          "write every site as `gpus` + `replica_for`", field=("sites",))
+        if self.single_model:
+            served = {s.model or self.model for s in self.sites}
+            if len(served) > 1:
+                raise invalid(f"single-model sites serve {len(served)} different models",
+                              "write the sites as `gpus` + `replica_for` and list `models`",
+                              field=("sites",))
+            return
+        if not forms or forms == {False}:
+            raise invalid("`models` needs pool-form sites",
+                          "write every site as `gpus` + `replica_for`", field=("sites",))
+        for i, site in enumerate(self.sites):
+            missing = [m.name for m in self.served_models()
+                       if m.name not in (site.replica_for or {})]
+            if missing:
+                raise invalid(f"has no replica for {missing[0]}",
+                              f"add `{missing[0]}: {{gpu: ..., tp: ...}}` to `replica_for`",
+                              field=("sites", i, "replica_for"))
 
     @property
     def site_ids(self) -> tuple[str, ...]:

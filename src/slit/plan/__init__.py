@@ -6,18 +6,26 @@ forecasts and searches it, ``document.plan_document`` writes the result down and
 ``envoy.envoy_yaml`` turns the document into routes.
 """
 
-from slit.plan.document import PLAN_SCHEMA_VERSION, SHARE_UNITS, integer_weights, plan_document
+from slit.plan.document import (
+    PLAN_SCHEMA_VERSION,
+    SHARE_UNITS,
+    integer_weights,
+    loaded_from_document,
+    plan_document,
+)
 from slit.plan.envoy import (
     ENVOY_ROUTE_CONFIG,
     ENVOY_TOTAL_WEIGHT,
+    MODEL_HEADER,
     ROUTE_CONFIG_TYPE,
     cluster_name,
     envoy_yaml,
 )
-from slit.plan.interval import plan_next_interval, plan_scenario
+from slit.plan.interval import ModelPlan, plan_next_interval, plan_scenario
 
 __all__ = [
-    "ENVOY_ROUTE_CONFIG", "ENVOY_TOTAL_WEIGHT", "PLAN_SCHEMA_VERSION", "ROUTE_CONFIG_TYPE",
-    "SHARE_UNITS", "cluster_name", "envoy_yaml", "integer_weights", "plan_document",
-    "plan_next_interval", "plan_scenario",
+    "ENVOY_ROUTE_CONFIG", "ENVOY_TOTAL_WEIGHT", "MODEL_HEADER", "PLAN_SCHEMA_VERSION",
+    "ROUTE_CONFIG_TYPE", "SHARE_UNITS", "ModelPlan", "cluster_name", "envoy_yaml",
+    "integer_weights", "loaded_from_document", "plan_document", "plan_next_interval",
+    "plan_scenario",
 ]

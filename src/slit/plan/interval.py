@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -24,15 +24,31 @@ def plan_scenario(base: Scenario, start: pd.Timestamp) -> Scenario:
     return scenario
 
 
+@dataclass(frozen=True)
+class ModelPlan:
+    """One served model's plan for the interval: its problem (forecasts) and the decision."""
+
+    model: str
+    scenario: Scenario  # the model's single-model view (Scenario.for_model)
+    problem: IntervalProblem
+    decision: Decision
+
+
 def plan_next_interval(scenario: Scenario,
                        progress: Callable[[str, int, int], None] | None = None,
-                       ) -> tuple[IntervalProblem, Decision]:
-    """Forecast the interval, search its Pareto front, pick by the scenario's preference."""
-    prepared = prepare(scenario, progress)
-    problem = interval_problem(prepared, 0)
-    # The seed interval 0 of ``slit run`` would plan with: the scenario's one seed.
-    seed = interval_seeds(scenario.seed, 1)[0]
-    return problem, plan_interval(problem, scenario.preference, scenario.search, seed=seed)
+                       ) -> list[ModelPlan]:
+    """Per served model: forecast the interval, search its Pareto front, pick by the scenario's
+    preference (each model on its view: its demand, replica and reserved share of each pool)."""
+    plans = []
+    for model in scenario.model_names:
+        view = scenario.for_model(model)
+        prepared = prepare(view, progress)
+        problem = interval_problem(prepared, 0)
+        # The seed interval 0 of ``slit run`` would plan with: the view's seed.
+        seed = interval_seeds(view.seed, 1)[0]
+        plans.append(ModelPlan(model, view, problem, plan_interval(
+            problem, scenario.preference, scenario.search, seed=seed)))
+    return plans
 
 
 def _check_data_covers(scenario: Scenario) -> None:

@@ -1,6 +1,8 @@
 """Compiled event loop of one site: replicas with vLLM-style continuous batching.
 
-Events are request arrivals, ends of engine work on a replica, wake-ups and interval boundaries.
+Events are request arrivals, ends of engine work on a replica, ends of loading (wake-ups) and
+interval boundaries. A waking replica is loading its model: it draws the loading power, serves
+nothing, and its energy is also booked apart as loading energy (churn).
 A replica's work is either one step (a prefill step, or with chunked prefill a mixed step) or a
 *decode run*: the k identical-composition decode steps until its first sequence finishes. Step i of
 a run takes a + b (C + i n) (n sequences, C tokens of context, b the KV read time per token), so the
@@ -32,6 +34,7 @@ import numba
 import numpy as np
 
 from slit.serving.iteration import kv_read_s_per_token, step_time_s
+from slit.serving.power import DECODE_FULL_BATCH
 
 # Replica states.
 ASLEEP, WAKING, AWAKE, DRAINING = 0, 1, 2, 3
@@ -58,8 +61,12 @@ C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_BLOCKS, C
 N_C = 9
 KV_BLOCK_TOKENS = 16
 # Float settings.
-K_INTERVAL_S, K_HORIZON_S, K_IDLE_W, K_STANDBY_W, K_PREFILL_W, K_DECODE_W, K_WAKE_UP_S = range(7)
-N_K = 7
+# K_DECODE_W is the decode dynamic power of one sequence, K_DECODE_FULL_W that of a batch of
+# DECODE_FULL_BATCH or more; in between it rises with log2 of the batch (slit.serving.power).
+# K_LOADING_W is the power of a replica while it loads (slit.serving.lifecycle).
+K_INTERVAL_S, K_HORIZON_S, K_IDLE_W, K_STANDBY_W, K_PREFILL_W, K_DECODE_W, K_WAKE_UP_S, \
+    K_DECODE_FULL_W, K_LOADING_W = range(9)
+N_K = 9
 # Per-request integer columns: prompt and output tokens, dispatcher tie-break (filled by the
 # caller); tokens to prefill at the next admission, output tokens still to generate, blocks that
 # admission needs, next request in its queue, times preempted (set by the kernel).
@@ -69,10 +76,11 @@ N_Q = 8
 O_FIRST, O_DONE, O_ENERGY = range(3)
 N_O = 3
 # Site counters: next arrival, completions, requests in the site, awake-schedule interval, site
-# queue (head, tail, length), admissions so far, preemptions, refusals.
+# queue (head, tail, length), admissions so far, preemptions, refusals, loads started, arrivals
+# that found no serving replica while one was loading (delayed by loading).
 G_NEXT, G_DONE, G_IN_SITE, G_INTERVAL, G_HEAD, G_TAIL, G_LEN, G_ADMITTED, G_PREEMPTIONS, \
-    G_REFUSED = range(10)
-N_G = 10
+    G_REFUSED, G_LOADS, G_LOAD_DELAYED = range(12)
+N_G = 12
 
 
 def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
@@ -80,7 +88,8 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
                   n_bins: int,
                   interval_s: float,
                   horizon_s: float, idle_w: float, standby_w: float, prefill_w: float,
-                  decode_w: float, wake_up_s: float) -> tuple[np.ndarray, np.ndarray]:
+                  decode_w: float, wake_up_s: float, decode_full_w: float | None = None,
+                  loading_w: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The integer and float settings vectors ``simulate_kernel`` reads."""
     cfg = np.zeros(N_C, np.int64)
     cfg[C_N_REP], cfg[C_CHUNKED], cfg[C_DISPATCHER] = n_rep, int(chunked), dispatcher
@@ -91,7 +100,18 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
     kf[K_INTERVAL_S], kf[K_HORIZON_S], kf[K_WAKE_UP_S] = interval_s, horizon_s, wake_up_s
     kf[K_IDLE_W], kf[K_STANDBY_W] = idle_w, standby_w
     kf[K_PREFILL_W], kf[K_DECODE_W] = prefill_w, decode_w
+    kf[K_DECODE_FULL_W] = decode_w if decode_full_w is None else decode_full_w
+    kf[K_LOADING_W] = idle_w if loading_w is None else loading_w
     return cfg, kf
+
+
+@numba.njit(cache=True)
+def _decode_w(n, kf):
+    """Decode dynamic power of a batch of n sequences."""
+    if n <= 1:
+        return kf[K_DECODE_W]
+    x = min(1.0, math.log2(n) / math.log2(DECODE_FULL_BATCH))
+    return kf[K_DECODE_W] + (kf[K_DECODE_FULL_W] - kf[K_DECODE_W]) * x
 
 
 @numba.njit(cache=True)
@@ -115,9 +135,24 @@ def _accumulate(bins, col, t0, t1, rate, interval_s):
 
 
 @numba.njit(cache=True)
+def cfg_loading_col(bins):
+    """Column of the per-interval table that holds loading energy (the last one)."""
+    return bins.shape[1] - 1
+
+
+@numba.njit(cache=True)
 def _set_state(r, new_state, t, ri, rf, bins, kf):
     """Change a replica's state, booking its base power up to t."""
-    base_w = kf[K_STANDBY_W] if ri[r, R_STATE] == ASLEEP else kf[K_IDLE_W]
+    state = ri[r, R_STATE]
+    if state == ASLEEP:
+        base_w = kf[K_STANDBY_W]
+    elif state == WAKING:
+        base_w = kf[K_LOADING_W]
+        # Loading energy is also booked apart (the column after the busy seconds): churn.
+        bins = _accumulate(bins, cfg_loading_col(bins), rf[r, F_SINCE], t, base_w,
+                           kf[K_INTERVAL_S])
+    else:
+        base_w = kf[K_IDLE_W]
     bins = _accumulate(bins, r, rf[r, F_SINCE], t, base_w, kf[K_INTERVAL_S])
     rf[r, F_SINCE] = t
     ri[r, R_STATE] = new_state
@@ -400,9 +435,10 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 _complete(r, s, j, t1, ri, sl, out)
                 completed += 1
     else:
-        bins = _accumulate(bins, r, t0, t1, kf[K_DECODE_W], interval_s)
+        decode_w = _decode_w(ri[r, R_NRUN], kf)
+        bins = _accumulate(bins, r, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
-        share = (idle_w + kf[K_DECODE_W]) * dur / ri[r, R_NRUN]
+        share = (idle_w + decode_w) * dur / ri[r, R_NRUN]
         for s in range(ri[r, R_NRUN] - 1, -1, -1):
             j = sl[r, s, S_REQ]
             out[j, O_ENERGY] += share
@@ -478,7 +514,7 @@ def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a,
     """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
     be dispatched)."""
     if ri[r, R_KIND] == IDLE:
-        ri[r, R_STATE] = AWAKE  # waking draws idle power already: nothing to book
+        bins = _set_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
         return bins, True
     bins, completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
     st[G_DONE] += completed
@@ -490,7 +526,7 @@ def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a,
 
 
 @numba.njit(cache=True)
-def _on_interval_boundary(t, target, ri, rf, bins, cfg, kf):
+def _on_interval_boundary(t, target, ri, rf, bins, st, cfg, kf):
     """Move the awake fleet to ``target`` replicas; returns (bins, whether the site queue may now
     be dispatched)."""
     n_rep = cfg[C_N_REP]
@@ -507,6 +543,7 @@ def _on_interval_boundary(t, target, ri, rf, bins, cfg, kf):
             dispatch = True
     for r in range(n_rep):
         if active < target and ri[r, R_STATE] == ASLEEP:
+            st[G_LOADS] += 1
             if kf[K_WAKE_UP_S] > 0.0:
                 bins = _set_state(r, WAKING, t, ri, rf, bins, kf)
                 rf[r, F_READY] = t + kf[K_WAKE_UP_S]
@@ -555,6 +592,10 @@ def _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         r = _pick_replica(ri, cfg[C_N_REP], cfg[C_DISPATCHER], rq[j, Q_TIE])
     if r < 0:
         _push_site_queue(j, st, rq)
+        for q in range(cfg[C_N_REP]):
+            if ri[q, R_STATE] == WAKING:
+                st[G_LOAD_DELAYED] += 1
+                break
     else:
         _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
 
@@ -584,14 +625,14 @@ def _close(t, ri, rf, bins, cfg, kf, n_sched):
         # Work cut by the horizon: book its dynamic energy up to the horizon (site totals only).
         for r in range(n_rep):
             if ri[r, R_KIND] != IDLE:
-                dyn = kf[K_PREFILL_W] if ri[r, R_KIND] == STEP else kf[K_DECODE_W]
+                dyn = kf[K_PREFILL_W] if ri[r, R_KIND] == STEP else _decode_w(ri[r, R_NRUN], kf)
                 bins = _accumulate(bins, r, rf[r, F_START], end_s, dyn, interval_s)
                 bins = _accumulate(bins, n_rep, rf[r, F_START], end_s, 1.0, interval_s)
     for r in range(n_rep):
         bins = _set_state(r, ri[r, R_STATE], end_s, ri, rf, bins, kf)
     n_out = int(math.ceil(end_s / interval_s - 1e-9))
     if bins.shape[0] < n_out:
-        grown = np.zeros((n_out, n_rep + 1))
+        grown = np.zeros((n_out, bins.shape[1]))
         grown[: bins.shape[0]] = bins
         bins = grown
     return bins[:n_out].copy(), end_s
@@ -605,8 +646,9 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     Q_TIE filled, prompt + output within the replica's max_model_len; the other columns are set
     here); awake: replicas on per interval; p: the step-time parameters; cfg, kf:
     ``pack_settings``. Returns the per-request results [n, N_O], the per-interval table (columns
-    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds), the site
-    counters (``G_`` columns: arrivals, completions, requests still in the site, preemptions),
+    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds, column n_rep+1:
+    energy spent loading in J, also inside the replicas' columns), the site counters (``G_``
+    columns: arrivals, completions, requests still in the site, preemptions, loads),
     the time integral of the requests in the site, and the end time.
     """
     n_req = arrival_s.shape[0]
@@ -620,7 +662,7 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
         rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
         rq[j, Q_NEXT] = -1
         rq[j, Q_PREEMPTED] = 0
-    bins = np.zeros((cfg[C_N_BINS], n_rep + 1))
+    bins = np.zeros((cfg[C_N_BINS], n_rep + 2))
     ri = np.zeros((n_rep, R_NCOLS), np.int64)
     rf = np.zeros((n_rep, F_NCOLS))
     sl = np.zeros((n_rep, cfg[C_MAX_SEQS], S_NCOLS), np.int64)
@@ -655,7 +697,7 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], n_rep), ri, rf, bins,
-                                                   cfg, kf)
+                                                   st, cfg, kf)
         else:
             _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
         if dispatch:

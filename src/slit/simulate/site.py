@@ -1,10 +1,13 @@
 """Request-level simulation of one site: N replicas of one model behind a dispatcher.
 
 Semantics (docs/serving.md has the full account):
-- ``awake[k]`` replicas should be on during interval k; replicas 0..awake[0]-1 are on and ready at
-  t = 0. When the target rises, draining replicas are kept on first, then sleeping ones wake: they
-  draw idle power at once and serve after ``wake_up_s``. When it falls, pending wake-ups are
-  cancelled, then the least loaded replicas stop taking requests, finish what they hold and sleep.
+- ``awake[k]`` replicas should be loaded (loading or serving) during interval k; replicas
+  0..awake[0]-1 are loaded and serving at t = 0. When the target rises, draining replicas are
+  kept first, then released ones load: they draw the loading power at once and serve after
+  ``wake_up_s`` (default: the replica's load time, ``slit.serving.lifecycle.load_time_s``);
+  requests that find no serving replica wait in the site queue meanwhile. When it falls, pending
+  loads are cancelled, then the least loaded replicas stop taking requests, finish what they hold
+  (draining) and are released (0 W attributed).
 - An arriving request goes to the ready replica with the fewest requests held ("jsq") or the
   least KV cache reserved ("least_kv"); with no ready replica it waits in the site queue.
 - Context limit as vLLM's: a request whose prompt is longer than the replica's ``max_model_len``
@@ -30,10 +33,13 @@ from slit.errors import SlitInputError
 from slit.serving.capacity import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_NUM_SEQS
 from slit.serving.catalog import ReplicaSpec
 from slit.serving.iteration import replica_params
-from slit.serving.power import DEFAULT_WAKE_UP_S, replica_power
+from slit.serving.lifecycle import load_time_s, loading_power_w
+from slit.serving.power import replica_power
 from slit.simulate.kernel import (
     G_DONE,
     G_IN_SITE,
+    G_LOAD_DELAYED,
+    G_LOADS,
     G_NEXT,
     G_PREEMPTIONS,
     JSQ,
@@ -61,7 +67,11 @@ class SiteConfig:
     chunked_prefill: bool = False
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
-    wake_up_s: float = DEFAULT_WAKE_UP_S
+    wake_up_s: float | None = None  # time to load a replica; None: load_time_s(replica)
+
+    @property
+    def load_s(self) -> float:
+        return load_time_s(self.replica) if self.wake_up_s is None else float(self.wake_up_s)
 
     def validate(self) -> SiteConfig:
         self.replica.validate()
@@ -79,7 +89,7 @@ class SiteConfig:
                 where, f"max_batch_tokens = {self.max_batch_tokens} leaves no room for prefill "
                 f"chunks next to {self.max_num_seqs} decodes",
                 "make max_batch_tokens larger than max_num_seqs")
-        if not self.wake_up_s >= 0.0:
+        if not self.load_s >= 0.0:
             raise SlitInputError(where, f"wake_up_s = {self.wake_up_s}", "give a time >= 0")
         return self
 
@@ -108,6 +118,11 @@ class SiteSimResult:
     n_preemptions: int = 0  # recompute preemptions (a request may be preempted several times)
     kernel_in_site: int = -1  # requests the event loop still held at the end (its own count)
     kernel_completed: int = -1  # completions the event loop counted
+    # Lifecycle: energy spent loading (also inside it_energy), loads started, and arrivals that
+    # found no serving replica while one was loading (their TTFT includes the wait).
+    loading_energy_j_per_interval: np.ndarray | None = None
+    n_loads: int = 0
+    n_load_delayed: int = 0
 
     @property
     def n_arrivals(self) -> int:
@@ -217,7 +232,8 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         watermark_blocks=replica.kv_watermark_blocks, max_len=max_len, n_bins=n_bins,
         interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
         standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
-        decode_w=power.decode_dynamic_w, wake_up_s=float(site.wake_up_s))
+        decode_w=power.decode_dynamic_w, wake_up_s=site.load_s,
+        decode_full_w=power.decode_full_dynamic_w, loading_w=loading_power_w(replica))
     out, bins, counters, area_s, end_s = simulate_kernel(
         requests.arrival_s.astype(np.float64), rq, schedule, replica_params(replica), cfg, kf)
     first, done, energy = out[:, O_FIRST], out[:, O_DONE], out[:, O_ENERGY].copy()
@@ -241,4 +257,6 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         request_area_s=float(area_s), refused=refused & arrived,
         n_preemptions=int(counters[G_PREEMPTIONS]), kernel_in_site=int(counters[G_IN_SITE]),
         kernel_completed=int(counters[G_DONE]),
+        loading_energy_j_per_interval=bins[:, site.n_replicas + 1].copy(),
+        n_loads=int(counters[G_LOADS]), n_load_delayed=int(counters[G_LOAD_DELAYED]),
     )
