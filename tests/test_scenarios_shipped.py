@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-import pandas as pd
 import pytest
+import yaml
 
 from slit.config import load_scenario
-from slit.experiment.scenario import default_scenario, size_fleet
+from slit.experiment.scenario import default_scenario
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
@@ -22,14 +24,24 @@ def test_shipped_scenario_loads(path: Path) -> None:
 def test_homogeneous_fleet_is_one_gpu_generation_sized_like_the_default() -> None:
     homogeneous = load_scenario(SCENARIOS / "homogeneous.yaml")
     default = default_scenario()
-    assert {s.replica for s in homogeneous.sites} == {homogeneous.sites[0].replica}
-    assert homogeneous.sites[0].replica.gpu == "H100-SXM5-80GB"
+    gpus = {spec.gpu for site in homogeneous.sites for spec in site.replica_for.values()}
+    assert gpus == {"H100-SXM5-80GB"}
     assert homogeneous.site_ids == default.site_ids
+    assert homogeneous.model_names == default.model_names
     assert homogeneous.demand.origins == default.demand.origins
     assert homogeneous.start_utc == default.start_utc and homogeneous.hours == default.hours
-    week = pd.date_range(default.start_utc, periods=7 * 24 * 4, freq="15min")
-    peak = homogeneous.demand.rate_rps(week).max(axis=0)
-    for k, site in enumerate(homogeneous.sites):
-        # Stale if the sizing rule changes: regenerate the file with the same rule.
-        assert site.installed == size_fleet(float(peak[k]), site.replica,
-                                            homogeneous.code_share), site.region_id
+    # Where the default already runs H100 the two fleets are the same site for site.
+    for mine, theirs in zip(homogeneous.sites, default.sites, strict=True):
+        if {s.gpu for s in theirs.replica_for.values()} == {"H100-SXM5-80GB"}:
+            assert (mine.gpus, mine.reserved) == (theirs.gpus, theirs.reserved), mine.region_id
+
+
+def test_homogeneous_file_is_what_the_script_writes() -> None:
+    # Stale if the sizing rule changes: rerun scripts/make_homogeneous.py.
+    spec = importlib.util.spec_from_file_location("make_homogeneous",
+                                                  ROOT / "scripts" / "make_homogeneous.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    on_disk = yaml.safe_load((SCENARIOS / "homogeneous.yaml").read_text(encoding="utf-8"))
+    assert on_disk == module.homogeneous_document()

@@ -222,10 +222,12 @@ def default_scenario(
     return scenario_from_settings(settings, source=source, start_utc=start)
 
 
-def default_replica(model: str, region_id: str) -> ReplicaSpec:
-    """The default replica of a model in a region: the region's GPU type (H100 in the largest
-    markets, else A100), one GPU when the model fits on one, else 4 H100 or 8 A100."""
-    gpu = H100 if region_id in DEFAULT_H100_REGIONS else A100
+def default_replica(model: str, region_id: str,
+                    h100_regions: frozenset[str] = DEFAULT_H100_REGIONS) -> ReplicaSpec:
+    """The default replica of a model in a region: the region's GPU type (H100 in
+    ``h100_regions``, by default the largest markets, else A100), one GPU when the model fits on
+    one, else 4 H100 or 8 A100."""
+    gpu = H100 if region_id in h100_regions else A100
     for tp in (1, 2, 4, 8):
         if tp == 1 or (gpu == H100 and tp == 4) or (gpu == A100 and tp == 8):
             try:
@@ -236,7 +238,8 @@ def default_replica(model: str, region_id: str) -> ReplicaSpec:
 
 
 def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
-                  models: tuple[ServedModel, ...] | None = None) -> tuple[Site, ...]:
+                  models: tuple[ServedModel, ...] | None = None,
+                  h100_regions: frozenset[str] = DEFAULT_H100_REGIONS) -> tuple[Site, ...]:
     """The 15 default sites: per region and model, the replicas that serve the model's share of
     the region's peak over the week from ``start_utc`` at ``DEFAULT_PEAK_UTILISATION``; the pool
     is their GPUs rounded up to whole 8-GPU nodes."""
@@ -247,7 +250,8 @@ def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
     sites = []
     for k, region_id in enumerate(DEFAULT_REGION_IDS):
         get_region(region_id)
-        replica_for = {m.name: default_replica(m.name, region_id) for m in served}
+        replica_for = {m.name: default_replica(m.name, region_id, h100_regions)
+                       for m in served}
         reserved = {m.name: size_fleet(float(peak_rps[k]) * m.demand_share,
                                        replica_for[m.name], m.code_share) for m in served}
         gpus: dict[str, int] = {}
