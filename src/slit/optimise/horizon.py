@@ -40,6 +40,7 @@ import numpy as np
 
 from slit.optimise.baselines import objective_scales
 from slit.optimise.milp import exact_capacity_rps
+from slit.optimise.preference import day_scales
 from slit.optimise.problem import OBJECTIVES, IntervalProblem
 
 KWH_PER_WS = 1.0 / 3.6e6
@@ -161,12 +162,8 @@ def shift_plan(replicas: np.ndarray, routing: np.ndarray) -> tuple[np.ndarray, n
 def horizon_scales(problems: Sequence[IntervalProblem]) -> np.ndarray:
     """[4] one normalisation for the objectives of a set of interval problems (a horizon, or a
     day): each interval's ``objective_scales`` summed; TTFT, a mean, weighted by demand."""
-    scales = np.array([objective_scales(p) for p in problems])
-    demand = np.array([float(p.demand_rps.sum()) for p in problems])
-    out = scales.sum(axis=0)
-    # objective_scales gives TTFT as mean pair TTFT x demand; the horizon's TTFT is a mean.
-    out[0] = scales[:, 0].sum() / max(float(demand.sum()), 1e-12)
-    return np.where(out > 0, out, 1.0)
+    return day_scales(np.array([objective_scales(p) for p in problems]),
+                      np.array([float(p.demand_rps.sum()) for p in problems]))
 
 
 @dataclass(frozen=True, slots=True)
