@@ -151,3 +151,25 @@ def test_preference_score_uses_one_normalisation() -> None:
     assert np.allclose(score, [1.0, 1.3])  # 0.1 + 0.3 x 3; doubling carbon adds 0.3
     capped = preference_score(outcomes, Preference(mode="cap", ttft_cap_s=1.0), scales)
     assert np.isinf(capped).all()
+
+
+def test_receding_horizon_commits_within_pools_and_min_up() -> None:
+    from slit.optimise.policies import HORIZON_POLICIES, run_receding
+
+    day = [small_horizon(11, 2, 1, load).steps[0] for load in (0.2, 0.5, 0.3, 0.1, 0.4)]
+    template = small_horizon(11, 2, 1, 0.2)
+
+    def horizon_at(k: int, replicas: np.ndarray, up_s: np.ndarray) -> HorizonProblem:
+        steps = tuple(day[min(k + j, len(day) - 1)] for j in range(3))
+        return replace(template, steps=steps, initial_replicas=replicas, initial_up_s=up_s)
+
+    for name in ("slit", "weighted_greedy"):
+        plans = run_receding(horizon_at, len(day), HORIZON_POLICIES[name], Preference(),
+                             np.zeros((2, 2), dtype=np.int64), np.zeros((2, 2)))
+        assert plans.replicas.shape == (5, 2, 2) and plans.routing.shape == (5, 2, 3, 2)
+        assert (template.pool_use(plans.replicas) <= template.pool_gpus[None]).all(), name
+        assert np.allclose(plans.routing.sum(axis=-1), 1.0)
+        # Committed over the run, the counts respect the minimum up-time (2 intervals here).
+        whole = replace(template, steps=tuple(day), initial_replicas=np.zeros((2, 2), int),
+                        initial_up_s=np.zeros((2, 2)))
+        assert (whole.must_stay(plans.replicas) <= plans.replicas).all(), name
