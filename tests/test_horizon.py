@@ -143,10 +143,10 @@ def test_warm_start_shifts_by_one_interval() -> None:
 def test_preference_score_uses_one_normalisation() -> None:
     from slit.optimise.preference import day_scales, preference_score
 
-    scales = day_scales(np.array([[10.0, 2.0, 4.0, 1.0], [30.0, 2.0, 4.0, 1.0]]),
-                        np.array([10.0, 10.0]))
-    assert np.allclose(scales, [2.0, 4.0, 8.0, 2.0])
-    outcomes = np.array([[2.0, 4.0, 8.0, 2.0], [2.0, 8.0, 8.0, 2.0]])
+    scales = day_scales(np.array([[1.0, 2.0, 4.0, 1.0], [4.0, 2.0, 4.0, 1.0]]),
+                        np.array([10.0, 20.0]))
+    assert np.allclose(scales, [3.0, 4.0, 8.0, 2.0])  # TTFT: demand-weighted mean
+    outcomes = np.array([[3.0, 4.0, 8.0, 2.0], [3.0, 8.0, 8.0, 2.0]])
     score = preference_score(outcomes, Preference(), scales)
     assert np.allclose(score, [1.0, 1.3])  # 0.1 + 0.3 x 3; doubling carbon adds 0.3
     capped = preference_score(outcomes, Preference(mode="cap", ttft_cap_s=1.0), scales)

@@ -80,10 +80,11 @@ def day_scales(interval_scales: np.ndarray, demand_rps: np.ndarray) -> np.ndarra
     """[4] ONE normalisation for the outcomes of a set of intervals (a horizon or a day), fixed
     by the problems and not by the plans compared: each interval's ``objective_scales``
     (``interval_scales`` [K, 4]) summed for carbon, water and cost; for TTFT, a mean, the
-    per-interval scales (mean pair TTFT x demand) summed and divided by the total demand."""
+    per-interval scales (each a mean TTFT) averaged weighted by the intervals' demand."""
     scales = np.atleast_2d(np.asarray(interval_scales, dtype=float))
+    demand = np.asarray(demand_rps, dtype=float)
     out = scales.sum(axis=0)
-    out[0] = scales[:, 0].sum() / max(float(np.sum(demand_rps)), 1e-12)
+    out[0] = float(scales[:, 0] @ demand) / max(float(demand.sum()), 1e-12)
     return np.where(out > 0, out, 1.0)
 
 
