@@ -289,7 +289,7 @@ class _Scorer:
 
 def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
                  previous: tuple[np.ndarray, np.ndarray] | None = None,
-                 first_routing: np.ndarray | None = None, sweeps: int = 2) -> HorizonDecision:
+                 first_routing: np.ndarray | None = None, sweeps: int = 1) -> HorizonDecision:
     """SLIT's horizon plan. ``previous``: the last decision's ``(replicas, routing)`` (shifted
     here: the warm start). ``first_routing`` [M, O, S]: routings for the committed interval
     from the per-interval search, added to its candidates."""
