@@ -234,7 +234,7 @@ def evaluate_horizon(problem: HorizonProblem, replicas: np.ndarray, routing: np.
 
 
 def horizon_score(problem: HorizonProblem, evaluation: HorizonEvaluation,
-                  weights: Sequence[float]) -> float:
+                  weights: Sequence[float] | np.ndarray) -> float:
     """The preference's weighted sum of the horizon's objectives, fixed normalisation; inf for
     an infeasible plan."""
     if not evaluation.feasible:
