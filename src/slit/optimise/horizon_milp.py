@@ -175,6 +175,15 @@ class HorizonMilp:
             total += _block_bound(c[int(base): int(base) + block.layout.n_var], block, per_block)
         return total
 
+    def lp_bound(self, c: np.ndarray) -> float:
+        """The LP relaxation's optimum: a proven bound that keeps the pools and lifecycle."""
+        res = milp(c, bounds=self.bounds,
+                   constraints=[LinearConstraint(self.constraints, self.lo, self.hi)],
+                   options={"disp": False})
+        if res.status == 2:
+            return np.inf
+        return float(res.fun) if res.status == 0 and res.fun is not None else -np.inf
+
     @property
     def size(self) -> dict[str, int]:
         return {"variables": self.n_var, "integers": int(self.integrality.sum()),
@@ -188,9 +197,10 @@ class HorizonMilp:
         scales = p.scales() if scales is None else np.asarray(scales)
         c = (np.asarray(weights, dtype=float) / scales) @ self.objective_rows
         started = time.perf_counter()
-        # Half the time for the blocks on their own (a bound that needs no incumbent), half
-        # for the coupled model (whose dual bound HiGHS may not report without one).
-        split = self.decomposed_bound(c, 0.5 * time_limit_s)
+        # Bounds that need no incumbent first: the LP relaxation (keeps the coupling) and the
+        # blocks on their own (half the time; integer but uncoupled); then the coupled model,
+        # whose dual bound scipy does not report when HiGHS has found no incumbent.
+        split = max(self.decomposed_bound(c, 0.5 * time_limit_s), self.lp_bound(c))
         res = milp(c, integrality=self.integrality, bounds=self.bounds,
                    constraints=[LinearConstraint(self.constraints, self.lo, self.hi)],
                    options={"time_limit": max(1.0, time_limit_s - (time.perf_counter()
