@@ -42,10 +42,13 @@ def small_horizon(seed: int, n_sites: int, n_steps: int, load: float, min_up_s: 
             released_tables(replace(base, demand_rps=base.demand_rps * share * swing),
                             max_rep[:, m])
             for m, share in enumerate((0.6, 0.4))))
+    initial = rng.integers(0, 2, (n_sites, 2))
+    over = (initial * gpus).sum(axis=1) > pool[:, 0]
+    initial[over, 1] = 0  # the current state fits the pools
     return HorizonProblem(
         model_names=("a", "b"), steps=tuple(steps), pool_gpus=pool,
         gpu_type=np.zeros((n_sites, 2), dtype=np.int64), gpus_per_replica=gpus,
-        initial_replicas=rng.integers(0, 2, (n_sites, 2)),
+        initial_replicas=initial,
         initial_up_s=rng.uniform(0, 3600, (n_sites, 2)),
         load_time_s=np.array([[30.0, 84.0]] * n_sites),
         loading_power_w=rng.uniform(500, 2000, (n_sites, 2)), min_up_s=min_up_s)

@@ -297,7 +297,7 @@ def place_within_limits(problem: HorizonProblem, target: np.ndarray) -> np.ndarr
             for m in range(n_m):
                 extra = max(0, int(target[k, s, m]) - int(stay[s, m]))
                 t, g = problem.gpu_type[s, m], problem.gpus_per_replica[s, m]
-                fit = min(extra, int(free[s, t] // g))
+                fit = max(0, min(extra, int(free[s, t] // g)))
                 r[k, s, m] += fit
                 free[s, t] -= fit * g
         loads[k] = np.maximum(0, r[k] - previous)
