@@ -9,6 +9,10 @@ scaled per interval); ends with ``slit_better_than_weighted_greedy=N/12``,
 ``median_gap_vs_weighted_greedy_pct=G`` (negative: SLIT lower) and ``median_decision_s=X``: the
 median wall time of ``plan_interval`` on the default day's problems (its CPU time beside it).
 Target: X <= 1.0 on 2 cores.
+
+Then the horizon decision (``plan_horizon``: two models, H = 8, every 8th interval of the day
+as the first of a horizon, warm-started from the previous horizon shifted): one line per
+horizon and ``median_decision_s_horizon=Y``. Target: Y <= 3.0 on 2 cores.
 """
 
 from __future__ import annotations
@@ -68,6 +72,31 @@ def main() -> None:
     # CPU time as well: on a shared machine, wall time measures the other processes too.
     print(f"median_decision_cpu_s={statistics.median(cpu_times):.3f}")
     print(f"median_decision_s={statistics.median(times):.3f}")
+    horizon_decisions()
+
+
+def horizon_decisions() -> None:
+    from slit.experiment.problems import (
+        default_horizon_problems,
+        steady_replicas,
+        two_model_horizon,
+    )
+    from slit.optimise.horizon_search import plan_horizon
+
+    day = default_horizon_problems()
+    preference = default_scenario().preference
+    times = []
+    for start in range(0, len(day) - 1, 8):
+        # One receding-horizon step: plan at `start`, commit its first interval, re-plan at
+        # `start + 1` warm-started from the shifted plan; the second decision is timed.
+        hp = two_model_horizon(day, start, 8, initial=steady_replicas(day, max(start - 1, 0)))
+        first = plan_horizon(hp, preference)
+        nxt = two_model_horizon(day, start + 1, 8, initial=first.replicas[0])
+        decision = plan_horizon(nxt, preference, previous=(first.replicas, first.routing))
+        times.append(decision.decision_s)
+        print(f"horizon at {start + 1:3d}: {decision.decision_s:.3f} s "
+              f"(cold {first.decision_s:.3f} s) feasible={decision.feasible}")
+    print(f"median_decision_s_horizon={statistics.median(times):.3f}")
 
 
 if __name__ == "__main__":

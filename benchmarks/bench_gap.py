@@ -18,6 +18,17 @@ gap is SLIT's, as opposed to the bound's slack, which ``solver_gap`` shows insid
 Prints one line per interval and ends with ``gap_median= gap_p90= gap_max=`` (SLIT), the same for
 the greedy and the MILP plan, and ``milp_solve_s_median=``. Target: gap_median <= 1 %,
 gap_p90 <= 3 %.
+
+    python benchmarks/bench_gap.py --horizon [--time-limit 60] [--intervals 12]
+
+The horizon problem instead (``slit.optimise.horizon``): for the two-model horizons (H = 8)
+starting at the 12 busiest intervals (``experiment.problems.busiest_horizons``), SLIT's horizon
+plan (``plan_horizon``) and the baselines' (the weighted greedy per interval with the fixed
+placement rule; with ``--myopic-milp`` also the per-interval MILP's) are graded against the
+horizon MILP's proven bound (``horizon_milp``) on the preference's weighted sum, normalised by
+``HorizonProblem.scales()``. Prints ``horizon_gap_median= horizon_gap_p90= horizon_gap_max=``;
+a plan the planning model finds infeasible counts as an infinite gap (``feasible=`` says how
+many were feasible). Target: horizon_gap_median <= 5 %.
 """
 
 from __future__ import annotations
@@ -48,11 +59,65 @@ def _summary(name: str, gaps: list[float]) -> str:
             f"{name}gap_max={g.max():.2f}%")
 
 
+def horizon_main(args: argparse.Namespace) -> None:
+    from slit.experiment.problems import busiest_horizons, default_horizon_problems
+    from slit.optimise.baselines import weighted_greedy
+    from slit.optimise.horizon import evaluate_horizon, fixed_placement, horizon_score
+    from slit.optimise.horizon_milp import HorizonMilp
+    from slit.optimise.horizon_search import plan_horizon
+    from slit.optimise.milp import milp_plan
+    from slit.optimise.preference import Preference
+
+    preference = Preference()
+    weights = np.asarray(preference.weights, dtype=float)
+    horizons = busiest_horizons(default_horizon_problems(), args.intervals)
+    gaps: dict[str, list[float]] = {"slit": [], "weighted_greedy": []}
+    if args.myopic_milp:
+        gaps["milp"] = []
+    solve_s, solver_gaps, decision_s = [], [], []
+    for i, hp in enumerate(horizons):
+        decision = plan_horizon(hp, preference)
+        decision_s.append(decision.decision_s)
+        scores = {"slit": decision.score}
+        rules = {"weighted_greedy": lambda p: weighted_greedy(p, preference)}
+        if args.myopic_milp:
+            rules["milp"] = lambda p: milp_plan(p, preference, args.time_limit / 8)
+        for name, rule in rules.items():
+            x = np.stack([np.stack([rule(hp.steps[k][m]) for m in range(hp.n_models)])
+                          for k in range(hp.n_steps)])
+            r = fixed_placement(hp, x)
+            scores[name] = horizon_score(hp, evaluate_horizon(hp, r, x), weights)
+        result = HorizonMilp(hp).solve_weighted(weights, time_limit_s=args.time_limit)
+        solve_s.append(result.solve_s)
+        solver_gaps.append(result.gap)
+        line = [f"horizon {i:2d}: bound {result.bound:.4f} (solver gap {100 * result.gap:.2f}%)"]
+        for name, score in scores.items():
+            gaps[name].append((score - result.bound) / abs(result.bound))
+            line.append(f"{name} {score:.4f} ({100 * gaps[name][-1]:+.2f}%)")
+        print(" ".join(line) + f" slit_decision {decision.decision_s:.2f} s")
+    for name, values in gaps.items():
+        prefix = "horizon_" if name == "slit" else f"horizon_{name}_"
+        feasible = sum(np.isfinite(values))
+        print(_summary(prefix, values) + f" {prefix}feasible={feasible}/{len(values)}")
+    print(f"horizon_solver_gap_median={100 * np.median(solver_gaps):.2f}% "
+          f"horizon_milp_solve_s_median={statistics.median(solve_s):.1f}")
+    print(f"horizon_gap_median={100 * np.median(gaps['slit']):.2f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--time-limit", type=float, default=5.0, help="MILP seconds per solve")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="MILP seconds per solve (default 5; 60 with --horizon)")
     parser.add_argument("--intervals", type=int, default=12)
+    parser.add_argument("--horizon", action="store_true", help="grade the horizon problem")
+    parser.add_argument("--myopic-milp", action="store_true",
+                        help="with --horizon: also grade the per-interval MILP (slow)")
     args = parser.parse_args()
+    if args.horizon:
+        args.time_limit = 60.0 if args.time_limit is None else args.time_limit
+        horizon_main(args)
+        return
+    args.time_limit = 5.0 if args.time_limit is None else args.time_limit
     weights = get_reference_directions("das-dennis", 4, n_partitions=3)
     slit_gaps: list[float] = []
     greedy_gaps: list[float] = []

@@ -10,6 +10,7 @@ import numpy as np
 
 from slit.experiment.run import interval_problem, prepare
 from slit.experiment.scenario import Scenario, default_scenario
+from slit.optimise.horizon import HorizonProblem, released_tables
 from slit.optimise.problem import IntervalProblem
 
 
@@ -59,3 +60,72 @@ def widened(problem: IntervalProblem, n_sites: int, seed: int = 0) -> IntervalPr
         cost_usd_per_kwh_it=problem.cost_usd_per_kwh_it[pick] * jitter[2],
         demand_rps=problem.demand_rps * n_sites / problem.n_sites,
     )
+
+
+# A two-model horizon built from the default day's single-model problems, for benchmarks and
+# tests until the multi-model scenario provides its own (ASSUMPTION, labelled as such in
+# docs/scheduler.md): the day's demand split 60/40 between a small model (2 GPUs a replica,
+# 30 s to load) and a large one (4 GPUs a replica, 84 s to load: the published figure for a
+# 70B model from local storage), both served with the day's surrogate tables; each site a pool
+# of 4 GPUs per replica the single-model fleet had; loading draws the idle power of the GPUs.
+TWO_MODELS = ("small", "large")
+TWO_MODEL_SHARES = (0.6, 0.4)
+TWO_MODEL_GPUS = (2, 4)
+TWO_MODEL_LOAD_S = (30.0, 84.0)
+TWO_MODEL_MIN_UP_S = 1800.0
+
+
+def two_model_horizon(problems: list[IntervalProblem], start: int, horizon: int = 8,
+                      initial: np.ndarray | None = None, initial_up_s: np.ndarray | None = None
+                      ) -> HorizonProblem:
+    """The horizon of ``horizon`` intervals starting at ``problems[start]`` (clipped at the end
+    of the list), two models as described above. ``initial`` [S, M]: replicas loaded now."""
+    steps_src = [problems[min(start + k, len(problems) - 1)] for k in range(horizon)]
+    base = steps_src[0]
+    n_s = base.n_sites
+    gpus = np.array(TWO_MODEL_GPUS)[None, :].repeat(n_s, axis=0)
+    pool = (base.installed * 4)[:, None]
+    max_rep = pool // gpus
+    steps = tuple(
+        tuple(released_tables(replace(p, demand_rps=p.demand_rps * share), max_rep[:, m])
+              for m, share in enumerate(TWO_MODEL_SHARES))
+        for p in steps_src)
+    idle_w = np.array([[t.power_w_per_replica[0, 0] for t in row] for row in
+                       zip(*(step.tables for step in steps[0]), strict=True)])
+    return HorizonProblem(
+        model_names=TWO_MODELS, steps=steps, pool_gpus=pool,
+        gpu_type=np.zeros((n_s, 2), dtype=np.int64), gpus_per_replica=gpus,
+        initial_replicas=(np.zeros((n_s, 2), dtype=np.int64) if initial is None else initial),
+        initial_up_s=(np.full((n_s, 2), 1e9) if initial_up_s is None else initial_up_s),
+        load_time_s=np.array(TWO_MODEL_LOAD_S)[None, :].repeat(n_s, axis=0),
+        loading_power_w=idle_w, min_up_s=TWO_MODEL_MIN_UP_S)
+
+
+def default_horizon_problems(data_dir: Path | None = None) -> list[IntervalProblem]:
+    """Every interval problem of the default day (forecast inputs), in time order."""
+    scenario = _single_model(default_scenario(data_dir=data_dir))
+    prepared = prepare(scenario, _progress)
+    print(file=sys.stderr)
+    return [interval_problem(prepared, k) for k in range(scenario.n_intervals)]
+
+
+def busiest_horizons(problems: list[IntervalProblem], n: int = 12, horizon: int = 8
+                     ) -> list[HorizonProblem]:
+    """Two-model horizons starting at the ``n`` busiest intervals, each from the replicas the
+    preference's greedy keeps in the interval before (up long enough to be released)."""
+    busiest = sorted(np.argsort([-p.demand_rps.sum() for p in problems], kind="stable")[:n])
+    return [two_model_horizon(problems, int(k), horizon,
+                              initial=steady_replicas(problems, max(int(k) - 1, 0)))
+            for k in busiest]
+
+
+def steady_replicas(problems: list[IntervalProblem], k: int) -> np.ndarray:
+    """[S, M] replicas the fixed placement rule keeps for the weighted greedy's plan of
+    interval ``k`` (a plausible current state)."""
+    from slit.optimise.baselines import weighted_greedy
+    from slit.optimise.horizon import fixed_placement
+    from slit.optimise.preference import Preference
+
+    one = two_model_horizon(problems, k, 1)
+    x = np.stack([np.stack([weighted_greedy(p, Preference()) for p in one.steps[0]])])
+    return fixed_placement(one, x)[0]

@@ -94,3 +94,7 @@ POLICIES: dict[str, Policy] = {
     "min_energy": RoutingRule(BASELINES["min_energy"]),
     "milp": PreferenceRule(milp_plan),
 }
+
+# --- Horizon policies (issue 12, planning side): every policy on the multi-model horizon
+# problem, and the receding-horizon loop; see slit.optimise.horizon_policies. ---
+from slit.optimise.horizon_policies import HORIZON_POLICIES, run_receding  # noqa: E402, F401

@@ -74,3 +74,35 @@ class Preference:
         span = np.where(hi > lo, hi - lo, 1.0)
         distance = np.linalg.norm((f - lo) / span, axis=1)
         return int(np.flatnonzero(feasible)[int(np.argmin(distance))])
+
+
+def day_scales(interval_scales: np.ndarray, demand_rps: np.ndarray) -> np.ndarray:
+    """[4] ONE normalisation for the outcomes of a set of intervals (a horizon or a day), fixed
+    by the problems and not by the plans compared: each interval's ``objective_scales``
+    (``interval_scales`` [K, 4]) summed for carbon, water and cost; for TTFT, a mean, the
+    per-interval scales (each a mean TTFT) averaged weighted by the intervals' demand."""
+    scales = np.atleast_2d(np.asarray(interval_scales, dtype=float))
+    demand = np.asarray(demand_rps, dtype=float)
+    out = scales.sum(axis=0)
+    out[0] = float(scales[:, 0] @ demand) / max(float(demand.sum()), 1e-12)
+    return np.where(out > 0, out, 1.0)
+
+
+def preference_score(objectives: np.ndarray, preference: Preference, scales: np.ndarray
+                     ) -> np.ndarray:
+    """The scenario's preference applied to outcomes ``objectives`` ([P, 4] or [4], in
+    ``OBJECTIVES`` order: mean TTFT s, carbon kg, water L, cost USD, e.g. each policy's
+    simulated day), all divided by the same ``scales`` (``day_scales``); lower is better.
+
+    ``weights`` and ``knee`` modes: the weighted sum (``effective_weights``). ``cap`` mode: the
+    ``minimise`` objective scaled, inf where mean TTFT exceeds the cap. SLO attainment is not
+    folded in: report it beside the score.
+    """
+    f = np.atleast_2d(np.asarray(objectives, dtype=float)) / np.asarray(scales, dtype=float)
+    if preference.mode == "cap":
+        score = f[:, OBJECTIVES.index(preference.minimise)]
+        if preference.ttft_cap_s is not None:
+            raw_ttft = np.atleast_2d(np.asarray(objectives, dtype=float))[:, 0]
+            score = np.where(raw_ttft > preference.ttft_cap_s, np.inf, score)
+        return score
+    return f @ np.asarray(preference.effective_weights, dtype=float)

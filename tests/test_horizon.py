@@ -1,0 +1,178 @@
+"""The horizon problem: lifecycle rules, SLIT's horizon plan, and the horizon MILP's bound."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_milp import small_problem
+
+from slit.optimise.baselines import BASELINES, weighted_greedy
+from slit.optimise.horizon import (
+    HorizonProblem,
+    evaluate_horizon,
+    fixed_placement,
+    horizon_score,
+    place_within_limits,
+    released_tables,
+    shift_plan,
+)
+from slit.optimise.horizon_milp import HorizonMilp
+from slit.optimise.horizon_search import plan_horizon
+from slit.optimise.preference import Preference
+
+TOL = 1e-6
+
+
+def small_horizon(seed: int, n_sites: int, n_steps: int, load: float, min_up_s: float = 1800.0
+                  ) -> HorizonProblem:
+    """Two models over ``n_steps`` intervals of a random instance whose demand varies by
+    interval; each site a pool of 4 GPUs per replica of the instance (models take 2 and 4)."""
+    rng = np.random.default_rng(seed)
+    base = small_problem(seed, 3, n_sites, load)
+    gpus = np.array([[2, 4]] * n_sites)
+    pool = (base.installed * 4)[:, None]
+    max_rep = pool // gpus
+    steps = []
+    for _ in range(n_steps):
+        swing = rng.uniform(0.3, 1.0)
+        steps.append(tuple(
+            released_tables(replace(base, demand_rps=base.demand_rps * share * swing),
+                            max_rep[:, m])
+            for m, share in enumerate((0.6, 0.4))))
+    initial = rng.integers(0, 2, (n_sites, 2))
+    over = (initial * gpus).sum(axis=1) > pool[:, 0]
+    initial[over, 1] = 0  # the current state fits the pools
+    return HorizonProblem(
+        model_names=("a", "b"), steps=tuple(steps), pool_gpus=pool,
+        gpu_type=np.zeros((n_sites, 2), dtype=np.int64), gpus_per_replica=gpus,
+        initial_replicas=initial,
+        initial_up_s=rng.uniform(0, 3600, (n_sites, 2)),
+        load_time_s=np.array([[30.0, 84.0]] * n_sites),
+        loading_power_w=rng.uniform(500, 2000, (n_sites, 2)), min_up_s=min_up_s)
+
+
+def baseline_plans(problem: HorizonProblem) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every per-interval rule with the fixed placement rule."""
+    rules = {name: rule for name, rule in BASELINES.items()}
+    rules["weighted_greedy"] = lambda p: weighted_greedy(p, Preference())
+    out = {}
+    for name, rule in rules.items():
+        x = np.stack([np.stack([rule(p) for p in row]) for row in problem.steps])
+        out[name] = (fixed_placement(problem, x), x)
+    return out
+
+
+horizons = st.builds(small_horizon, st.integers(0, 10_000), st.integers(1, 3),
+                     st.integers(2, 3), st.floats(0.1, 0.6))
+hsettings = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@hsettings
+@given(problem=horizons)
+def test_horizon_bound_below_slit_and_every_baseline(problem: HorizonProblem) -> None:
+    weights = np.asarray(Preference().weights)
+    result = HorizonMilp(problem).solve_weighted(weights, time_limit_s=20.0)
+    assert result.status in (0, 1, 2)
+    plans = baseline_plans(problem)
+    decision = plan_horizon(problem)
+    plans["slit"] = (decision.replicas, decision.routing)
+    for name, (r, x) in plans.items():
+        score = horizon_score(problem, evaluate_horizon(problem, r, x), weights)
+        if np.isfinite(score):
+            # A feasible plan with a finite score proves the problem feasible.
+            assert np.isfinite(result.bound) or result.bound == -np.inf
+            assert result.bound <= score * (1 + TOL) + TOL, name
+
+
+@hsettings
+@given(problem=horizons)
+def test_no_plan_exceeds_a_pool_or_releases_early(problem: HorizonProblem) -> None:
+    plans = baseline_plans(problem)
+    decision = plan_horizon(problem)
+    plans["slit"] = (decision.replicas, decision.routing)
+    for name, (r, x) in plans.items():
+        ev = evaluate_horizon(problem, r, x)
+        assert ev.pool_excess_gpus <= 0, name
+        assert ev.min_up_shortfall <= 0, name
+        assert (problem.pool_use(r) <= problem.pool_gpus[None]).all(), name
+
+
+def test_min_up_time_keeps_a_loaded_replica() -> None:
+    problem = small_horizon(3, 2, 4, 0.3, min_up_s=1800.0)  # two intervals of 900 s
+    problem = replace(problem, initial_replicas=np.zeros((2, 2), dtype=np.int64))
+    target = np.zeros((4, 2, 2), dtype=np.int64)
+    target[0, 0, 0] = 1  # wanted in interval 0 only
+    r = place_within_limits(problem, target)
+    assert r[0, 0, 0] == 1 and r[1, 0, 0] == 1 and r[2, 0, 0] == 0
+    released_early = r.copy()
+    released_early[1, 0, 0] = 0
+    x = np.zeros((4, 2, 3, 2))
+    x[..., 0] = 1.0
+    ev = evaluate_horizon(problem, released_early, x)
+    assert ev.min_up_shortfall == 1 and not ev.feasible
+
+
+def test_a_replica_loaded_late_loses_capacity_and_pays_loading() -> None:
+    problem = small_horizon(5, 1, 2, 0.5)
+    problem = replace(problem, initial_replicas=np.zeros((1, 2), dtype=np.int64),
+                      load_time_s=np.full((1, 2), 900.0))
+    x = np.ones((2, 2, 3, 1))
+    r = np.full((2, 1, 2), problem.max_replicas[0][None], dtype=np.int64)
+    ev = evaluate_horizon(problem, r, x)
+    # Loading for the whole first interval: it serves nothing there; loaded replicas paid for.
+    assert ev.capacity_shortfall_rps > 0
+    assert np.isclose(ev.loading_kwh, float((r[0, 0] * problem.loading_kwh()[0]).sum()))
+    ev_ready = evaluate_horizon(replace(problem, initial_replicas=r[0]), r, x)
+    assert ev_ready.loading_kwh == 0.0
+
+
+def test_warm_start_shifts_by_one_interval() -> None:
+    r = np.arange(3 * 2 * 2).reshape(3, 2, 2)
+    x = np.arange(3 * 2 * 1 * 2, dtype=float).reshape(3, 2, 1, 2)
+    r2, x2 = shift_plan(r, x)
+    assert np.array_equal(r2[:2], r[1:]) and np.array_equal(r2[2], r[2])
+    assert np.array_equal(x2[:2], x[1:]) and np.array_equal(x2[2], x[2])
+    problem = small_horizon(7, 2, 3, 0.3)
+    first = plan_horizon(problem)
+    again = plan_horizon(problem, previous=(first.replicas, first.routing))
+    # The shifted plan is among the candidates, so the warm start never makes the plan worse
+    # than the cold one by more than its own search finds.
+    assert again.score <= first.score * (1 + 1e-9) or not np.isfinite(first.score)
+
+
+def test_preference_score_uses_one_normalisation() -> None:
+    from slit.optimise.preference import day_scales, preference_score
+
+    scales = day_scales(np.array([[1.0, 2.0, 4.0, 1.0], [4.0, 2.0, 4.0, 1.0]]),
+                        np.array([10.0, 20.0]))
+    assert np.allclose(scales, [3.0, 4.0, 8.0, 2.0])  # TTFT: demand-weighted mean
+    outcomes = np.array([[3.0, 4.0, 8.0, 2.0], [3.0, 8.0, 8.0, 2.0]])
+    score = preference_score(outcomes, Preference(), scales)
+    assert np.allclose(score, [1.0, 1.3])  # 0.1 + 0.3 x 3; doubling carbon adds 0.3
+    capped = preference_score(outcomes, Preference(mode="cap", ttft_cap_s=1.0), scales)
+    assert np.isinf(capped).all()
+
+
+def test_receding_horizon_commits_within_pools_and_min_up() -> None:
+    from slit.optimise.policies import HORIZON_POLICIES, run_receding
+
+    day = [small_horizon(11, 2, 1, load).steps[0] for load in (0.2, 0.5, 0.3, 0.1, 0.4)]
+    template = small_horizon(11, 2, 1, 0.2)
+
+    def horizon_at(k: int, replicas: np.ndarray, up_s: np.ndarray) -> HorizonProblem:
+        steps = tuple(day[min(k + j, len(day) - 1)] for j in range(3))
+        return replace(template, steps=steps, initial_replicas=replicas, initial_up_s=up_s)
+
+    for name in ("slit", "weighted_greedy"):
+        plans = run_receding(horizon_at, len(day), HORIZON_POLICIES[name], Preference(),
+                             np.zeros((2, 2), dtype=np.int64), np.zeros((2, 2)))
+        assert plans.replicas.shape == (5, 2, 2) and plans.routing.shape == (5, 2, 3, 2)
+        assert (template.pool_use(plans.replicas) <= template.pool_gpus[None]).all(), name
+        assert np.allclose(plans.routing.sum(axis=-1), 1.0)
+        # Committed over the run, the counts respect the minimum up-time (2 intervals here).
+        whole = replace(template, steps=tuple(day), initial_replicas=np.zeros((2, 2), int),
+                        initial_up_s=np.zeros((2, 2)))
+        assert (whole.must_stay(plans.replicas) <= plans.replicas).all(), name
