@@ -57,7 +57,7 @@ def sweep(
     write_sweep_report(folder / REPORT_FILE, spec.spec.name, outcome.table)
     console.print(f"{outcome.total} cells: {outcome.skipped} already done, {outcome.done} run, "
                   f"{outcome.failed} failed; wrote {folder / 'results.parquet'} and "
-                  f"{folder / REPORT_FILE}", highlight=False)
+                  f"{folder / REPORT_FILE}", highlight=False, soft_wrap=True)
 
 
 @contextmanager

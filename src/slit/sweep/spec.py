@@ -105,9 +105,10 @@ class SweepFile(_Section):
                                   "file); null: the base's, or the embedded data")
     hours: float = Field(default=24.0, gt=0, le=24 * 7, description="length of every cell")
     start_hour_utc: int = Field(default=0, ge=0, le=23, description="UTC hour each day starts")
-    days: list[date] | DayRange = Field(
-        default_factory=lambda: [DEFAULT_START_UTC.date()],
-        description="start days: a list of YYYY-MM-DD or {first, last, every_days}")
+    days: list[date] | None = Field(default=None, min_length=1, description="start days, "
+                                    "YYYY-MM-DD; null with no `day_range`: the default day")
+    day_range: DayRange | None = Field(default=None, description="start days as {first, last, "
+                                       "every_days}, instead of `days`")
     variants: list[Variant] = Field(default_factory=lambda: [Variant(name="default")],
                                     min_length=1, description="fleet variants")
     slo_ttft_s: list[float] | None = Field(default=None, min_length=1,
@@ -151,8 +152,17 @@ class SweepFile(_Section):
                           "give every variant its own name", ("variants",))
         return self
 
+    @model_validator(mode="after")
+    def _one_day_axis(self) -> SweepFile:
+        if self.days is not None and self.day_range is not None:
+            raise invalid("give `days` or `day_range`, not both", "keep one of them",
+                          ("day_range",))
+        return self
+
     def day_list(self) -> list[date]:
-        return self.days.days() if isinstance(self.days, DayRange) else sorted(set(self.days))
+        if self.day_range is not None:
+            return self.day_range.days()
+        return sorted(set(self.days)) if self.days else [DEFAULT_START_UTC.date()]
 
 
 @dataclass(frozen=True)
