@@ -177,3 +177,17 @@ def test_savings_are_percent_of_each_baseline():
     assert "c3" not in frame.index
 
 
+
+
+def test_site_simulations_on_ray_match_the_serial_run(ray_local, tmp_path, monkeypatch):
+    """Sites as Ray tasks give the same figures as one after another in this process."""
+    import slit.sweep.parallel as parallel
+    from slit.config import load_scenario
+    from slit.experiment.run import run_experiment
+
+    scenario = load_scenario(write_tiny(tmp_path))
+    assert parallel.ray_driver()
+    on_ray = run_experiment(scenario, ("latency_first",))
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    serial = run_experiment(scenario, ("latency_first",))
+    assert on_ray.metrics == serial.metrics
