@@ -5,12 +5,19 @@ resampled from the Azure conversation trace (``--data-dir``, default ../shared/d
 call on a tiny batch compiles the kernel (or loads it from numba's cache); its time is printed and
 left out of the figure. Ends with ``requests_per_s=N`` (simulated requests per second of wall
 time, best of ``--repeats``) and ``peak_rss_mb=N`` (peak resident memory of the process).
+
+Then the busiest site of the realistic-scale day (``scenarios/scale.yaml``: 2,000 req/s
+worldwide) is simulated for ``--scale-hours`` at its region's peak rate, in a fresh process so
+its memory is its own: ``scale_site_requests=``, ``scale_site_requests_per_s=`` and
+``scale_site_peak_rss_mb=`` (``--no-scale`` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +39,13 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=16)
     parser.add_argument("--load", type=float, default=0.7)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale-hours", type=float, default=1.0)
+    parser.add_argument("--no-scale", action="store_true")
+    parser.add_argument("--scale-site-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scale_site_only:
+        scale_site(args.data_dir, args.scale_hours)
+        return
 
     trace = load_trace(args.data_dir, "conv")
     replica = make_replica("Llama-3.1-70B", "H100-SXM5-80GB", 4)
@@ -61,6 +74,38 @@ def main() -> None:
     print(f"requests_per_s={len(requests) / best:.0f}")
     # ru_maxrss is in KiB on Linux: the whole process (interpreter, numba, the batch, results).
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    if not args.no_scale:
+        # A fresh interpreter, so the scale site's peak memory is not this process's.
+        subprocess.run([sys.executable, __file__, "--scale-site-only", "--data-dir",
+                        str(args.data_dir), "--scale-hours", str(args.scale_hours)], check=True)
+
+
+def scale_site(data_dir: Path, hours: float) -> None:
+    """The scale day's busiest site for ``hours`` at its own region's peak rate of the day."""
+    import pandas as pd
+
+    from slit.config import load_scenario
+
+    scenario = load_scenario(REPO / "scenarios" / "scale.yaml")
+    day = pd.date_range(scenario.start_utc, periods=24 * 4, freq="15min")
+    peak_rps = scenario.demand.rate_rps(day).max(axis=0)
+    origin = {o: i for i, o in enumerate(scenario.demand.origins)}
+    busiest = max(scenario.sites, key=lambda s: peak_rps[origin[s.region_id]])
+    rate = float(peak_rps[origin[busiest.region_id]])
+    trace = load_trace(data_dir, "conv")
+    requests = poisson_from_trace(trace, rate, hours * 3600.0, seed=1)
+    site = SiteConfig(busiest.replica, busiest.installed)
+    start = time.perf_counter()
+    result = simulate_site(requests, site, busiest.installed)
+    elapsed = time.perf_counter() - start
+    print(f"scale site: {busiest.region_id}, {busiest.installed} x {busiest.replica.model} on "
+          f"{busiest.replica.tp}x {busiest.replica.gpu} ({busiest.installed * busiest.replica.tp}"
+          f" GPUs), {rate:.0f} req/s for {hours:g} h; "
+          f"ttft_p95_s={result.summary()['ttft_p95_s']:.3f}")
+    print(f"scale_site_requests={len(requests)}")
+    print(f"scale_site_requests_per_s={len(requests) / elapsed:.0f}")
+    print(f"scale_site_peak_rss_mb="
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from slit.cli import (
     plan_commands,
     run_commands,
     serving_commands,
+    sweep_commands,
     workload_commands,
 )
 from slit.errors import SlitInputError
@@ -34,7 +35,7 @@ def _root() -> None:
 for command in (data_commands.regions, data_commands.signals, serving_commands.calibrate,
                 serving_commands.simulate_site, workload_commands.latency,
                 workload_commands.forecast_eval, run_commands.run, run_commands.init,
-                plan_commands.plan):
+                plan_commands.plan, sweep_commands.sweep):
     app.command(command.__name__.replace("_", "-"))(command)
 
 

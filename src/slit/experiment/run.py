@@ -19,7 +19,7 @@ and releases them. Footprints use the *actual* hourly signals.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -42,6 +42,7 @@ from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
 from slit.optimise.token_mix import TokenMix
+from slit.parallel import parallel_map
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
 from slit.workload.demand import interval_counts
 from slit.workload.network import rtt_ms_matrix
@@ -295,7 +296,8 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                 .random(len(p.requests)) for p in prepared_by_model]
     metrics, site_hourly, ttft, by_model = {}, {}, {}, {}
     # Memory: one policy at a time, and of each (site, model) only what the metrics read
-    # (_judged); the simulations run in this process one after the other.
+    # (_judged); the simulations run as Ray tasks when this process drives Ray, else here one
+    # after the other, each site's requests built only when its turn comes.
     for p_index, (policy, plan) in enumerate(fleet.items()):
         sims: list[SiteSimResult] = []
         per_model_sims: dict[str, list[SiteSimResult]] = {}
@@ -309,28 +311,17 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                                      uniforms[m])
             per_model_sims[model] = []
             model_energy[model] = []
-            for s, site in enumerate(scenario.sites):
-                mask = site_of == s
-                loaded = plan.replicas[:, s, m].astype(np.int64)
-                releases += int(np.maximum(0, loaded[:-1] - loaded[1:]).sum())
-                config = SiteConfig(replica=site.replica_for[model],
-                                    n_replicas=max(1, site.max_replicas(model)))
-                full = _simulate(requests.take(mask), prepared.rtt_s[requests.origin[mask], s],
-                                 config, loaded_schedule(loaded, scenario.interval_s),
-                                 prepared.scenario.seed + s)
-                # Conservation per (site, model): every request routed here is accounted for.
-                if not full.conservation_ok or full.n_arrivals != int(mask.sum()):
-                    raise RuntimeError(f"{policy}: {site.region_id} / {model}: "
-                                       f"{full.conservation_statement()}")
-                sim = _judged(full)
-                del full
+            loaded_m = plan.replicas[:, :, m].astype(np.int64)
+            releases += int(np.maximum(0, loaded_m[:-1] - loaded_m[1:]).sum())
+            judged = simulate_site_jobs(site_jobs(scenario, prepared, plan, m, site_of, policy))
+            for s, sim in enumerate(judged):
                 sims.append(sim)
                 per_model_sims[model].append(sim)
                 hourly = _hourly_energy_kwh(sim, scenario)
                 model_energy[model].append(hourly)
                 energy_by_site[s] = hourly if not len(energy_by_site[s]) \
                     else energy_by_site[s] + hourly
-                del mask
+            del judged
             del site_of
         site_hourly[policy] = _site_hourly(scenario, actual, energy_by_site)
         metrics[policy] = replace(
@@ -352,6 +343,52 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
     return ExperimentResult(scenario, metrics, {}, [], actual, site_hourly, ttft,
                             first.surrogate_accuracy, [], fleet_plans=fleet,
                             model_metrics=by_model)
+
+
+# --- parallel site simulations (issue 14) -------------------------------------------------
+@dataclass(frozen=True)
+class SiteJob:
+    """One (site, model) simulation under a policy's plan: the requests routed there, their round
+    trips and the replicas loaded per interval."""
+
+    requests: RequestBatch
+    rtt_s: np.ndarray
+    config: SiteConfig
+    schedule: np.ndarray  # loaded replicas per AWAKE_BIN_S
+    seed: int
+    label: str  # policy / site / model, for the conservation error
+
+
+def site_jobs(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
+              site_of: np.ndarray, policy: str) -> Iterator[SiteJob]:
+    """The simulation of every site for model ``m`` under one policy's plan (``site_of``: each
+    request's site), built one at a time so a serial run holds one site's requests at once."""
+    requests = prepared.requests
+    model = scenario.model_names[m]
+    for s, site in enumerate(scenario.sites):
+        mask = site_of == s
+        loaded = plan.replicas[:, s, m].astype(np.int64)
+        config = SiteConfig(replica=site.replica_for[model],
+                            n_replicas=max(1, site.max_replicas(model)))
+        yield SiteJob(requests.take(mask), prepared.rtt_s[requests.origin[mask], s], config,
+                      loaded_schedule(loaded, scenario.interval_s), prepared.scenario.seed + s,
+                      f"{policy}: {site.region_id} / {model}")
+
+
+def run_site_job(job: SiteJob) -> SiteSimResult:
+    """Simulate, check that every request routed here is accounted for, keep what the metrics
+    read."""
+    full = _simulate(job.requests, job.rtt_s, job.config, job.schedule, job.seed)
+    if not full.conservation_ok or full.n_arrivals != len(job.requests):
+        raise RuntimeError(f"{job.label}: {full.conservation_statement()}")
+    return _judged(full)
+
+
+def simulate_site_jobs(jobs: Iterable[SiteJob]) -> list[SiteSimResult]:
+    """Each job's judged simulation, in order: Ray tasks when this process drives a Ray
+    runtime, else one after another here (sites are independent given the plan)."""
+    return parallel_map(run_site_job, jobs)
+# --- end of parallel site simulations ------------------------------------------------------
 
 
 def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: float,

@@ -1,0 +1,91 @@
+"""``slit sweep``: a grid of scenarios, each cell a Ray task, results to Parquet and a report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from slit.cli.options import DataDirOption
+from slit.errors import SlitInputError
+
+REPORT_FILE = "report.html"
+
+
+def sweep(
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep YAML (see "
+                                              "docs/sweeps.md and sweeps/).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Results folder (default: sweep-results/NAME). An earlier folder of the "
+        "same sweep is resumed: finished cells are skipped.", show_default=False)] = None,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Join this Ray cluster (e.g. ray://head:10001 or auto); default: "
+        "start Ray on this machine.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="CPUs of the local Ray runtime (default: all cores).",
+        show_default=False)] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a sweep: every cell of the grid on Ray; write results.parquet and report.html."""
+    from slit.sweep.report import write_sweep_report
+    from slit.sweep.runner import run_sweep, start_ray
+    from slit.sweep.spec import load_sweep
+
+    if workers is not None and workers < 1:
+        raise SlitInputError("--workers", f"{workers} is not positive", "give 1 or more")
+    if address is not None and workers is not None:
+        raise SlitInputError("--workers", "is for the local runtime",
+                             "drop --workers when joining a cluster with --address")
+    spec = load_sweep(spec_file, data_dir)
+    folder = out if out is not None else Path("sweep-results") / spec.spec.name
+    console = Console()
+    started_here = start_ray(address, workers)
+    try:
+        with sweep_progress(console) as report:
+            outcome = run_sweep(spec, folder, report)
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
+    write_sweep_report(folder / REPORT_FILE, spec.spec.name, outcome.table)
+    console.print(f"{outcome.total} cells: {outcome.skipped} already done, {outcome.done} run, "
+                  f"{outcome.failed} failed; wrote {folder / 'results.parquet'} and "
+                  f"{folder / REPORT_FILE}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def sweep_progress(console: Console) -> Iterator[Callable[[int, int, int, int], None]]:
+    """A ``report(done, running, failed, total)`` callback: a bar on a terminal, plain lines
+    (on each change of the counts) anywhere else."""
+    if console.is_terminal:
+        with Progress(TextColumn("cells"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total} done, {task.fields[running]} "
+                                 "running, {task.fields[failed]} failed"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("cells", total=None, running=0, failed=0)
+
+            def bar(done: int, running: int, failed: int, total: int) -> None:
+                progress.update(task, completed=done + failed, total=total, running=running,
+                                failed=failed)
+
+            yield bar
+        return
+    began = time.perf_counter()
+    last: list[tuple[int, int, int, int]] = []
+
+    def line(done: int, running: int, failed: int, total: int) -> None:
+        now = (done, running, failed, total)
+        if last and last[-1] == now:
+            return
+        last.append(now)
+        console.print(f"[{time.perf_counter() - began:6.0f} s] cells: {done}/{total} done, "
+                      f"{running} running, {failed} failed", highlight=False, markup=False)
+
+    yield line

@@ -1,0 +1,1 @@
+"""Sweeps: a grid of scenarios over a base scenario, each cell a Ray task (``slit sweep``)."""

@@ -1,0 +1,178 @@
+"""Running a sweep on Ray: each cell a task, results streamed to Parquet, resumable.
+
+Results live in ``OUT/cells/``: one Parquet file per finished cell (one row per policy, or one
+row with its error when the cell failed), written atomically when the cell ends, so an
+interrupted sweep loses only the cells in flight. Together they are one table (read the folder
+with ``pandas.read_parquet``); ``OUT/results.parquet`` is that table gathered at the end. A
+resume skips cells whose file says they are done and retries failed ones. ``OUT/sweep.json``
+holds the sweep's fingerprint, so a folder is never resumed with a different sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from slit.errors import SlitInputError
+from slit.experiment.run import run_experiment
+from slit.fileio import write_atomically, write_text_atomically
+from slit.sweep.spec import Cell, Sweep
+
+CELLS_DIR = "cells"
+RESULTS_FILE = "results.parquet"
+MANIFEST = "sweep.json"
+Progress = Callable[[int, int, int, int], None]  # (done, running, failed, total)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    total: int
+    skipped: int  # done before this run (resume)
+    done: int  # done in this run
+    failed: int
+    table: pd.DataFrame
+
+
+def start_ray(address: str | None = None, workers: int | None = None) -> bool:
+    """Start Ray locally (loopback, no dashboard) or join ``address``; False if Ray was already
+    running in this process (then the caller must not shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls home
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
+    return True
+
+
+def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
+    """One cell's rows: its scenario run with every policy of the sweep; a failure becomes one
+    row carrying the error (the sweep goes on)."""
+    started = time.perf_counter()
+    base = {"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day), "month": cell.day.month,
+            "variant": cell.variant, "seed": cell.seed}
+    try:
+        scenario = sweep.scenario(cell)
+        base["slo_ttft_s"] = scenario.slo_ttft_s
+        result = run_experiment(scenario, tuple(sweep.spec.policies))
+    except Exception as err:  # any failure of one cell is recorded, not raised
+        last = traceback.format_exception_only(type(err), err)[-1].strip()
+        return [{**base, "policy": None, "status": "failed", "error": last,
+                 "wall_s": time.perf_counter() - started}]
+    wall_s = time.perf_counter() - started
+    return [{**base, "policy": policy, "status": "done", "error": None, "wall_s": wall_s,
+             **metrics.as_dict()} for policy, metrics in result.metrics.items()]
+
+
+def _ray_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
+    return run_cell(sweep, cell)
+
+
+def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
+              max_in_flight: int | None = None) -> SweepOutcome:
+    """Run every cell not already done in ``out`` as a Ray task; Ray must be started."""
+    import ray
+
+    report = progress or (lambda done, running, failed, total: None)
+    cells_dir = _prepare_out(sweep, out)
+    cells = sweep.cells()
+    finished = _finished_ids(cells_dir)
+    todo = [c for c in cells if c.cell_id not in finished]
+    skipped = len(cells) - len(todo)
+    # Only as many tasks as the cluster has CPUs are submitted, so "running" is true and a
+    # large sweep does not queue thousands of pickled sweeps at once.
+    slots = max_in_flight or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
+    sweep_ref = ray.put(sweep)
+    pending: dict[Any, Cell] = {}
+    queue = list(todo)
+    done = failed = 0
+    report(skipped, 0, 0, len(cells))
+    while queue or pending:
+        while queue and len(pending) < slots:
+            cell = queue.pop(0)
+            pending[remote.remote(sweep_ref, cell)] = cell
+        report(skipped + done, len(pending), failed, len(cells))
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            cell = pending.pop(ref)
+            try:
+                rows = ray.get(ref)
+            except Exception as err:  # the worker died (memory, signal): record, go on
+                rows = [{"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day),
+                         "month": cell.day.month, "variant": cell.variant, "seed": cell.seed,
+                         "policy": None, "status": "failed",
+                         "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}]
+            _write_cell(cells_dir, cell, rows)
+            if rows[0]["status"] == "failed":
+                failed += 1
+            else:
+                done += 1
+        report(skipped + done, len(pending), failed, len(cells))
+    table = read_table(out)
+    write_atomically(out / RESULTS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
+    return SweepOutcome(len(cells), skipped, done, failed, table)
+
+
+def read_table(out: Path) -> pd.DataFrame:
+    """The sweep's table so far: every cell file in ``out/cells``."""
+    files = sorted((Path(out) / CELLS_DIR).glob("*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def _write_cell(cells_dir: Path, cell: Cell, rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows)
+    frame["error"] = frame["error"].astype("string")
+    frame["policy"] = frame["policy"].astype("string")
+    write_atomically(cells_dir / f"{cell.cell_id}.parquet",
+                     lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _finished_ids(cells_dir: Path) -> set[str]:
+    done = set()
+    for f in cells_dir.glob("*.parquet"):
+        try:
+            status = pd.read_parquet(f, columns=["status"])["status"]
+        except Exception:  # a torn or foreign file: the cell runs again
+            continue
+        if len(status) and (status == "done").all():
+            done.add(f.stem)
+    return done
+
+
+def _prepare_out(sweep: Sweep, out: Path) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SlitInputError(f"--out {out}", "is a file, not a folder", "give a folder")
+    manifest = out / MANIFEST
+    fingerprint = sweep.fingerprint()
+    if manifest.exists():
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != fingerprint:
+            raise SlitInputError(f"--out {out}", "holds the results of a different sweep",
+                                 "give a new folder, or the sweep file that made this one")
+    elif out.is_dir() and any(out.iterdir()):
+        raise SlitInputError(f"--out {out}", "is not empty and holds no sweep",
+                             "give a new or empty folder")
+    (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
+    write_text_atomically(manifest, json.dumps(
+        {"name": sweep.spec.name, "fingerprint": fingerprint,
+         "cells": len(sweep.cells())}, indent=1))
+    return out / CELLS_DIR

@@ -1,0 +1,193 @@
+"""``slit sweep``: the spec's checks, a small sweep end to end on Ray's local mode, resume and a
+failing cell, and the savings the report plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scenario_helpers import run_slit, write_tiny
+
+from slit.errors import SlitInputError
+from slit.sweep.report import savings
+from slit.sweep.runner import read_table
+from slit.sweep.spec import Variant, apply_variant, load_sweep
+
+# Two days inside the real data and one (2010) outside it: that cell fails when its signals load,
+# after the spec has been accepted, as a cell of a real sweep can.
+SWEEP_YAML = """\
+name: tiny-sweep
+base: tiny.yaml
+data_dir: {data_dir}
+hours: 1
+start_hour_utc: 12
+days: [2023-07-12, 2023-02-08, 2010-01-06]
+policies: [slit, latency_first]
+"""
+
+
+def _write_sweep(folder: Path, data_dir: Path, text: str = SWEEP_YAML) -> Path:
+    write_tiny(folder)
+    path = folder / "sweep.yaml"
+    path.write_text(text.format(data_dir=data_dir), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """Ray's local mode on two CPUs, loopback only, shut down after the module."""
+    import ray
+
+    from slit.sweep.runner import start_ray
+
+    started = start_ray(None, 2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end_resume_and_failing_cell(ray_local, data_dir, tmp_path, capsys,
+                                                  monkeypatch):
+    spec = _write_sweep(tmp_path, data_dir)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, stderr
+    assert "3 cells: 0 already done, 2 run, 1 failed" in stdout
+    table = pd.read_parquet(out / "results.parquet")
+    done = table[table["status"] == "done"]
+    # One row per finished cell and policy, each with its own figures.
+    assert sorted(done.groupby("cell_id")["policy"].apply(sorted).tolist()) == \
+        [["latency_first", "slit"]] * 2
+    assert (done["requests"] > 0).all() and (done["carbon_kg"] > 0).all()
+    assert done[done["policy"] == "slit"]["carbon_kg"].nunique() == 2  # days differ
+    failed = table[table["status"] == "failed"]
+    assert failed["cell_id"].tolist() == ["2010-01-06_default_slobase_s0"]
+    assert "has no data" in failed["error"].iloc[0]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Carbon saving by month" in html and "Worst cells" in html
+    assert "2010-01-06_default_slobase_s0" in html  # the failed cell is listed
+
+    # Resume: the finished cells are not run again (their files are untouched); the failed one
+    # is retried and fails again.
+    cell_files = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("2023-*.parquet")}
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, stderr
+    assert "3 cells: 2 already done, 0 run, 1 failed" in stdout
+    assert {p.name: p.stat().st_mtime_ns
+            for p in (out / "cells").glob("2023-*.parquet")} == cell_files
+    assert len(read_table(out)) == len(table)
+
+
+def test_a_different_sweep_never_resumes_a_folder(ray_local, data_dir, tmp_path):
+    from slit.sweep.runner import run_sweep
+
+    out = tmp_path / "out"
+    (out / "cells").mkdir(parents=True)
+    (out / "sweep.json").write_text('{"fingerprint": "someone-else"}', encoding="utf-8")
+    sweep = load_sweep(_write_sweep(tmp_path, data_dir))
+    with pytest.raises(SlitInputError, match="different sweep"):
+        run_sweep(sweep, out)
+
+
+@pytest.mark.parametrize(("line", "field", "problem"), [
+    ("policies: [slit, nope]", "policies", "unknown policy 'nope'"),
+    ("policies: [latency_first]", "policies", "`slit` is not among the policies"),
+    ("day_range: {first: 2023-03-01, last: 2023-02-01}", "day_range.last", "is before first"),
+    ("seeds: [-1]", "seeds", "a seed is negative"),
+    ("colour: red", "colour", ""),
+    ("variants: [{name: a, gpu: H100-SXM5-80GB}]", "variants", "give `gpu` and `tp` together"),
+])
+def test_spec_errors_name_file_and_field(tmp_path, line, field, problem):
+    write_tiny(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nbase: tiny.yaml\n{line}\n", encoding="utf-8")
+    with pytest.raises(SlitInputError) as err:
+        load_sweep(path)
+    assert err.value.where.startswith(f"{path}: {field}")
+    assert "(line 3)" in err.value.where
+    assert problem in err.value.problem
+
+
+def test_a_bad_variant_override_fails_before_any_cell_runs(tmp_path):
+    write_tiny(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nbase: tiny.yaml\nvariants:\n  - {name: v, overrides: "
+                    "{workload: {global_rate_rps: -3}}}\n", encoding="utf-8")
+    with pytest.raises(SlitInputError) as err:
+        load_sweep(path)
+    assert "variant v" in err.value.where and "global_rate_rps" in err.value.where
+
+
+def test_sweep_cli_reports_spec_errors_on_one_line(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nhours: -1\n", encoding="utf-8")
+    code, _, stderr = run_slit(["sweep", str(path)], capsys, monkeypatch)
+    assert code == 2 and stderr.count("\n") == 1 and "hours" in stderr
+
+
+def test_grid_is_the_product_of_its_axes(tmp_path):
+    write_tiny(tmp_path)
+    path = tmp_path / "grid.yaml"
+    path.write_text("name: g\nbase: tiny.yaml\nday_range: {first: 2023-01-04, last: 2023-01-31, "
+                    "every_days: 7}\nslo_ttft_s: [1.0, 3.0]\nseeds: [0, 1]\nvariants:\n"
+                    "  - {name: a}\n  - {name: b, overrides: {workload: {global_rate_rps: 4}}}\n",
+                    encoding="utf-8")
+    sweep = load_sweep(path)
+    cells = sweep.cells()
+    assert len(cells) == 4 * 2 * 2 * 2 and len({c.cell_id for c in cells}) == len(cells)
+    b = next(c for c in cells if c.variant == "b" and c.slo_ttft_s == 3.0 and c.seed == 1)
+    scenario = sweep.scenario(b)
+    assert scenario.demand.global_rate_rps == 4 and scenario.slo_ttft_s == 3.0
+    assert scenario.seed == 1 and scenario.start_utc == pd.Timestamp("2023-01-04 00:00", tz="UTC")
+
+
+def test_variants_resize_the_fleet():
+    from slit.experiment.scenario import default_scenario
+    from slit.simulate.capacity import slo_capacity_rps
+
+    base = default_scenario(hours=1)
+    tight = apply_variant(base, Variant(name="t", peak_headroom=1.2))
+    week = pd.date_range(base.start_utc, periods=7 * 96, freq="15min")
+    peak = base.demand.rate_rps(week).max(axis=0)
+    for k, site in enumerate(tight.sites):
+        capacity = site.installed * slo_capacity_rps(site.replica, base.code_share)
+        assert 1.2 * peak[k] <= capacity < 1.2 * peak[k] + slo_capacity_rps(
+            site.replica, base.code_share)
+    # Default fleets are sized at 70 % utilisation (1.43x peak): the tight fleet is smaller.
+    assert sum(s.installed for s in tight.sites) < sum(s.installed for s in base.sites)
+    homogeneous = apply_variant(base, Variant(name="h", gpu="H100-SXM5-80GB", tp=4))
+    assert {s.replica.gpu for s in homogeneous.sites} == {"H100-SXM5-80GB"}
+
+
+def test_savings_are_percent_of_each_baseline():
+    rows = []
+    for cell, slit_carbon in (("c1", 80.0), ("c2", 120.0)):
+        for policy, carbon in (("slit", slit_carbon), ("latency_first", 100.0)):
+            rows.append({"cell_id": cell, "day": pd.Timestamp("2023-01-01"), "month": 1,
+                         "variant": "default", "slo_ttft_s": 1.5, "seed": 0, "policy": policy,
+                         "status": "done", "carbon_kg": carbon, "water_l": 10.0,
+                         "cost_usd": 5.0, "energy_kwh": 50.0, "slo_attainment_pct": 99.0})
+    rows.append({"cell_id": "c3", "policy": None, "status": "failed", "error": "boom"})
+    frame = savings(pd.DataFrame(rows)).set_index("cell_id")
+    assert frame.loc["c1", "saving_carbon_kg_pct"] == pytest.approx(20.0)
+    assert frame.loc["c2", "saving_carbon_kg_pct"] == pytest.approx(-20.0)
+    assert frame.loc["c1", "saving_water_l_pct"] == pytest.approx(0.0)
+    assert "c3" not in frame.index
+
+
+
+
+def test_site_simulations_on_ray_match_the_serial_run(ray_local, tmp_path, monkeypatch):
+    """Sites as Ray tasks give the same figures as one after another in this process."""
+    import slit.parallel as parallel
+    from slit.config import load_scenario
+    from slit.experiment.run import run_experiment
+
+    scenario = load_scenario(write_tiny(tmp_path))
+    assert parallel.ray_driver()
+    on_ray = run_experiment(scenario, ("latency_first",))
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    serial = run_experiment(scenario, ("latency_first",))
+    assert on_ray.metrics == serial.metrics
