@@ -152,13 +152,24 @@ def test_variants_resize_the_fleet():
     week = pd.date_range(base.start_utc, periods=7 * 96, freq="15min")
     peak = base.demand.rate_rps(week).max(axis=0)
     for k, site in enumerate(tight.sites):
-        capacity = site.installed * slo_capacity_rps(site.replica, base.code_share)
-        assert 1.2 * peak[k] <= capacity < 1.2 * peak[k] + slo_capacity_rps(
-            site.replica, base.code_share)
+        for model in base.models:
+            spec = site.replica_for[model.name]
+            unit = slo_capacity_rps(spec, model.code_share)
+            capacity = site.reserved[model.name] * unit
+            need = 1.2 * peak[k] * model.demand_share
+            assert need <= capacity < max(need, 0) + unit, (site.region_id, model.name)
+        assert site.fits(site.reserved)
     # Default fleets are sized at 70 % utilisation (1.43x peak): the tight fleet is smaller.
-    assert sum(s.installed for s in tight.sites) < sum(s.installed for s in base.sites)
+    def replicas(scenario):
+        return sum(sum(s.reserved.values()) for s in scenario.sites)
+    assert replicas(tight) < replicas(base)
     homogeneous = apply_variant(base, Variant(name="h", gpu="H100-SXM5-80GB", tp=4))
-    assert {s.replica.gpu for s in homogeneous.sites} == {"H100-SXM5-80GB"}
+    gpus = {spec.gpu for s in homogeneous.sites for spec in s.replica_for.values()}
+    assert gpus == {"H100-SXM5-80GB"}
+    for site in homogeneous.sites:
+        assert set(site.gpus) == {"H100-SXM5-80GB"} and site.fits(site.reserved)
+        assert site.replica_for["Llama-3.1-8B"].tp == 1
+        assert site.replica_for["Llama-3.1-70B"].tp == 4
 
 
 def test_savings_are_percent_of_each_baseline():
