@@ -38,7 +38,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 
 from slit.optimise.horizon import HorizonProblem, released_tables
-from slit.optimise.milp import IntervalMilp
+from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp
 from slit.optimise.problem import OBJECTIVES
 
 DEFAULT_HORIZON_TIME_LIMIT_S = 60.0
@@ -179,7 +179,7 @@ class HorizonMilp:
         """The LP relaxation's optimum: a proven bound that keeps the pools and lifecycle."""
         res = milp(c, bounds=self.bounds,
                    constraints=[LinearConstraint(self.constraints, self.lo, self.hi)],
-                   options={"disp": False})
+                   options={"disp": False, "presolve": HIGHS_PRESOLVE})
         if res.status == 2:
             return np.inf
         return float(res.fun) if res.status == 0 and res.fun is not None else -np.inf
@@ -205,7 +205,7 @@ class HorizonMilp:
                    constraints=[LinearConstraint(self.constraints, self.lo, self.hi)],
                    options={"time_limit": max(1.0, time_limit_s - (time.perf_counter()
                                                                    - started)),
-                            "disp": False})
+                            "disp": False, "presolve": HIGHS_PRESOLVE})
         solve_s = time.perf_counter() - started
         if res.status == 2:
             bound = np.inf
@@ -234,7 +234,8 @@ class HorizonMilp:
 def _block_bound(c: np.ndarray, block: IntervalMilp, time_limit_s: float) -> float:
     res = milp(c, integrality=block.integrality, bounds=block.bounds,
                constraints=[LinearConstraint(block.constraints, block.lo, block.hi)],
-               options={"time_limit": max(0.5, time_limit_s), "disp": False})
+               options={"time_limit": max(0.5, time_limit_s), "disp": False,
+                        "presolve": HIGHS_PRESOLVE})
     if res.status == 2:
         return np.inf
     dual = getattr(res, "mip_dual_bound", None)

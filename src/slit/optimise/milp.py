@@ -60,6 +60,11 @@ from slit.optimise.preference import Preference
 from slit.optimise.problem import OBJECTIVES, SHARE_EPS, IntervalProblem, evaluate_plans
 from slit.optimise.routing import normalise_rows, repair
 
+# HiGHS's MIP presolve (scipy 1.17's build) crashes the process with a segmentation fault on some
+# of these models (in transformNewIntegerFeasibleSolution); without presolve it has not, and the
+# models are small enough that the solves stay fast.
+HIGHS_PRESOLVE = False
+
 KWH_PER_WS = 1.0 / 3.6e6
 TTFT_SAMPLES_PER_SEGMENT = 8
 MAX_ENVELOPE_LINES = 40  # per (site, awake count); fewer lines only weaken the envelope
@@ -479,7 +484,7 @@ class IntervalMilp:
                                                     np.asarray(caps)[finite]))
         started = time.perf_counter()
         options: dict[str, float | int | bool] = {"time_limit": float(time_limit_s),
-                                                  "disp": False}
+                                                  "disp": False, "presolve": HIGHS_PRESOLVE}
         if node_limit is not None:
             options["node_limit"] = int(node_limit)
         if rel_gap is not None:
@@ -592,7 +597,7 @@ class IntervalMilp:
             constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
                                                 np.asarray(caps)[finite] * (1 + 1e-9)))
         res = milp(weights @ self.objective_rows, bounds=Bounds(lb, ub), constraints=constraints,
-                   options={"time_limit": 10.0, "disp": False})
+                   options={"time_limit": 10.0, "disp": False, "presolve": HIGHS_PRESOLVE})
         return res.x if res.x is not None else None
 
     def solve_weighted(self, weights: np.ndarray, scales: np.ndarray,
