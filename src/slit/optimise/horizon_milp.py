@@ -38,7 +38,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 
 from slit.optimise.horizon import HorizonProblem, released_tables
-from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp
+from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp, proven_bound
 from slit.optimise.problem import OBJECTIVES
 
 DEFAULT_HORIZON_TIME_LIMIT_S = 60.0
@@ -207,13 +207,8 @@ class HorizonMilp:
                                                                    - started)),
                             "disp": False, "presolve": HIGHS_PRESOLVE})
         solve_s = time.perf_counter() - started
-        if res.status == 2:
-            bound = np.inf
-        else:
-            dual = getattr(res, "mip_dual_bound", None)
-            bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
-            if res.status == 0 and res.fun is not None:
-                bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
+        bound = proven_bound(res)
+        if res.status != 2:
             bound = max(bound, split)
         replicas = routing = None
         value = float("nan")
@@ -236,13 +231,7 @@ def _block_bound(c: np.ndarray, block: IntervalMilp, time_limit_s: float) -> flo
                constraints=[LinearConstraint(block.constraints, block.lo, block.hi)],
                options={"time_limit": max(0.5, time_limit_s), "disp": False,
                         "presolve": HIGHS_PRESOLVE})
-    if res.status == 2:
-        return np.inf
-    dual = getattr(res, "mip_dual_bound", None)
-    bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
-    if res.status == 0 and res.fun is not None:
-        bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
-    return bound
+    return proven_bound(res)
 
 
 def horizon_bound(problem: HorizonProblem, weights: np.ndarray,

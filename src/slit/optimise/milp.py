@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, OptimizeResult, milp
 from scipy.sparse import coo_matrix, csr_matrix
 
 from slit.optimise.baselines import objective_scales, weighted_sum_greedy
@@ -64,6 +64,19 @@ from slit.optimise.routing import normalise_rows, repair
 # of these models (in transformNewIntegerFeasibleSolution); without presolve it has not, and the
 # models are small enough that the solves stay fast.
 HIGHS_PRESOLVE = False
+
+
+def proven_bound(res: OptimizeResult) -> float:
+    """The lower bound a HiGHS result proves: +inf when infeasible, -inf when it proves nothing,
+    else its dual bound (capped by the optimum when it reports one)."""
+    if res.status == 2:
+        return np.inf
+    dual = getattr(res, "mip_dual_bound", None)
+    bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
+    if res.status == 0 and res.fun is not None:
+        # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
+        bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
+    return bound
 
 KWH_PER_WS = 1.0 / 3.6e6
 TTFT_SAMPLES_PER_SEGMENT = 8
@@ -492,14 +505,7 @@ class IntervalMilp:
         res = milp(c, integrality=self.integrality, bounds=self.bounds, constraints=constraints,
                    options=options)
         solve_s = time.perf_counter() - started
-        if res.status == 2:
-            bound = np.inf
-        else:
-            dual = getattr(res, "mip_dual_bound", None)
-            bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
-            if res.status == 0 and res.fun is not None:
-                # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
-                bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
+        bound = proven_bound(res)
         routing = None
         value = float("nan")
         if res.x is not None:
