@@ -53,12 +53,25 @@ AWAKE_BIN_S = 60.0  # resolution of the awake schedule handed to the simulation
 TTFT_SAMPLE = 20_000
 
 
+@dataclass(frozen=True)
+class Failover:
+    """A re-plan inside interval ``k`` when a fault starts or ends (``events.change_times``):
+    from ``at_s`` (seconds from the run's start) to the end of interval ``k`` these replicas and
+    routes replace the interval's."""
+
+    k: int
+    at_s: float
+    replicas: np.ndarray  # [S, M]
+    routing: np.ndarray  # [M, O, S]
+
+
 @dataclass
 class FleetPlan:
     """What one policy decided for the whole fleet, every interval."""
 
     replicas: np.ndarray  # [K, S, M] int: loaded replicas (loading or serving)
     routing: np.ndarray  # [K, M, O, S]: share of origin o's requests of model m sent to site s
+    failovers: tuple[Failover, ...] = ()  # re-plans inside intervals, in time order
 
 
 @dataclass

@@ -26,6 +26,7 @@ import pandas as pd
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
+from slit.experiment.events import Event
 from slit.experiment.settings import (
     GPUS_PER_NODE,
     ModelEntry,
@@ -139,6 +140,8 @@ class Scenario:
     # of a Poisson stream inside an interval.
     slo_planning_margin: float = 0.1
     history_days: int = 28  # signal history before the start, to train the forecasters
+    # Faults and data gaps during the period (slit.experiment.events), in time order.
+    events: tuple[Event, ...] = ()
 
     @property
     def model_names(self) -> tuple[str, ...]:
