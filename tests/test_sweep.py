@@ -202,3 +202,32 @@ def test_site_simulations_on_ray_match_the_serial_run(ray_local, tmp_path, monke
     monkeypatch.setattr(parallel, "ray_driver", lambda: False)
     serial = run_experiment(scenario, ("latency_first",))
     assert on_ray.metrics == serial.metrics
+
+
+def test_surrogate_training_runs_on_ray_match_the_serial_runs(ray_local, monkeypatch):
+    """The surrogate's training simulations as Ray tasks give the same rows, in the same order,
+    and report progress up to the total."""
+    import slit.parallel as parallel
+    from slit.optimise.surrogate_design import SurrogateSpec, simulate_samples
+    from slit.serving.catalog import make_replica
+
+    spec = SurrogateSpec(replicas=(make_replica("Llama-3.1-8B", "H100-SXM5-80GB", 1),),
+                         code_shares=(0.3,), n_awake=(1, 3), utilisations=3, min_requests=400,
+                         max_duration_s=400.0)
+    seen: list[tuple[int, int]] = []
+    on_ray = simulate_samples(spec, lambda done, total: seen.append((done, total)))
+    assert sorted(seen) == [(n, 6) for n in range(1, 7)]
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    serial = simulate_samples(spec)
+    assert on_ray.equals(serial)
+    assert list(serial["run"]) == list(range(6))
+
+
+def test_parallel_map_reports_each_call_in_order_when_serial(monkeypatch):
+    import slit.parallel as parallel
+    from slit.parallel import parallel_map
+
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    done: list[int] = []
+    assert parallel_map(lambda x: x * x, iter([3, 1, 2]), done.append) == [9, 1, 4]
+    assert done == [1, 2, 3]

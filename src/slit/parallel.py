@@ -28,14 +28,28 @@ def ray_driver() -> bool:
     return bool(ray.get_runtime_context().worker.mode == ray.SCRIPT_MODE)
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+def parallel_map(fn: Callable[[T], R], items: Iterable[T],
+                 on_done: Callable[[int], None] | None = None) -> list[R]:
     """``[fn(item) for item in items]``, each call a Ray task when this process drives Ray.
 
     ``items`` may be a generator: run here, each item is built, used and dropped in turn, so
-    only one is in memory at a time."""
+    only one is in memory at a time. ``on_done(n)`` is told how many calls have finished, after
+    each one (in completion order on Ray; the results are in item order either way)."""
     if not ray_driver():
-        return [fn(item) for item in items]
+        out = []
+        for item in items:
+            out.append(fn(item))
+            if on_done is not None:
+                on_done(len(out))
+        return out
     import ray
 
     remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-    return list(ray.get([remote.remote(item) for item in items]))
+    refs = [remote.remote(item) for item in items]
+    if on_done is not None:
+        pending, done = list(refs), 0
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            done += len(finished)
+            on_done(done)
+    return list(ray.get(refs))

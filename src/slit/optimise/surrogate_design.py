@@ -16,6 +16,7 @@ import pandas as pd
 
 from slit.optimise.surrogate_model import GPU_CODES, MODEL_CODES
 from slit.optimise.token_mix import TokenMix
+from slit.parallel import parallel_map
 from slit.serving.capacity import max_throughput_rps
 from slit.serving.catalog import ReplicaSpec
 from slit.simulate.arrivals import poisson_stream
@@ -46,17 +47,32 @@ class SurrogateSpec:
         return [(r, c, n) for r in self.replicas for c in self.code_shares for n in self.n_awake]
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One training simulation: a cell of the design at one load."""
+
+    run: int
+    cell: int
+    replica: ReplicaSpec
+    code_share: float
+    n_awake: int
+    rate_rps: float
+    duration_s: float
+    stream_seed: int
+    token_source: str
+
+
 def simulate_samples(spec: SurrogateSpec,
                      progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Run the steady-state simulations of the training design; one row per run, with the
-    run's design cell in ``cell``."""
+    run's design cell in ``cell``. The runs are independent: Ray tasks when this process drives
+    Ray (``slit.parallel``), else one after the other; the rows are the same either way."""
     cells = spec.cells()
     total = len(cells) * spec.utilisations
     seeds = np.random.SeedSequence(spec.seed).spawn(total)
-    rows = []
+    runs = []
     for d, (replica, code_share, n) in enumerate(cells):
-        mix = TokenMix(code_share, spec.token_source)
-        mean_prompt, mean_output = mix.mean_tokens()
+        mean_prompt, mean_output = TokenMix(code_share, spec.token_source).mean_tokens()
         capacity = max_throughput_rps(replica, mean_prompt, mean_output)
         # Stratified loads: one draw in each of `utilisations` equal slices of the range.
         design_rng = np.random.default_rng(seeds[d * spec.utilisations])
@@ -64,23 +80,30 @@ def simulate_samples(spec: SurrogateSpec,
         utilisation = slices[:-1] + design_rng.random(spec.utilisations) * np.diff(slices)
         for u_index, rho in enumerate(utilisation):
             run = d * spec.utilisations + u_index
-            rate = rho * capacity * n
+            rate = float(rho * capacity * n)
             duration = float(np.clip(spec.min_requests / rate, spec.min_duration_s,
                                      spec.max_duration_s))
-            stream_seed = int(seeds[run].generate_state(1)[0])
-            requests = poisson_stream(rate, duration, mix.sample, stream_seed)
-            row = _measure(replica, n, requests, duration, run)
-            row.update({
-                "run": run, "cell": d, "gpu": replica.gpu, "model": replica.model,
-                "code_share": code_share, "gpu_code": GPU_CODES[replica.gpu],
-                "model_code": MODEL_CODES[replica.model], "tp": replica.tp, "n_awake": n,
-                "load_rps_per_replica": rate / n, "utilisation": rate / n / capacity,
-                "mean_prompt_tokens": mean_prompt, "mean_output_tokens": mean_output,
-            })
-            rows.append(row)
-            if progress is not None:
-                progress(run + 1, total)
-    return pd.DataFrame(rows)
+            runs.append(_Run(run, d, replica, code_share, n, rate, duration,
+                             int(seeds[run].generate_state(1)[0]), spec.token_source))
+    done = None if progress is None else (lambda n: progress(n, total))
+    return pd.DataFrame(parallel_map(_simulate_run, runs, done))
+
+
+def _simulate_run(r: _Run) -> dict[str, Any]:
+    mix = TokenMix(r.code_share, r.token_source)
+    mean_prompt, mean_output = mix.mean_tokens()
+    capacity = max_throughput_rps(r.replica, mean_prompt, mean_output)
+    requests = poisson_stream(r.rate_rps, r.duration_s, mix.sample, r.stream_seed)
+    row = _measure(r.replica, r.n_awake, requests, r.duration_s, r.run)
+    row.update({
+        "run": r.run, "cell": r.cell, "gpu": r.replica.gpu, "model": r.replica.model,
+        "code_share": r.code_share, "gpu_code": GPU_CODES[r.replica.gpu],
+        "model_code": MODEL_CODES[r.replica.model], "tp": r.replica.tp, "n_awake": r.n_awake,
+        "load_rps_per_replica": r.rate_rps / r.n_awake,
+        "utilisation": r.rate_rps / r.n_awake / capacity,
+        "mean_prompt_tokens": mean_prompt, "mean_output_tokens": mean_output,
+    })
+    return row
 
 
 def _measure(replica: ReplicaSpec, n: int, requests: RequestBatch, duration_s: float,
