@@ -338,6 +338,7 @@ class _Router:
                 per_model.append((pairs, p.target_index(p.rtt_s)))
             self.orders.append(per_model)
         self.full: dict[tuple[int, int, int, float], float] = {}
+        self.routes: dict[tuple[int, int, bytes, bytes], np.ndarray] = {}
 
     def full_capacity(self, k: int, m: int, s: int, worst_rtt_s: float) -> float:
         key = (k, m, s, worst_rtt_s)
@@ -349,6 +350,13 @@ class _Router:
     def route(self, k: int, m: int, limit: np.ndarray, factor: np.ndarray) -> np.ndarray:
         """[O, S] shares for (interval ``k``, model ``m``) with at most ``limit[s]`` replicas
         at each site, each filled to ``factor[s]`` x its SLO capacity."""
+        key = (k, m, np.asarray(limit, dtype=np.int64).tobytes(),
+               np.asarray(factor, dtype=float).tobytes())
+        if key not in self.routes:
+            self.routes[key] = self._route(k, m, limit, factor)
+        return self.routes[key]
+
+    def _route(self, k: int, m: int, limit: np.ndarray, factor: np.ndarray) -> np.ndarray:
         p = self.problem.steps[k][m]
         pairs, level_of = self.orders[k][m]
         n_o, n_s = p.n_origins, p.n_sites
@@ -447,7 +455,8 @@ class _Decoder:
         key = limits.tobytes()
         if key not in self.memo:
             p = self.problem
-            must_load = p.initial_replicas < limits  # [S, M]: the first interval loads there
+            # [S, M] share of the limit's replicas the first interval loads (cannot pre-load)
+            must_load = np.maximum(0, limits - p.initial_replicas) / np.maximum(limits, 1)
             x = np.zeros((p.n_steps, p.n_models, p.n_origins, p.n_sites))
             for k in range(p.n_steps):
                 for m in range(p.n_models):
@@ -497,35 +506,58 @@ def _seed_genes(problem: HorizonProblem, weights: np.ndarray,
     return seeds
 
 
+def _moves(problem: HorizonProblem, limits: np.ndarray, s: int) -> list[np.ndarray]:
+    """Neighbours of ``limits`` at site ``s``: a model drops a replica; a model takes one more
+    replica from the GPUs of another (which drops as many as that needs); a model takes the
+    whole pool."""
+    p = problem
+    lock = p.locked.max(axis=0)
+    out = []
+
+    def fits(trial: np.ndarray) -> bool:
+        return bool((p.pool_use(trial[None])[0][s] <= p.pool_gpus[s]).all())
+
+    for m in range(p.n_models):
+        if limits[s, m] > lock[s, m]:
+            trial = limits.copy()
+            trial[s, m] -= 1
+            out.append(trial)
+        if limits[s, m] >= p.max_replicas[s, m]:
+            continue
+        for other in range(p.n_models):
+            if other == m or p.gpu_type[s, other] != p.gpu_type[s, m]:
+                continue
+            trial = limits.copy()
+            trial[s, m] += 1
+            while not fits(trial) and trial[s, other] > lock[s, other]:
+                trial[s, other] -= 1
+            if fits(trial) and trial[s, other] < limits[s, other]:
+                out.append(trial)
+            whole = limits.copy()
+            whole[s, other] = lock[s, other]
+            whole[s, m] = lock[s, m]
+            while whole[s, m] < p.max_replicas[s, m]:
+                whole[s, m] += 1
+                if not fits(whole):
+                    whole[s, m] -= 1
+                    break
+            if not np.array_equal(whole, limits) and not any(np.array_equal(whole, t)
+                                                             for t in out):
+                out.append(whole)
+    return out
+
+
 def _polish(decoder: _Decoder, limits: np.ndarray, value: float, rounds: int
             ) -> tuple[np.ndarray, float]:
-    """Single-replica moves: per site, one model gives up a replica's GPUs and another takes
-    what fits of them (or nobody does); first improvement, ``rounds`` passes."""
+    """Site by site, the best of ``_moves`` if it improves; ``rounds`` passes."""
     p = decoder.problem
     for _ in range(rounds):
         improved = False
         for s in range(p.n_sites):
-            for m in range(p.n_models):
-                if limits[s, m] <= p.locked[:, s, m].max():
-                    continue
-                for other in [None, *[o for o in range(p.n_models) if o != m
-                                      and p.gpu_type[s, o] == p.gpu_type[s, m]]]:
-                    trial = limits.copy()
-                    trial[s, m] -= 1
-                    if other is not None:
-                        t = p.gpu_type[s, m]
-                        free = p.pool_gpus[s, t] - float(
-                            sum(trial[s, o] * p.gpus_per_replica[s, o]
-                                for o in range(p.n_models) if p.gpu_type[s, o] == t))
-                        add = int(free // p.gpus_per_replica[s, other])
-                        add = min(add, int(p.max_replicas[s, other] - trial[s, other]))
-                        if add <= 0:
-                            continue
-                        trial[s, other] += add
-                    v = decoder.limits(trial)[0]
-                    if v < value - 1e-12:
-                        limits, value, improved = trial, v, True
-                        break
+            for trial in _moves(p, limits, s):
+                v = decoder.limits(trial)[0]
+                if v < value - 1e-12:
+                    limits, value, improved = trial, v, True
         if not improved:
             break
     return limits, value
