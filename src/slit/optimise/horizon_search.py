@@ -173,10 +173,6 @@ def _total_demand(problem: HorizonProblem) -> float:
     return max(sum(float(p.demand_rps.sum()) for row in problem.steps for p in row), 1e-12)
 
 
-def _total_demand(problem: HorizonProblem) -> float:
-    return max(sum(float(p.demand_rps.sum()) for row in problem.steps for p in row), 1e-12)
-
-
 def _per_kwh(problem: HorizonProblem, weights: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """[H, S] the preference's scaled cost of one kWh at each interval's signals."""
     return np.array([weights[1] * row[0].carbon_kg_per_kwh_it / scales[1]
@@ -394,7 +390,7 @@ class _Router:
                 load[s] += remaining[o]
         demand = p.demand_rps[:, None]
         shares = np.where(demand > 0, flow / np.where(demand > 0, demand, 1.0), 0.0)
-        for o in np.flatnonzero(p.demand_rps <= 0):
+        for o in map(int, np.flatnonzero(p.demand_rps <= 0)):
             # No demand: send the row where it widens no site's worst round trip if it can.
             used = [s for s in range(n_s) if load[s] > 0 and p.allowed[o, s]]
             if used:
@@ -471,7 +467,7 @@ class _Decoder:
         return self.limits(pool_limits(self.problem, genes))
 
 
-class _SplitProblem(Problem):  # type: ignore[misc]
+class _SplitProblem(Problem):
     def __init__(self, decoder: _Decoder) -> None:
         p = decoder.problem
         super().__init__(n_var=p.n_sites * p.n_models, n_obj=1, xl=0.0, xu=1.0)
