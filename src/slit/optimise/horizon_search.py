@@ -63,8 +63,8 @@ INFEASIBLE_PLAN = 1e6  # search value of a plan short of capacity (plus the shor
 class HorizonSearchSettings:
     """Search effort (work, not time: the same problem gives the same plan on any machine)."""
 
-    population: int = 16
-    generations: int = 4
+    population: int = 10
+    generations: int = 3
     polish_rounds: int = 1  # passes of single-replica moves between models after the GA
 
 
