@@ -252,3 +252,16 @@ def test_pool_split_limits_fit_the_pools_and_keep_young_replicas(
     assert (problem.pool_use(limits[None])[0] <= problem.pool_gpus).all()
     assert (limits >= problem.locked.max(axis=0)).all()
     assert (limits <= np.maximum(problem.max_replicas, problem.locked.max(axis=0))).all()
+
+
+def test_warm_start_from_a_horizon_of_another_length() -> None:
+    """At the end of a day the horizon may be clipped: a previous plan of 4 intervals still
+    warm-starts a 3-interval problem (cut), and a 2-interval one a 3-interval problem
+    (last interval repeated)."""
+    long = small_horizon(5, 2, 4, 0.3)
+    short = replace(long, steps=long.steps[:3])
+    for prev_problem in (long, replace(long, steps=long.steps[:2])):
+        first = plan_horizon(prev_problem)
+        again = plan_horizon(short, previous=(first.replicas, first.routing))
+        assert again.replicas.shape[0] == 3 and again.routing.shape[0] == 3
+        assert again.feasible

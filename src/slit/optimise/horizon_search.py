@@ -576,6 +576,10 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
     previous_limits = None
     if previous is not None:
         r_prev, x_prev = shift_plan(*previous)
+        # A previous horizon of another length (e.g. clipped at the end of the day): cut it
+        # or repeat its last interval to this one's.
+        pick = np.minimum(np.arange(problem.n_steps), len(r_prev) - 1)
+        r_prev, x_prev = r_prev[pick], x_prev[pick]
         x_prev = np.stack([np.stack([normalise_rows(problem.steps[k][m], x_prev[k, m])
                                      for m in range(problem.n_models)])
                            for k in range(problem.n_steps)])
