@@ -177,3 +177,91 @@ def test_receding_horizon_commits_within_pools_and_min_up() -> None:
         whole = replace(template, steps=tuple(day), initial_replicas=np.zeros((2, 2), int),
                         initial_up_s=np.zeros((2, 2)))
         assert (whole.must_stay(plans.replicas) <= plans.replicas).all(), name
+
+
+slow_horizons = st.builds(
+    lambda seed, sites, steps, load, load_s: replace(
+        small_horizon(seed, sites, steps, load),
+        load_time_s=np.array([[0.5 * load_s, load_s]] * sites)),
+    st.integers(0, 10_000), st.integers(1, 3), st.integers(2, 3), st.floats(0.1, 0.6),
+    st.floats(300.0, 900.0))
+
+
+@hsettings
+@given(problem=slow_horizons)
+def test_loading_cut_keeps_the_bound_below_every_plan(problem: HorizonProblem) -> None:
+    """With loading taking a third to all of an interval the loading-loss cut binds; the bound
+    must still be below every plan the planning model finds feasible, and HiGHS's incumbent
+    from SLIT's plan as MIP start no worse than SLIT's plan."""
+    weights = np.asarray(Preference().weights)
+    decision = plan_horizon(problem)
+    result = HorizonMilp(problem).solve_weighted(
+        weights, time_limit_s=20.0,
+        start=(decision.replicas, decision.routing) if decision.feasible else None)
+    plans = baseline_plans(problem)
+    plans["slit"] = (decision.replicas, decision.routing)
+    for name, (r, x) in plans.items():
+        score = horizon_score(problem, evaluate_horizon(problem, r, x), weights)
+        if np.isfinite(score):
+            assert result.bound <= score * (1 + TOL) + TOL, name
+    if decision.feasible:
+        assert np.isfinite(result.value) and result.value <= decision.score * (1 + TOL) + TOL
+
+
+def test_slit_plan_is_feasible_when_every_replica_must_load() -> None:
+    """Nothing loaded now and loading takes 2/3 of an interval: the plan must route the first
+    interval within what the replicas carry after the loading loss, and stay within pools."""
+    problem = replace(small_horizon(7, 3, 4, 0.5), initial_replicas=np.zeros((3, 2), int),
+                      load_time_s=np.array([[300.0, 600.0]] * 3))
+    decision = plan_horizon(problem)
+    ev = evaluate_horizon(problem, decision.replicas, decision.routing)
+    assert decision.feasible and ev.feasible and ev.capacity_shortfall_rps <= 0
+    assert np.isclose(decision.score, horizon_score(problem, ev, Preference().weights))
+    assert (problem.pool_use(decision.replicas) <= problem.pool_gpus[None]).all()
+    assert (problem.must_stay(decision.replicas) <= decision.replicas).all()
+    # Deterministic: the same problem gives the same plan.
+    again = plan_horizon(problem)
+    assert np.array_equal(again.replicas, decision.replicas)
+    assert np.array_equal(again.routing, decision.routing)
+
+
+def test_warm_start_never_worse_than_the_shifted_previous_plan() -> None:
+    for seed in (3, 7, 11):
+        problem = small_horizon(seed, 3, 4, 0.4)
+        first = plan_horizon(problem)
+        # The next decision: one interval on, from the committed state.
+        steps = problem.steps[1:] + problem.steps[-1:]
+        up_s = np.where(first.replicas[0] > problem.initial_replicas, 0.0,
+                        problem.initial_up_s) + problem.interval_s
+        nxt = replace(problem, steps=steps, initial_replicas=first.replicas[0],
+                      initial_up_s=up_s)
+        r, x = shift_plan(first.replicas, first.routing)
+        shifted = horizon_score(nxt, evaluate_horizon(nxt, r, x), Preference().weights)
+        again = plan_horizon(nxt, previous=(first.replicas, first.routing))
+        assert again.score <= shifted * (1 + 1e-12), seed
+
+
+@hsettings
+@given(problem=horizons, genes=st.lists(st.floats(0.0, 1.0), min_size=6, max_size=6))
+def test_pool_split_limits_fit_the_pools_and_keep_young_replicas(
+        problem: HorizonProblem, genes: list[float]) -> None:
+    from slit.optimise.horizon_search import pool_limits
+
+    g = np.resize(np.asarray(genes), problem.n_sites * problem.n_models)
+    limits = pool_limits(problem, g)
+    assert (problem.pool_use(limits[None])[0] <= problem.pool_gpus).all()
+    assert (limits >= problem.locked.max(axis=0)).all()
+    assert (limits <= np.maximum(problem.max_replicas, problem.locked.max(axis=0))).all()
+
+
+def test_warm_start_from_a_horizon_of_another_length() -> None:
+    """At the end of a day the horizon may be clipped: a previous plan of 4 intervals still
+    warm-starts a 3-interval problem (cut), and a 2-interval one a 3-interval problem
+    (last interval repeated)."""
+    long = small_horizon(5, 2, 4, 0.3)
+    short = replace(long, steps=long.steps[:3])
+    for prev_problem in (long, replace(long, steps=long.steps[:2])):
+        first = plan_horizon(prev_problem)
+        again = plan_horizon(short, previous=(first.replicas, first.routing))
+        assert again.replicas.shape[0] == 3 and again.routing.shape[0] == 3
+        assert again.feasible

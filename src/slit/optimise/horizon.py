@@ -118,12 +118,9 @@ class HorizonProblem:
 
     def pool_use(self, replicas: np.ndarray) -> np.ndarray:
         """[..., S, T] GPUs a plan's replicas occupy per pool."""
-        r = np.asarray(replicas)
-        use = np.zeros(r.shape[:-1] + (self.pool_gpus.shape[1],))
-        for m in range(self.n_models):
-            for s in range(self.n_sites):
-                use[..., s, self.gpu_type[s, m]] += r[..., s, m] * self.gpus_per_replica[s, m]
-        return use
+        onehot = self.gpu_type[..., None] == np.arange(self.pool_gpus.shape[1])  # [S, M, T]
+        gpus = self.gpus_per_replica[..., None] * onehot
+        return np.einsum("...sm,smt->...st", np.asarray(replicas, dtype=float), gpus)
 
     def loads(self, replicas: np.ndarray) -> np.ndarray:
         """[H, S, M] replicas loaded at the start of each interval."""

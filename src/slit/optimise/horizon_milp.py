@@ -14,6 +14,9 @@ and rows:
 - pools: ``sum_m gpus_per_replica[s, m] r[k, s, m] <= pool_gpus[s, t]`` per GPU type ``t``;
 - minimum up-time: ``r[k] >= sum_{j = k - U + 1}^{k} a[j] + locked[k]`` with
   ``U = ceil(min_up_s / interval_s)`` and ``locked`` the current replicas still younger than it;
+- capacity lost while loading, as a valid cut (``_loading_cut``): ``load + f c a <= sum_n C(n)
+  u_n`` with ``f`` the loading share of the interval, ``c`` the least per-replica capacity and
+  ``C(n)`` the capacity at round trip 0 (or the demand plus ``f c n``, whichever is smaller);
 - objectives: mean TTFT weighted by each block's share of the horizon's demand; carbon, water,
   cost of the blocks' serving energy plus the loading energy ``a x loading_kwh`` at interval
   k's signals.
@@ -23,9 +26,14 @@ this MILP (its routing and counts in each block, ``r`` its replicas, ``a`` its l
 objectives are at most the plan's: each block only relaxes its interval problem (see
 ``milp.py``: lower convex envelopes, capacity per round-trip level, no "fewest replicas" rule),
 the lifecycle rows are the plan's own constraints written linearly, and the capacity lost while
-a replica loads is left out (the MILP lets a loading replica serve: a larger feasible set).
+a replica loads enters only through a cut every such plan meets (see ``_loading_cut``).
 Released replicas draw 0 W in both. So the solver's dual bound on any non-negative weighting is
 at most the weighted objective of SLIT's plan and of every baseline's.
+
+Solved with HiGHS through ``highspy`` (its own API): unlike scipy's wrapper it reports the dual
+bound when no incumbent has been found, runs HiGHS's presolve (which crashes scipy's build on
+some interval models), and takes a MIP start (a plan, e.g. SLIT's, as the first incumbent). The
+bound is the larger of that dual bound and the LP relaxation's optimum.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 
 from slit.optimise.horizon import HorizonProblem, released_tables
-from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp, proven_bound
+from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp, site_capacity_rps
 from slit.optimise.problem import OBJECTIVES
 
 DEFAULT_HORIZON_TIME_LIMIT_S = 60.0
@@ -118,6 +126,14 @@ class HorizonMilp:
                     else:
                         add([a_col(k, s, m), r_col(k, s, m), r_col(k - 1, s, m)],
                             [1.0, -1.0, 1.0], 0.0, np.inf)
+                    # Capacity lost while loading (a valid cut, see _loading_cut).
+                    cut = _loading_cut(problem, k, s, m)
+                    if cut is not None:
+                        cap_n, loss = cut
+                        lcols = [base + int(lay.l0[s]) + i for i in range(lay.counts[s])]
+                        add(lcols + ucols + [a_col(k, s, m)],
+                            [1.0] * len(lcols) + [-float(c) for c in cap_n] + [loss],
+                            -np.inf, 0.0)
                     window = list(range(max(0, k - u + 1), k + 1))
                     add([r_col(k, s, m)] + [a_col(j, s, m) for j in window],
                         [1.0] + [-1.0] * len(window), float(problem.locked[k, s, m]), np.inf)
@@ -159,22 +175,6 @@ class HorizonMilp:
         self.objective_rows = objective
         self.n_var = n_var
 
-    def decomposed_bound(self, c: np.ndarray, time_limit_s: float) -> float:
-        """A weaker proven bound: the coupling rows (pools, lifecycle) dropped, the model
-        separates into its blocks; the sum of their bounds bounds the whole. Valid only when
-        the loading terms cost nothing negative (dropping them then only lowers the cost);
-        -inf otherwise."""
-        lifecycle = c[self.blocks_end:]
-        if (lifecycle < 0).any():
-            return -np.inf
-        flat = [b for row in self.blocks for b in row]
-        offsets = self.offset.ravel()
-        per_block = time_limit_s / max(len(flat), 1)
-        total = 0.0
-        for block, base in zip(flat, offsets, strict=True):
-            total += _block_bound(c[int(base): int(base) + block.layout.n_var], block, per_block)
-        return total
-
     def lp_bound(self, c: np.ndarray) -> float:
         """The LP relaxation's optimum: a proven bound that keeps the pools and lifecycle."""
         res = milp(c, bounds=self.bounds,
@@ -189,49 +189,148 @@ class HorizonMilp:
         return {"variables": self.n_var, "integers": int(self.integrality.sum()),
                 "constraints": int(self.constraints.shape[0])}
 
+    def start_values(self, replicas: np.ndarray, routing: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """A MIP start from a horizon plan: its integer columns (replicas, each block's count
+        and routed-level binaries) as ``(indices, values)``; HiGHS completes the rest."""
+        p = self.problem
+        idx: list[int] = []
+        val: list[float] = []
+        for k in range(p.n_steps):
+            for m in range(p.n_models):
+                lay = self.blocks[k][m].layout
+                base = int(self.offset[k, m])
+                levels = lay.levels_routed(np.asarray(routing[k, m]))
+                idx.extend(base + int(lay.w0[0]) + np.arange(len(levels)))
+                val.extend(levels.tolist())
+                for s in range(p.n_sites):
+                    n = int(min(replicas[k, s, m], lay.counts[s]))
+                    idx.extend(base + int(lay.u0[s]) + np.arange(lay.counts[s] + 1))
+                    val.extend((np.arange(lay.counts[s] + 1) == n).astype(float).tolist())
+                    idx.append(self.r_col(k, s, m))
+                    val.append(float(n))
+        return np.array(idx, dtype=np.int32), np.array(val)
+
     def solve_weighted(self, weights: np.ndarray, scales: np.ndarray | None = None,
-                       time_limit_s: float = DEFAULT_HORIZON_TIME_LIMIT_S) -> HorizonMilpResult:
+                       time_limit_s: float = DEFAULT_HORIZON_TIME_LIMIT_S,
+                       start: tuple[np.ndarray, np.ndarray] | None = None,
+                       threads: int = 1) -> HorizonMilpResult:
         """Bound on ``sum_i weights[i] f_i / scales[i]`` (default scales: the problem's fixed
-        normalisation) over every feasible horizon plan."""
+        normalisation) over every feasible horizon plan. ``start``: a plan ``(replicas,
+        routing)`` given to HiGHS as its first incumbent (prunes the search; the bound does not
+        depend on it being any good)."""
         p = self.problem
         scales = p.scales() if scales is None else np.asarray(scales)
         c = (np.asarray(weights, dtype=float) / scales) @ self.objective_rows
         started = time.perf_counter()
-        # Bounds that need no incumbent first: the LP relaxation (keeps the coupling) and the
-        # blocks on their own (half the time; integer but uncoupled); then the coupled model,
-        # whose dual bound scipy does not report when HiGHS has found no incumbent.
-        split = max(self.decomposed_bound(c, 0.5 * time_limit_s), self.lp_bound(c))
-        res = milp(c, integrality=self.integrality, bounds=self.bounds,
-                   constraints=[LinearConstraint(self.constraints, self.lo, self.hi)],
-                   options={"time_limit": max(1.0, time_limit_s - (time.perf_counter()
-                                                                   - started)),
-                            "disp": False, "presolve": HIGHS_PRESOLVE})
+        # The LP relaxation first (it keeps the coupling and needs no incumbent), then the
+        # coupled model through HiGHS's own API, which reports its dual bound whether or not
+        # it has found an incumbent (scipy's wrapper does not).
+        lp = self.lp_bound(c)
+        if lp == np.inf:
+            return HorizonMilpResult(np.inf, float("nan"), None, None,
+                                     time.perf_counter() - started, 2, self.size)
+        solved = _highs_solve(c, self.constraints, self.lo, self.hi, self.bounds.lb,
+                              self.bounds.ub, self.integrality,
+                              max(1.0, time_limit_s - (time.perf_counter() - started)),
+                              None if start is None else self.start_values(*start), threads)
         solve_s = time.perf_counter() - started
-        bound = proven_bound(res)
-        if res.status != 2:
-            bound = max(bound, split)
+        bound = np.inf if solved.status == 2 else max(solved.bound, lp)
         replicas = routing = None
-        value = float("nan")
-        if res.x is not None:
-            value = float(res.fun)
+        if solved.x is not None:
             h, n_s, n_m, n_o = p.n_steps, p.n_sites, p.n_models, p.n_origins
-            replicas = np.array([[[round(res.x[self.r_col(k, s, m)]) for m in range(n_m)]
+            replicas = np.array([[[round(solved.x[self.r_col(k, s, m)]) for m in range(n_m)]
                                   for s in range(n_s)] for k in range(h)], dtype=np.int64)
             routing = np.zeros((h, n_m, n_o, n_s))
             for k in range(h):
                 for m in range(n_m):
                     base = int(self.offset[k, m])
-                    routing[k, m] = res.x[base: base + n_o * n_s].reshape(n_o, n_s)
-        return HorizonMilpResult(bound, value, replicas, routing, solve_s, int(res.status),
-                                 self.size)
+                    routing[k, m] = solved.x[base: base + n_o * n_s].reshape(n_o, n_s)
+        return HorizonMilpResult(bound, solved.value, replicas, routing, solve_s,
+                                 solved.status, self.size)
 
 
-def _block_bound(c: np.ndarray, block: IntervalMilp, time_limit_s: float) -> float:
-    res = milp(c, integrality=block.integrality, bounds=block.bounds,
-               constraints=[LinearConstraint(block.constraints, block.lo, block.hi)],
-               options={"time_limit": max(0.5, time_limit_s), "disp": False,
-                        "presolve": HIGHS_PRESOLVE})
-    return proven_bound(res)
+@dataclass(frozen=True, slots=True)
+class _Solved:
+    bound: float  # HiGHS's dual bound (-inf when it proved none)
+    value: float  # incumbent objective (nan if none)
+    x: np.ndarray | None
+    status: int  # as scipy.optimize.milp: 0 optimal, 1 limit reached, 2 infeasible, 4 other
+
+
+def _highs_solve(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
+                 col_lo: np.ndarray, col_hi: np.ndarray, integrality: np.ndarray,
+                 time_limit_s: float, start: tuple[np.ndarray, np.ndarray] | None,
+                 threads: int) -> _Solved:
+    """One MILP through ``highspy`` (HiGHS's own API, with its presolve: the scipy build's
+    presolve crash does not occur in highspy's newer HiGHS)."""
+    import highspy
+
+    csc = a.tocsc()
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = int(csc.shape[1]), int(csc.shape[0])
+    lp.col_cost_ = np.asarray(c, dtype=float)
+    lp.col_lower_ = np.where(np.isfinite(col_lo), col_lo, -inf)
+    lp.col_upper_ = np.where(np.isfinite(col_hi), col_hi, inf)
+    lp.row_lower_ = np.where(np.isfinite(row_lo), row_lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(row_hi), row_hi, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr
+    lp.a_matrix_.index_ = csc.indices
+    lp.a_matrix_.value_ = csc.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
+    lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous
+                       for v in integrality]
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("time_limit", float(time_limit_s))
+    solver.setOptionValue("threads", int(threads))
+    solver.setOptionValue("random_seed", 0)
+    solver.passModel(lp)
+    if start is not None:
+        solver.setSolution(len(start[0]), start[0], start[1])
+    solver.run()
+    status = solver.getModelStatus()
+    info = solver.getInfo()
+    ms = highspy.HighsModelStatus
+    if status == ms.kInfeasible:
+        return _Solved(np.inf, float("nan"), None, 2)
+    has_x = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    x = np.array(solver.getSolution().col_value) if has_x else None
+    value = float(info.objective_function_value) if has_x else float("nan")
+    bound = float(info.mip_dual_bound)
+    if not np.isfinite(bound):
+        bound = -np.inf
+    if status == ms.kOptimal and has_x:
+        bound = min(bound, value) if np.isfinite(bound) else value
+        return _Solved(bound, value, x, 0)
+    return _Solved(bound, value, x, 1 if status in (ms.kTimeLimit, ms.kIterationLimit,
+                                                     ms.kSolutionLimit, ms.kInterrupt)
+                   else 4)
+
+
+def _loading_cut(problem: HorizonProblem, k: int, s: int, m: int
+                 ) -> tuple[np.ndarray, float] | None:
+    """``load + f c a <= sum_n C(n) u_n`` for (interval k, site s, model m): ``a`` replicas
+    loaded at k's start serve nothing for the share ``f`` of it, so with ``n`` replicas a plan
+    carries at most ``cap(n) (1 - f a / n)`` (``evaluate_horizon``'s rule), ``cap`` at its worst
+    round trip, at most ``cap0`` (round trip 0). With ``c = min_n cap0(n) / n``, ``load + f c a
+    <= cap0(n)``; with ``D`` the demand that may go there and ``a <= n``, also ``<= D + f c n``:
+    ``C(n)`` is the smaller. Returns ``(C [N + 1], f c)``, or None when nothing is lost."""
+    p = problem.steps[k][m]
+    frac = float(problem.loading_fraction[s, m])
+    if frac <= 0:
+        return None
+    demand = float(p.demand_rps.sum())
+    cap0 = site_capacity_rps(p, s, 0.0, np.inf)
+    n = np.arange(len(cap0))
+    per = cap0[1:] / n[1:]
+    per_replica = float(per[np.isfinite(per)].min()) if np.isfinite(per).any() else 0.0
+    if per_replica <= 0:
+        return None
+    loss = frac * per_replica
+    return np.minimum(cap0, demand + loss * n), loss
 
 
 def horizon_bound(problem: HorizonProblem, weights: np.ndarray,
