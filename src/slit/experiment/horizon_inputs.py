@@ -147,7 +147,7 @@ def horizon_problem(inputs: HorizonInputs, k: int, replicas_now: np.ndarray,
                                 ("cost_usd_per_kwh_it", coefficients[2])):
                 object.__setattr__(problem, name, value)
             if (max_replicas[:, m] < template.installed).any():
-                problem = released_tables(problem, max_replicas[:, m])
+                problem = released_tables(problem, max_replicas[:, m].tolist())
             row.append(problem)
         steps.append(tuple(row))
     specs = [[site.replica_for[m] for m in names] for site in scenario.sites]

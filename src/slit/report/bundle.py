@@ -46,7 +46,7 @@ def results_document(result: ExperimentResult) -> dict:
     if result.decision_s:
         doc["median_decision_s"] = sorted(result.decision_s)[len(result.decision_s) // 2]
     scores = result_scores(result)
-    if scores:
+    if scores and result.preference_scales is not None:
         # One normalisation for every policy: the forecast problems' scales.
         doc["preference"] = {"mode": sc.preference.mode,
                              "weights": list(sc.preference.effective_weights),
