@@ -280,12 +280,18 @@ def prepare_models(scenario: Scenario, progress: Callable[[str, int, int], None]
     report = progress or (lambda stage, done, total: None)
     n_m = len(scenario.model_names)
     out = []
+    simulated = False  # a cached surrogate reports nothing itself: then count models
     for i, model in enumerate(scenario.model_names):
         def scaled(stage: str, done: int, total: int, i: int = i) -> None:
-            report(stage, i * total + done, n_m * total) if stage == "surrogate" \
-                else report(stage, done, total)
+            nonlocal simulated
+            if stage == "surrogate":
+                simulated = True
+                report(stage, i * total + done, n_m * total)
+            else:
+                report(stage, done, total)
         out.append(prepare(scenario.for_model(model), scaled))
-        report("surrogate", i + 1, n_m)  # a cached surrogate reports nothing itself
+        if not simulated:
+            report("surrogate", i + 1, n_m)
     return out
 
 
