@@ -51,15 +51,16 @@ def results_document(result: ExperimentResult) -> dict:
         doc["preference"] = {"mode": sc.preference.mode,
                              "weights": list(sc.preference.effective_weights),
                              "scales": [float(x) for x in result.preference_scales]}
-        for policy, score in scores.items():
-            doc["policies"][policy]["preference_score"] = score
+        # Beside "policies" (whose entries are PolicyMetrics fields, read back as such).
+        doc["preference_score"] = scores
         if "slit" in scores:
             doc["slit_score_better_than_pct"] = {
                 p: 100.0 * (v - scores["slit"]) / abs(v) if v else float("nan")
                 for p, v in scores.items() if p != "slit"}
-    for policy, plan in result.plans.items():
-        if policy in doc["policies"] and len(plan.decision_s):
-            doc["policies"][policy]["median_decision_s"] = float(np.median(plan.decision_s))
+    decision = {p: float(np.median(plan.decision_s)) for p, plan in result.plans.items()
+                if len(plan.decision_s)}
+    if decision:
+        doc["median_decision_s_by_policy"] = decision
     if result.model_metrics:
         doc["models"] = {p: {m: mm.as_dict() for m, mm in by_model.items()}
                          for p, by_model in result.model_metrics.items()}
