@@ -178,3 +178,21 @@ def test_same_inputs_same_committed_plans(prepared, receding):
         np.testing.assert_array_equal(again.fleet[policy].routing,
                                       receding.fleet[policy].routing)
     np.testing.assert_array_equal(again.preference_scales, receding.preference_scales)
+
+
+def test_demand_forecast_ahead_is_the_profile_times_the_observed_level():
+    from slit.forecast.demand import DemandForecaster, intervals_per_day
+
+    per_day = intervals_per_day(900.0)
+    profile = 10.0 + 5.0 * np.sin(np.arange(per_day) / per_day * 2 * np.pi)  # counts/interval
+    history = np.tile(profile, 7)[:, None] * np.array([[1.0, 3.0]])  # two origins, 7 days
+    forecaster = DemandForecaster(900.0).fit(history)
+    observed = 2.0 * history[:5]  # the day so far runs at twice the usual level
+    ahead = forecaster.predict_ahead(observed, 8)
+    np.testing.assert_allclose(ahead[0], forecaster.predict_next(observed))
+    # Later steps follow the profile at their own time of day, at the level observed now.
+    level = ahead[0] / history[5]
+    np.testing.assert_allclose(ahead, level[None] * history[5:13], rtol=1e-9)
+    assert (level > 1.5).all()
+    with pytest.raises(SlitInputError):
+        forecaster.predict_ahead(observed, 0)
