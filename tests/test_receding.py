@@ -30,6 +30,7 @@ from slit.experiment.scenario import default_scenario
 from slit.serving.lifecycle import load_time_s
 
 POLICIES = ("slit", "milp", "weighted_greedy", "latency_first")
+REPORTED: list[tuple[str, int, int]] = []  # progress of prepare_models and plan_receding
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +43,13 @@ def monkeypatch_module():
 def prepared(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("SLIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     scenario = default_scenario(hours=1.0, global_rate_rps=15.0)
-    return scenario, prepare_models(scenario)
+    return scenario, prepare_models(scenario, lambda *event: REPORTED.append(event))
 
 
 @pytest.fixture(scope="module")
 def receding(prepared):
     scenario, models = prepared
-    return plan_receding(scenario, models, POLICIES)
+    return plan_receding(scenario, models, POLICIES, lambda *event: REPORTED.append(event))
 
 
 def _fits(scenario, replicas: np.ndarray, pools: np.ndarray) -> bool:
@@ -196,3 +197,28 @@ def test_demand_forecast_ahead_is_the_profile_times_the_observed_level():
     assert (level > 1.5).all()
     with pytest.raises(SlitInputError):
         forecaster.predict_ahead(observed, 0)
+
+
+def test_progress_of_a_multi_model_run_never_ends_a_stage_early(prepared, receding):
+    # Two models used to report "surrogate" and "plan" once per model, so the plain log said
+    # "simulating ...: done" before the simulation had started.
+    import io
+
+    from rich.console import Console
+
+    from slit.cli.progress import stage_progress
+
+    scenario, _ = prepared
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=False)
+    with stage_progress(console, first="load",
+                        order=("load", "surrogate", "plan", "simulate")) as report:
+        for event in REPORTED:
+            report(*event)
+        report("simulate", 1, 1)
+    lines = [line.split("] ", 1)[1] for line in buffer.getvalue().splitlines()]
+    assert not any(line.endswith(": done") and not line.startswith("loading")
+                   for line in lines), lines
+    plan = [line for line in lines if line.startswith("planning intervals: ")]
+    assert plan[-1] == f"planning intervals: {scenario.n_intervals}/{scenario.n_intervals}"
+    assert lines.index(plan[-1]) < lines.index("simulating sites, one policy at a time ...")
