@@ -50,7 +50,7 @@ def test_fleet_default_and_preference(tmp_path: Path) -> None:
     text = """
 period: {start_utc: 2023-07-12, hours: 3}
 fleet: default
-workload: {global_rate_rps: 100}
+workload: {global_rate_rps: 25}
 preference: {mode: cap, ttft_cap_s: 0.8, minimise: water_l}
 carbon_basis: lca
 slo: {ttft_s: 2, percentile: 95}

@@ -147,7 +147,7 @@ def test_variants_resize_the_fleet():
     from slit.experiment.scenario import default_scenario
     from slit.simulate.capacity import slo_capacity_rps
 
-    base = default_scenario(hours=1)
+    base = default_scenario(hours=1, global_rate_rps=100.0)  # fleets above one node a site
     tight = apply_variant(base, Variant(name="t", peak_headroom=1.2))
     week = pd.date_range(base.start_utc, periods=7 * 96, freq="15min")
     peak = base.demand.rate_rps(week).max(axis=0)

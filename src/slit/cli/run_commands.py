@@ -17,7 +17,13 @@ from slit.experiment.run import POLICIES, ExperimentResult, run_experiment
 from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_scenario
 from slit.fileio import check_output_file, write_text_atomically
 from slit.report.bundle import check_out_dir, results_document, write_results_dir
-from slit.report.table import dominating, fitted_comparison_table, reductions_vs, write_json
+from slit.report.table import (
+    dominating,
+    fitted_comparison_table,
+    reductions_vs,
+    result_scores,
+    write_json,
+)
 
 DEFAULT_OUT = Path("slit-results")
 
@@ -112,11 +118,12 @@ def build_scenario(scenario_file: Path | None, data_dir: Path | None, hours: flo
 
 def _print_summary(result: ExperimentResult, console: Console) -> None:
     scenario, metrics = result.scenario, result.metrics
+    scores = result_scores(result)
     table, full = fitted_comparison_table(
         metrics, f"{scenario.name}: {scenario.hours:g} h from "
         f"{scenario.start_utc:%Y-%m-%d %H:%M} UTC, {len(scenario.sites)} sites, "
         f"{metrics['slit'].requests:,} requests, SLO TTFT <= {scenario.slo_ttft_s:g} s",
-        console)
+        console, scores)
     console.print(table)
     if not full:
         console.print(f"(compact table for {console.width} columns; every column is in "
@@ -129,6 +136,10 @@ def _print_summary(result: ExperimentResult, console: Console) -> None:
         f" cost -{cut['cost_usd']:.1f} %, energy -{cut['energy_kwh']:.1f} %")
     console.print(f"SLIT dominated by: {', '.join(beaten_by) if beaten_by else 'none'}; "
                   f"median decision {decision:.2f} s")
+    if "slit" in scores:
+        better = ", ".join(f"{p} {100.0 * (v - scores['slit']) / abs(v):+.1f} %"
+                           for p, v in scores.items() if p != "slit" and v)
+        console.print(f"SLIT's preference score below each policy's (lower is better): {better}")
     acc = result.surrogate_accuracy
     console.print(
         "surrogate held-out MAPE (operating range): "

@@ -129,3 +129,31 @@ def steady_replicas(problems: list[IntervalProblem], k: int) -> np.ndarray:
     one = two_model_horizon(problems, k, 1)
     x = np.stack([np.stack([weighted_greedy(p, Preference()) for p in one.steps[0]])])
     return fixed_placement(one, x)[0]
+
+
+def scenario_busiest_horizons(n: int = 12, horizon: int = 8, data_dir: Path | None = None
+                              ) -> list[HorizonProblem]:
+    """Horizons of the default scenario itself (both served models on their GPU pools, as
+    ``slit run`` plans them: ``horizon_inputs.horizon_problem``) starting at the ``n`` intervals
+    with the most forecast demand, in time order; each from the replicas the fixed placement
+    rule keeps for the weighted greedy's plan of the interval before (up long enough to be
+    released). Replaces the ``two_model_horizon`` assumption where a benchmark wants the real
+    scenario."""
+    from slit.experiment.horizon_inputs import HorizonInputs, horizon_problem
+    from slit.experiment.run import prepare_models
+    from slit.optimise.horizon_policies import HORIZON_POLICIES
+
+    scenario = default_scenario(data_dir=data_dir)
+    inputs = HorizonInputs(scenario, prepare_models(scenario, _progress), horizon)
+    print(file=sys.stderr)
+    n_s, n_m = len(scenario.sites), len(scenario.model_names)
+    zero, old = np.zeros((n_s, n_m), dtype=np.int64), np.full((n_s, n_m), scenario.min_up_s)
+    demand = [sum(float(p.demand_rps.sum()) for p in horizon_problem(inputs, k, zero, old)
+                  .steps[0]) for k in range(scenario.n_intervals)]
+    busiest = sorted(np.argsort([-d for d in demand], kind="stable")[:n])
+    out = []
+    for k in busiest:
+        before = horizon_problem(inputs, max(int(k) - 1, 0), zero, old)
+        state = HORIZON_POLICIES["weighted_greedy"].plan(before, scenario.preference, None)[0][0]
+        out.append(horizon_problem(inputs, int(k), state, old))
+    return out

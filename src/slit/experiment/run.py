@@ -28,6 +28,13 @@ import pandas as pd
 from slit.data.regions import get_region
 from slit.data.signals import PRICE, TEMP
 from slit.errors import SlitInputError
+from slit.experiment.events import change_times
+from slit.experiment.horizon_inputs import (
+    HorizonInputs,
+    fit_to_pools,
+    horizon_problem,
+    pool_gpus,
+)
 from slit.experiment.metrics import PolicyMetrics, policy_metrics
 from slit.experiment.scenario import Scenario, origin_site_allowed
 from slit.footprint import site_footprint
@@ -35,9 +42,17 @@ from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
 from slit.forecast.history import WET_BULB, load_history
 from slit.forecast.signals import SignalForecaster
+from slit.optimise.horizon import (
+    DEFAULT_HORIZON,
+    HorizonProblem,
+    evaluate_horizon,
+    horizon_scales,
+)
+from slit.optimise.horizon_policies import HORIZON_POLICIES, HorizonPlan
 from slit.optimise.metaheuristic import Decision
 from slit.optimise.policies import POLICIES as REGISTRY
 from slit.optimise.policies import PlanContext, interval_seeds
+from slit.optimise.preference import Preference
 from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
@@ -49,6 +64,8 @@ from slit.workload.network import rtt_ms_matrix
 from slit.workload.requests import RequestBatch
 
 POLICIES: tuple[str, ...] = tuple(REGISTRY)
+SLIT = "slit"
+SEED_POLICY = "milp"  # its routing of the committed interval seeds SLIT's horizon search
 AWAKE_BIN_S = 60.0  # resolution of the awake schedule handed to the simulation
 TTFT_SAMPLE = 20_000
 
@@ -99,6 +116,8 @@ class ExperimentResult:
     fleet_plans: dict[str, FleetPlan] = field(default_factory=dict)
     # policy -> model -> metrics of that model's requests alone (footprint of its replicas)
     model_metrics: dict[str, dict[str, PolicyMetrics]] = field(default_factory=dict)
+    # [4] the one normalisation of every policy's preference_score (day_preference_scales)
+    preference_scales: np.ndarray | None = None
 
 
 @dataclass
@@ -110,7 +129,7 @@ class Prepared:
     actual: dict[str, pd.DataFrame]  # site -> signals over the period
     requests: RequestBatch  # the actual request stream
     counts: np.ndarray  # [K, O] actual requests per interval and origin
-    tables: tuple[SiteServingTable, ...]
+    tables: tuple[SiteServingTable, ...]  # per site, up to the replicas reserved for the model
     surrogate_accuracy: SurrogateAccuracy
     rtt_s: np.ndarray  # [O, S]
     pinned: np.ndarray  # [O, S]
@@ -118,6 +137,8 @@ class Prepared:
     demand_forecaster: DemandForecaster
     # [3, S] forecast footprint per IT kWh by UTC hour: every interval of an hour shares it.
     hourly_coefficients: dict[pd.Timestamp, np.ndarray] = field(default_factory=dict)
+    # per site, up to the replicas the whole pool holds (the horizon planner's tables)
+    pool_tables: tuple[SiteServingTable, ...] = ()
 
 
 def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
@@ -143,6 +164,10 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
     mix = TokenMix(scenario.code_share, spec.token_source)
     tables = tuple(surrogate.site_table(s.replica, s.installed, mix, scenario.slo_percentile)
                    for s in scenario.sites)
+    pool_tables = tuple(
+        table if s.max_replicas(s.replica.model) <= s.installed else surrogate.site_table(
+            s.replica, s.max_replicas(s.replica.model), mix, scenario.slo_percentile)
+        for s, table in zip(scenario.sites, tables, strict=True))
     forecasters = {
         s.region_id: SignalForecaster(
             signals=(carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB),
@@ -160,6 +185,7 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         demand_forecaster=DemandForecaster(scenario.interval_s).fit(observed_history(
             scenario.demand, scenario.start_utc, DEFAULT_HISTORY_DAYS, scenario.interval_s,
             scenario.seed)),
+        pool_tables=pool_tables,
     )
 
 
@@ -227,37 +253,174 @@ def plan_policies(
 def run_experiment(
     scenario: Scenario, policies: tuple[str, ...] = POLICIES,
     progress: Callable[[str, int, int], None] | None = None,
+    horizon: int = DEFAULT_HORIZON,
 ) -> ExperimentResult:
-    """Run ``scenario`` for every policy and return its metrics and traces."""
+    """Run ``scenario`` for every policy and return its metrics and traces: every policy plans
+    the fleet (all models) with the receding horizon (``plan_receding``), the judge simulates."""
     report = progress or (lambda stage, done, total: None)
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise SlitInputError("policies", f"unknown policy {unknown[0]!r}",
                              f"use some of: {', '.join(POLICIES)}")
-    prepared_by_model = [prepare(scenario.for_model(m), report) for m in scenario.model_names]
-    planned = [plan_policies(p, policies, report) for p in prepared_by_model]
-    fleet = {policy: FleetPlan(
-        replicas=np.stack([plans[policy].awake for plans, _ in planned], axis=2),
-        routing=np.stack([plans[policy].routing for plans, _ in planned], axis=1))
-        for policy in policies}
-    result = judge_plans(scenario, prepared_by_model, fleet, report)
-    # Per-policy views over all models: demand-weighted routing, total replicas and objectives.
-    weights = np.array([m.demand_share for m in scenario.models])
-    for policy in policies:
-        parts = [plans[policy] for plans, _ in planned]
-        result.plans[policy] = PolicyPlan(
-            routing=np.einsum("m,kmos->kos", weights, fleet[policy].routing),
-            awake=fleet[policy].replicas.sum(axis=2),
-            planned_objectives=_combine_objectives([p.planned_objectives for p in parts],
-                                                   weights),
-            decision_s=np.sum([p.decision_s for p in parts], axis=0),
-            planned_it_energy_kwh=np.sum([p.planned_it_energy_kwh for p in parts], axis=0))
-    # SLIT's decisions: those of the first model's view (one front per interval and model).
-    slit_decisions = planned[0][1].get("slit", [])
-    result.slit_decisions = slit_decisions
-    result.decision_s = [float(x) for x in result.plans["slit"].decision_s] \
-        if "slit" in result.plans else []
+    prepared_by_model = prepare_models(scenario, report)
+    receding = plan_receding(scenario, prepared_by_model, policies, report, horizon)
+    result = judge_plans(scenario, prepared_by_model, receding.fleet, report)
+    result.plans = receding.plans
+    result.slit_decisions = receding.slit_decisions
+    result.decision_s = [float(x) for x in receding.plans["slit"].decision_s] \
+        if "slit" in receding.plans else []
+    result.preference_scales = receding.preference_scales
     return result
+
+
+def prepare_models(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
+                   ) -> list[Prepared]:
+    """``prepare`` of every served model's view, in ``scenario.model_names`` order; progress of
+    the surrogate stage counted over all models (one bar, not one per model)."""
+    report = progress or (lambda stage, done, total: None)
+    n_m = len(scenario.model_names)
+    out = []
+    simulated = False  # a cached surrogate reports nothing itself: then count models
+    for i, model in enumerate(scenario.model_names):
+        def scaled(stage: str, done: int, total: int, i: int = i) -> None:
+            nonlocal simulated
+            if stage == "surrogate":
+                simulated = True
+                report(stage, i * total + done, n_m * total)
+            else:
+                report(stage, done, total)
+        out.append(prepare(scenario.for_model(model), scaled))
+        if not simulated:
+            report("surrogate", i + 1, n_m)
+    return out
+
+
+@dataclass
+class RecedingPlans:
+    """What every policy committed over a run, and how it planned."""
+
+    fleet: dict[str, FleetPlan]
+    plans: dict[str, PolicyPlan]  # per-policy views over all models, for the report
+    slit_decisions: list[Decision]  # SLIT's per-interval front (report), where computed
+    initial_replicas: np.ndarray  # [S, M] the state assumed at the run's start
+    preference_scales: np.ndarray  # [4] the one normalisation of every policy's score
+
+
+def initial_replicas(inputs: HorizonInputs, preference: Preference) -> np.ndarray:
+    """[S, M] the state assumed at the run's start, the same for every policy: the replicas
+    the fixed placement rule keeps for the weighted greedy's plan of the first interval,
+    already up (and up long enough to be released). The judge's simulation starts the first
+    interval's replicas serving, so a plan pays no load for them either."""
+    n_s, n_m = len(inputs.scenario.sites), len(inputs.scenario.model_names)
+    zero = np.zeros((n_s, n_m), dtype=np.int64)
+    first = horizon_problem(inputs, 0, zero, np.zeros((n_s, n_m)))
+    return HORIZON_POLICIES["weighted_greedy"].plan(first, preference, None)[0][0]
+
+
+def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
+                  policies: tuple[str, ...] = POLICIES,
+                  progress: Callable[[str, int, int], None] | None = None,
+                  horizon: int = DEFAULT_HORIZON) -> RecedingPlans:
+    """Every policy on the receding horizon: at each interval ``k`` the horizon problem of
+    ``k .. k + H - 1`` as known at its start (``horizon_problem``) from the policy's committed
+    state; the policy's first interval is committed. At each fault change inside interval ``k``
+    (``events.change_times``) the policy re-plans at once from the committed state with the
+    horizon known then (a ``Failover``); the next interval starts from the failover's replicas.
+    SLIT plans the horizon (``plan_horizon``); the baselines plan interval 0 alone and place
+    replicas by the fixed rule (``horizon_policies``)."""
+    report = progress or (lambda stage, done, total: None)
+    inputs = HorizonInputs(scenario, prepared_by_model, horizon)
+    preference = scenario.preference
+    names = scenario.model_names
+    n_k, n_s, n_m = scenario.n_intervals, len(scenario.sites), len(names)
+    n_o = len(scenario.demand.origins)
+    start = initial_replicas(inputs, preference)
+    # Per policy: replicas now, and when the youngest of each (site, model) was loaded (s from
+    # the run's start; the initial replicas count as loaded min_up_s before it).
+    state = {p: (start.copy(), np.full((n_s, n_m), -float(scenario.min_up_s)))
+             for p in policies}
+    previous: dict[str, HorizonPlan | None] = dict.fromkeys(policies)
+    replicas = {p: np.zeros((n_k, n_s, n_m), dtype=np.int64) for p in policies}
+    routing = {p: np.zeros((n_k, n_m, n_o, n_s)) for p in policies}
+    failovers: dict[str, list[Failover]] = {p: [] for p in policies}
+    plans = {p: PolicyPlan(np.zeros((n_k, n_o, n_s)), np.zeros((n_k, n_s), np.int64),
+                           np.zeros((n_k, 4)), np.zeros(n_k), np.zeros(n_k)) for p in policies}
+    changes = change_times(scenario.events, scenario.start_utc, scenario.end_utc)
+    weights = np.array([m.demand_share for m in scenario.models])
+    first_steps: list[tuple[IntervalProblem, ...]] = []
+    # The per-interval MILP plans before SLIT, which considers its routing of the committed
+    # interval among its candidates (``plan_horizon``'s ``first_routing``).
+    order = sorted(policies, key=lambda p: (p != SEED_POLICY, p == SLIT))
+    for k in range(n_k):
+        t0_s = k * scenario.interval_s
+        t0 = scenario.start_utc + pd.Timedelta(seconds=t0_s)
+        t1 = t0 + pd.Timedelta(seconds=scenario.interval_s)
+        base = horizon_problem(inputs, k, state[policies[0]][0], np.zeros((n_s, n_m)))
+        first_steps.append(base.steps[0])
+        seed_routing: np.ndarray | None = None  # the per-interval MILP's, for SLIT
+        seed_s = 0.0
+        for policy in order:
+            now, loaded_at = state[policy]
+            problem = replace(base, initial_replicas=fit_to_pools(scenario, now, base.pool_gpus),
+                              initial_up_s=t0_s - loaded_at)
+            started = time.perf_counter()
+            r, x = HORIZON_POLICIES[policy].plan(
+                problem, preference, previous[policy],
+                first_routing=seed_routing if policy == SLIT else None)
+            plans[policy].decision_s[k] = time.perf_counter() - started
+            if policy == SEED_POLICY:
+                # Interval 0 of every policy's horizon is the same problem (the state changes
+                # only placement), so the per-interval MILP's routing of it is SLIT's too; the
+                # time SLIT would spend solving it is counted in SLIT's decision.
+                seed_routing, seed_s = x[0], plans[policy].decision_s[k]
+            elif policy == SLIT:
+                plans[policy].decision_s[k] += seed_s
+            previous[policy] = (r, x) if r.shape[0] > 1 else None
+            replicas[policy][k], routing[policy][k] = r[0], x[0]
+            one = replace(problem, steps=problem.steps[:1])
+            ev = evaluate_horizon(one, r[:1], x[:1])
+            plans[policy].planned_objectives[k] = ev.objectives
+            plans[policy].planned_it_energy_kwh[k] = _planned_it_energy_kwh(one, r[0], x[0])
+            loaded_at = np.where(r[0] > problem.initial_replicas, t0_s, loaded_at)
+            current = r[0]
+            for t in (c for c in changes if t0 < c < t1):
+                at_s = (t - scenario.start_utc).total_seconds()
+                fault = horizon_problem(inputs, k, current, at_s - loaded_at, known_at_utc=t)
+                rf, xf = HORIZON_POLICIES[policy].plan(fault, preference, None)
+                failovers[policy].append(Failover(k, at_s, rf[0].copy(), xf[0].copy()))
+                loaded_at = np.where(rf[0] > fault.initial_replicas, at_s, loaded_at)
+                current = rf[0]
+            state[policy] = (current.copy(), loaded_at)
+        report("plan", k + 1, n_k)
+    fleet = {p: FleetPlan(replicas[p], routing[p], tuple(failovers[p])) for p in policies}
+    for p in policies:
+        plans[p].routing = np.einsum("m,kmos->kos", weights, routing[p])
+        plans[p].awake = replicas[p].sum(axis=2)
+    return RecedingPlans(fleet, plans, [], start, day_preference_scales(first_steps))
+
+
+def day_preference_scales(first_steps: list[tuple[IntervalProblem, ...]]) -> np.ndarray:
+    """[4] the one normalisation of every policy's simulated day (``preference_score``): the
+    forecast interval problems' scales (``horizon_scales`` over every committed interval and
+    model), fixed by the problems, never by the outcomes compared."""
+    return horizon_scales([p for row in first_steps for p in row])
+
+
+def _planned_it_energy_kwh(problem: HorizonProblem, replicas: np.ndarray, routing: np.ndarray
+                           ) -> float:
+    """IT energy the committed interval is expected to take (forecasts, surrogate), loading
+    included."""
+    energy = float((problem.loads(replicas[None])[0] * problem.loading_kwh()).sum())
+    for m, p in enumerate(problem.steps[0]):
+        load = p.demand_rps @ routing[m]
+        for s, table in enumerate(p.tables):
+            n = int(replicas[s, m])
+            if n == 0:
+                continue
+            _, _, power = table.lookup(np.array([load[s]]), np.array([n]))
+            power_w = float(power[0]) - (table.installed - n) * table.standby_w_per_replica
+            energy += power_w * p.interval_s / 3.6e6
+    return energy
 
 
 def _combine_objectives(per_model: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
@@ -294,6 +457,36 @@ def check_fleet_plan(scenario: Scenario, policy: str, plan: FleetPlan) -> None:
                     where, f"interval {k} loads {loaded} at {site.region_id}, which takes "
                     f"{site.gpus_used(loaded)} GPUs of a pool of {site.gpus}",
                     "keep sum over models of replicas x tp within each GPU type's pool")
+    check_min_up(scenario, policy, plan)
+
+
+def check_min_up(scenario: Scenario, policy: str, plan: FleetPlan) -> None:
+    """Refuse a plan that releases a replica before ``scenario.min_up_s``: at every change of
+    the loaded replicas (interval starts, failovers), each (site, model) keeps at least the
+    replicas it loaded within the last ``min_up_s`` (the planner's rule,
+    ``HorizonProblem.must_stay``). The first interval's replicas count as up long enough;
+    replicas a fault took (the site's pool shrank, ``fit_to_pools``) may go at once."""
+    times = [k * scenario.interval_s for k in range(scenario.n_intervals)]
+    timeline = [(t, plan.replicas[k].astype(np.int64)) for k, t in enumerate(times)]
+    timeline += [(f.at_s, np.asarray(f.replicas, dtype=np.int64)) for f in plan.failovers]
+    timeline.sort(key=lambda e: e[0])
+    loads: list[tuple[float, np.ndarray]] = []
+    current = timeline[0][1]
+    for t, replicas in timeline:
+        loads.append((t, np.maximum(0, replicas - current)))
+        recent = sum((n for at, n in loads if at > t - scenario.min_up_s + 1e-6),
+                     np.zeros_like(replicas))
+        t_utc = scenario.start_utc + pd.Timedelta(seconds=t)
+        held = fit_to_pools(scenario, current, pool_gpus(scenario, t_utc))
+        short = np.minimum(recent, held) - replicas  # loaded recently, still held before
+        if (short > 0).any():
+            s, m = np.argwhere(short > 0)[0]
+            raise SlitInputError(
+                f"plan of {policy}", f"at {t:g} s releases {int(short[s, m])} replica(s) of "
+                f"{scenario.model_names[m]} at {scenario.site_ids[s]} loaded less than "
+                f"min_up_s = {scenario.min_up_s:g} s before", "keep each loaded replica up "
+                "for the minimum up-time")
+        current = replicas
 
 
 def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],

@@ -220,7 +220,8 @@ class Workload(_Section):
         default=None, description="traffic share per origin, in `origins` order, summing to 1; "
         "null: by Internet users")
     global_rate_rps: float = Field(
-        default=100.0, gt=0, description="mean request rate over a week, all origins together")
+        default=25.0, gt=0, description="mean request rate over a week, all origins together "
+        "(25: the default day runs in minutes on 2 cores; fleets are sized from it)")
     trace_mix: dict[str, Annotated[float, Field(ge=0)]] = Field(
        default_factory=lambda: dict(DEFAULT_TRACE_MIX),
         description="shares of Azure trace kinds (`conv`, `code`) that draw token sizes; "

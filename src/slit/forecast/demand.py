@@ -87,10 +87,37 @@ class DemandForecaster:
         level = (weight @ series[first:n] + 1.0) / (weight @ reference[:-1] + 1.0)
         return level * reference[-1]
 
-    def _reference(self, series: np.ndarray, i: int, per_day: int) -> np.ndarray:
-        """Mean count at the time of day of index ``i`` over the days before it."""
+    def predict_ahead(self, observed_counts: np.ndarray, steps: int) -> np.ndarray:
+        """Forecasts [steps, n_origins] for intervals ``K .. K + steps - 1`` from counts
+        [K, n_origins] of intervals ``0..K-1``: each the seasonal profile at its time of day
+        times the level known now (the level is not extrapolated: it is what the observed
+        intervals say, and later intervals are not observed yet). ``steps = 1`` is
+        ``predict_next``."""
+        if steps < 1:
+            raise SlitInputError("demand forecast", f"{steps} steps ahead", "ask for >= 1")
+        first = self.predict_next(observed_counts)
+        if steps == 1:
+            return first[None]
+        counts = np.asarray(observed_counts, dtype=float).reshape(-1, self._history.shape[1])
+        series = np.concatenate([self._history, counts])
+        n = len(series)
+        per_day = intervals_per_day(self.interval_s)
+        reference_next = self._reference(series, n, per_day)
+        # level = first / reference_next, kept as a ratio so quiet origins (reference 0) follow
+        # their own profile (0) rather than dividing by zero.
+        level = np.where(reference_next > 0, first / np.maximum(reference_next, 1e-12), 1.0)
+        out = [first]
+        for i in range(n + 1, n + steps):
+            out.append(level * self._reference(series, i, per_day, observed=n))
+        return np.stack(out)
+
+    def _reference(self, series: np.ndarray, i: int, per_day: int,
+                   observed: int | None = None) -> np.ndarray:
+        """Mean count at the time of day of index ``i`` over the days before it (of the first
+        ``observed`` points, by default all)."""
+        limit = len(series) if observed is None else observed
         back = i - per_day * np.arange(1, self.max_days + 1)
-        return series[back[back >= 0]].mean(axis=0)
+        return series[back[(back >= 0) & (back < limit)]].mean(axis=0)
 
 
 def persistence_forecast(series: np.ndarray, i: int) -> np.ndarray:

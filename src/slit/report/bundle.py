@@ -11,12 +11,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from slit.errors import SlitInputError
 from slit.experiment.run import ExperimentResult
 from slit.fileio import can_create_in
 from slit.report.html import render_html
 from slit.report.plots import FIGURES
-from slit.report.table import dominating, reductions_vs, write_json
+from slit.report.table import dominating, reductions_vs, result_scores, write_json
 
 REPORT_FILE = "report.html"
 RESULTS_FILE = "results.json"
@@ -34,6 +36,8 @@ def results_document(result: ExperimentResult) -> dict:
                      "global_rate_rps": sc.demand.global_rate_rps,
                      "slo_ttft_s": sc.slo_ttft_s, "slo_percentile": sc.slo_percentile,
                      "sites": list(sc.site_ids), "origins": list(sc.demand.origins),
+                     "models": {m.name: m.demand_share for m in sc.models},
+                     "min_up_s": sc.min_up_s,
                      "data_dir": str(sc.data_dir) if sc.data_dir else None},
         "policies": {p: m.as_dict() for p, m in metrics.items()},
         "surrogate_mape_pct": result.surrogate_accuracy.mape_pct,
@@ -41,6 +45,28 @@ def results_document(result: ExperimentResult) -> dict:
     }
     if result.decision_s:
         doc["median_decision_s"] = sorted(result.decision_s)[len(result.decision_s) // 2]
+    scores = result_scores(result)
+    if scores and result.preference_scales is not None:
+        # One normalisation for every policy: the forecast problems' scales.
+        doc["preference"] = {"mode": sc.preference.mode,
+                             "weights": list(sc.preference.effective_weights),
+                             "scales": [float(x) for x in result.preference_scales]}
+        # Beside "policies" (whose entries are PolicyMetrics fields, read back as such).
+        doc["preference_score"] = scores
+        if "slit" in scores:
+            doc["slit_score_better_than_pct"] = {
+                p: 100.0 * (v - scores["slit"]) / abs(v) if v else float("nan")
+                for p, v in scores.items() if p != "slit"}
+    decision = {p: float(np.median(plan.decision_s)) for p, plan in result.plans.items()
+                if len(plan.decision_s)}
+    if decision:
+        doc["median_decision_s_by_policy"] = decision
+    if result.model_metrics:
+        doc["models"] = {p: {m: mm.as_dict() for m, mm in by_model.items()}
+                         for p, by_model in result.model_metrics.items()}
+    if result.fleet_plans:
+        doc["failovers"] = {p: [{"interval": f.k, "at_s": f.at_s} for f in plan.failovers]
+                            for p, plan in result.fleet_plans.items() if plan.failovers}
     if "slit" in metrics:
         doc["slit_dominated_by"] = dominating(metrics, "slit")
         if "latency_first" in metrics:

@@ -8,7 +8,7 @@ from html import escape
 
 from slit.experiment.run import ExperimentResult
 from slit.report.plots import FigureSpec
-from slit.report.table import COLUMNS, dominating, reductions_vs
+from slit.report.table import COLUMNS, dominating, reductions_vs, result_scores, row_values
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -39,6 +39,7 @@ def render_html(result: ExperimentResult, figures: list[tuple[FigureSpec, bytes]
         f'<p class="note">{escape(_summary(result))}</p>',
         "<h2>Comparison of policies</h2>",
         _metrics_table(result),
+        *_model_tables(result),
     ]
     if slit is not None and "latency_first" in metrics:
         cut = reductions_vs(metrics, "slit", "latency_first")
@@ -76,27 +77,51 @@ def _summary(result: ExperimentResult) -> str:
 def _metrics_table(result: ExperimentResult) -> str:
     head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in COLUMNS)
     rows = []
+    scores = result_scores(result)
     for policy, m in result.metrics.items():
-        values = m.as_dict()
+        values = row_values(m, scores.get(policy))
         cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in COLUMNS)
         css = ' class="slit"' if policy == "slit" else ""
         rows.append(f"<tr{css}><td>{escape(policy)}</td>{cells}</tr>")
     return f"<table><tr><th>policy</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _model_tables(result: ExperimentResult) -> list[str]:
+    """Per served model, every policy's figures for that model's requests alone."""
+    if len(result.scenario.models) < 2 or not result.model_metrics:
+        return []
+    columns = [c for c in COLUMNS if c[0] != "preference_score"]
+    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in columns)
+    out = []
+    for served in result.scenario.models:
+        rows = []
+        for policy, by_model in result.model_metrics.items():
+            values = by_model[served.name].as_dict()
+            cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in columns)
+            css = ' class="slit"' if policy == "slit" else ""
+            rows.append(f"<tr{css}><td>{escape(policy)}</td>{cells}</tr>")
+        out.append(f"<h3>{escape(served.name)} ({100 * served.demand_share:g} % of requests)"
+                   f"</h3><table><tr><th>policy</th>{head}</tr>{''.join(rows)}</table>")
+    return out
+
+
 def _sites_table(result: ExperimentResult) -> str:
     rows = []
-    awake = result.plans["slit"].awake if "slit" in result.plans else None
+    plan = result.fleet_plans.get("slit")
     for s, site in enumerate(result.scenario.sites):
-        mean_awake = f"{awake[:, s].mean():.2f}" if awake is not None else ""
-        rows.append(
-            f"<tr><td>{escape(site.region_id)}</td><td>{escape(site.replica.model)}</td>"
-            f"<td>{escape(site.replica.gpu)}</td><td>{site.replica.tp}</td>"
-            f"<td>{site.installed}</td><td>{mean_awake}</td>"
-            f"<td>{escape(site.footprint.cooling.value)}</td></tr>")
-    return ("<table><tr><th>site</th><th>model</th><th>GPU</th><th>TP</th><th>installed "
-            "replicas</th><th>mean awake (SLIT)</th><th>cooling</th></tr>"
-            f"{''.join(rows)}</table>")
+        pool = ", ".join(f"{n} x {escape(g)}" for g, n in site.gpus.items())
+        for m, model in enumerate(result.scenario.model_names):
+            spec = site.replica_for[model]
+            mean = f"{plan.replicas[:, s, m].mean():.2f}" if plan is not None else ""
+            rows.append(
+                f"<tr><td>{escape(site.region_id)}</td><td>{pool}</td><td>{escape(model)}</td>"
+                f"<td>{escape(spec.gpu)}</td><td>{spec.tp}</td>"
+                f"<td>{site.reserved.get(model, site.max_replicas(model))}</td>"
+                f"<td>{site.max_replicas(model)}</td><td>{mean}</td>"
+                f"<td>{escape(site.footprint.cooling.value)}</td></tr>")
+    return ("<table><tr><th>site</th><th>GPU pool</th><th>model</th><th>GPU</th><th>TP</th>"
+            "<th>reserved replicas</th><th>pool holds</th><th>mean loaded (SLIT)</th>"
+            f"<th>cooling</th></tr>{''.join(rows)}</table>")
 
 
 def _accuracy_table(result: ExperimentResult) -> str:

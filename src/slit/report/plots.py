@@ -63,34 +63,40 @@ def interval_starts(result: ExperimentResult) -> pd.DatetimeIndex:
 
 
 def pareto_figure(result: ExperimentResult) -> bytes:
+    """Every policy's committed plan of the busiest interval under the planning model (all
+    models; forecasts), pairwise; with SLIT's per-interval front where the run kept one (the
+    receding-horizon run does not: the front search per interval and model cost more than the
+    whole horizon plan)."""
     k = busiest_interval(result)
-    decision = result.slit_decisions[k]
-    front = decision.front_objectives
-    feasible = decision.front_violation_s <= 0
+    decision = result.slit_decisions[k] if k < len(result.slit_decisions) else None
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     baselines = [p for p in result.plans if p != "slit"]
     for ax, (i, j) in zip(axes.ravel(), combinations(range(len(OBJECTIVES)), 2), strict=True):
-        ax.scatter(front[feasible, i], front[feasible, j], s=14, c="0.6",
-                   label="SLIT front (meets SLO)")
-        if (~feasible).any():
-            ax.scatter(front[~feasible, i], front[~feasible, j], s=14, c="0.85",
-                       label="SLIT front (misses SLO)")
+        if decision is not None:
+            front = decision.front_objectives
+            feasible = decision.front_violation_s <= 0
+            ax.scatter(front[feasible, i], front[feasible, j], s=14, c="0.6",
+                       label="SLIT front (meets SLO)")
+            if (~feasible).any():
+                ax.scatter(front[~feasible, i], front[~feasible, j], s=14, c="0.85",
+                           label="SLIT front (misses SLO)")
         for b, policy in enumerate(baselines):
             point = result.plans[policy].planned_objectives[k]
             ax.scatter(point[i], point[j], s=46, marker=POLICY_MARKERS[(b + 1) %
                        len(POLICY_MARKERS)], facecolors="none",
                        edgecolors=f"C{b + 1}", linewidths=1.4, label=policy)
-        chosen = front[decision.chosen]
-        ax.scatter(chosen[i], chosen[j], s=120, marker="*", c="C0", edgecolors="k",
-                   linewidths=0.6, label="SLIT chosen", zorder=5)
+        if "slit" in result.plans:
+            chosen = result.plans["slit"].planned_objectives[k]
+            ax.scatter(chosen[i], chosen[j], s=120, marker="*", c="C0", edgecolors="k",
+                       linewidths=0.6, label="SLIT (committed)", zorder=5)
         ax.set_xlabel(OBJECTIVE_LABELS[OBJECTIVES[i]])
         ax.set_ylabel(OBJECTIVE_LABELS[OBJECTIVES[j]])
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     start = interval_starts(result)[k]
-    fig.suptitle(f"Pareto front of interval {k} ({start:%Y-%m-%d %H:%M} UTC), planned on "
-                 "forecasts: pairwise projections")
+    fig.suptitle(f"Committed plans of interval {k} ({start:%Y-%m-%d %H:%M} UTC), all models, "
+                 "planned on forecasts: pairwise projections")
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     return _png(fig)
 
@@ -117,11 +123,12 @@ def allocation_figure(result: ExperimentResult) -> bytes:
     top.set_title("SLIT: where traffic is served (expected demand x planned routing)")
     bottom.stackplot(times, awake[:, order].T, colors=colours, step="post",
                      edgecolor="white", linewidth=0.3)
-    installed = sum(s.installed for s in sc.sites)
+    installed = sum(sum(s.reserved.values()) or s.installed for s in sc.sites)
     bottom.axhline(installed, c="k", lw=0.8, ls="--")
-    bottom.text(times[0], installed, f" installed: {installed}", va="bottom", fontsize=8)
-    bottom.set_ylabel("awake replicas")
-    bottom.set_title("SLIT: awake replicas per site (stacked)")
+    bottom.text(times[0], installed, f" reserved (all models): {installed}", va="bottom",
+                fontsize=8)
+    bottom.set_ylabel("loaded replicas (all models)")
+    bottom.set_title("SLIT: loaded replicas per site (stacked, all models)")
     bottom.set_xlabel("time (UTC)")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
@@ -232,10 +239,11 @@ def ttft_cdf_figure(result: ExperimentResult) -> bytes:
 
 
 FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("pareto.png", "Pareto front",
-               "The busiest interval's front in the four objectives (pairwise), SLIT's chosen "
-               "plan (star) and each baseline's plan for the same interval, all as planned on "
-               "forecasts with the surrogate.", pareto_figure),
+    FigureSpec("pareto.png", "Plans of the busiest interval",
+               "The busiest interval's committed plans in the four objectives (pairwise), all "
+               "models together: SLIT's (star) and each baseline's, as planned on forecasts "
+               "with the surrogate (loading energy included). SLIT's per-interval Pareto front "
+               "is not searched in the receding-horizon run.", pareto_figure),
     FigureSpec("allocation.png", "Traffic and awake replicas per site",
                "Each site's share of all traffic and its awake replicas over the period, as "
                "SLIT planned them; sites coloured by continent.", allocation_figure),
