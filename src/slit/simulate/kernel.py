@@ -735,11 +735,12 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     arrival_s: sorted arrival times; rq: [n, N_Q] per-request integers (Q_PROMPT, Q_OUTPUT,
     Q_TIE filled, prompt + output within the replica's max_model_len; the other columns are set
     here); awake: replicas on per interval; cap: replicas the site's GPUs can hold per interval
-    (an outage or derate: replicas beyond it are lost at once and their requests handed off); p: the step-time parameters; cfg, kf:
-    ``pack_settings``. Returns the per-request results [n, N_O], the per-interval table (columns
-    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds, column n_rep+1:
-    energy spent loading in J, also inside the replicas' columns), the site counters (``G_``
-    columns: arrivals, completions, requests still in the site, preemptions, loads),
+    (an outage or derate: replicas beyond it are lost at once and their requests handed off);
+    p: the step-time parameters; cfg, kf: ``pack_settings``. Returns the per-request results
+    [n, N_O], the per-interval table (columns 0..n_rep-1: energy of each replica in J, column
+    n_rep: busy replica-seconds, column n_rep+1: energy spent loading in J, also inside the
+    replicas' columns), the site counters (``G_`` columns: arrivals, completions, requests still
+    in the site, preemptions, loads, hand-offs, sheds),
     the time integral of the requests in the site, and the end time.
     """
     n_req = arrival_s.shape[0]

@@ -135,6 +135,7 @@ class SiteSimResult:
     shed: np.ndarray | None = None  # bool
     kernel_handed: int = -1
     kernel_shed: int = -1
+    n_received: int = 0  # of the requests, those handed off here by another site (set by the judge)
 
     @property
     def n_arrivals(self) -> int:
