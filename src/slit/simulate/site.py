@@ -247,7 +247,13 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     if capacity is None:
         cap = np.full(schedule.size, site.n_replicas, np.int64)
     else:
-        cap = np.broadcast_to(np.asarray(capacity, dtype=np.int64), schedule.shape).copy()
+        cap = np.asarray(capacity, dtype=np.int64)
+        try:
+            schedule, cap = (np.broadcast_to(x, np.broadcast_shapes(schedule.shape, cap.shape))
+                             .copy() for x in (schedule, cap))
+        except ValueError:
+            raise SlitInputError("simulate_site", f"capacity has {cap.size} intervals, awake "
+                                 f"{schedule.size}", "give both per interval") from None
         if (cap < 0).any():
             raise SlitInputError("simulate_site", "capacity is negative",
                                  "give replicas >= 0 per interval")
