@@ -323,3 +323,33 @@ def test_a_fleet_that_drops_requests_between_sites_is_an_error(prepared, monkeyp
     with pytest.raises(RuntimeError, match="not conserved"):
         judge_plans(prepared.scenario, [prepared],
                     {"local": _local_plan(prepared.scenario.n_intervals)})
+
+
+# --- demand beyond the fleet -----------------------------------------------------------------
+def test_shortfalls_name_the_intervals_and_origins_a_small_fleet_cannot_serve(prepared):
+    from slit.experiment.shortfall import fleet_shortfalls, shortfall_warning
+
+    scenario = prepared.scenario
+    assert fleet_shortfalls(scenario, [prepared]) == []
+    # One 70B replica in all (at DE-LU) instead of nine: the same demand no longer fits.
+    small = replace(scenario, sites=tuple(
+        replace(s, gpus={"H100-SXM5-80GB": 4 if s.region_id == "DE-LU" else 0})
+        for s in scenario.sites))
+    shortfalls = fleet_shortfalls(small, [replace(prepared, scenario=small)])
+    assert [s.interval for s in shortfalls] == list(range(scenario.n_intervals))
+    for s in shortfalls:
+        assert 0.0 < s.unmet_rps < s.demand_rps
+        assert s.unmet_rps == pytest.approx(sum(s.unmet_rps_by_origin.values()), abs=0.01)
+    line = shortfall_warning(shortfalls, scenario.n_intervals)
+    assert line is not None and f"in {scenario.n_intervals} of {scenario.n_intervals}" in line
+    # Outages known at the start of an interval take their sites out of its fleet: with one
+    # replica per site, SG's alone cannot serve everyone during the first half hour.
+    start = scenario.start_utc
+    one_each = replace(scenario, sites=tuple(replace(s, gpus={"H100-SXM5-80GB": 4})
+                                             for s in scenario.sites))
+    assert fleet_shortfalls(one_each, [replace(prepared, scenario=one_each)]) == []
+    down = replace(one_each, events=tuple(
+        Outage(start, start + pd.Timedelta(minutes=30), site=site)
+        for site in ("US-CAL-CISO", "DE-LU")))
+    during = fleet_shortfalls(down, [replace(prepared, scenario=down)])
+    assert [s.interval for s in during] == [0, 1]

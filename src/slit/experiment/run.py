@@ -31,6 +31,7 @@ from slit.errors import SlitInputError
 from slit.experiment import events as fault_events
 from slit.experiment.metrics import PolicyMetrics, policy_metrics
 from slit.experiment.scenario import Scenario, origin_site_allowed
+from slit.experiment.shortfall import Shortfall, check_fleet_capacity
 from slit.footprint import site_footprint
 from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
@@ -100,6 +101,8 @@ class ExperimentResult:
     fleet_plans: dict[str, FleetPlan] = field(default_factory=dict)
     # policy -> model -> metrics of that model's requests alone (footprint of its replicas)
     model_metrics: dict[str, dict[str, PolicyMetrics]] = field(default_factory=dict)
+    # Intervals whose forecast demand exceeds what the fleet serves within the SLO (issue 13).
+    shortfalls: list[Shortfall] = field(default_factory=list)
 
 
 @dataclass
@@ -258,6 +261,7 @@ def run_experiment(
     result.slit_decisions = slit_decisions
     result.decision_s = [float(x) for x in result.plans["slit"].decision_s] \
         if "slit" in result.plans else []
+    result.shortfalls = check_fleet_capacity(scenario, prepared_by_model)
     return result
 
 
