@@ -295,6 +295,15 @@ def test_a_derated_site_judged_with_fewer_replicas(prepared):
     m = derated.metrics["local"]
     assert m.requests == healthy.metrics["local"].requests
     assert m.completed + m.shed + m.refused + m.lost == m.requests
+    # The report lists the event and the outcomes.
+    from slit.report.faults import faults_document, faults_html
+
+    html = faults_html(derated)
+    assert "SG keeps 34 % of its GPUs" in html and "<td>local</td>" in html
+    doc = faults_document(derated)
+    assert doc["events"][0]["kind"] == "derate" and doc["events"][0]["gpu_fraction"] == 0.34
+    assert doc["request_outcomes"]["local"]["handed_off"] == m.handed_off
+    assert doc["request_outcomes"]["local"]["served"] == m.completed
 
 
 # --- conservation ----------------------------------------------------------------------------
