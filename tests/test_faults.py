@@ -246,10 +246,12 @@ def test_partition_keeps_an_origin_away_from_a_site(prepared):
     requests = prepared.requests
     site_of = route_requests(requests, view.routing, scenario.interval_s,
                              np.random.default_rng(0).random(len(requests)), view.starts_s)
-    faults = redirect_unavailable(view, requests, site_of)
+    faults = redirect_unavailable(view, requests, site_of, np.random.default_rng(1))
     cut_off = (requests.origin == SG) & (requests.arrival_s < 1800.0)
     assert cut_off.any() and not (site_of[cut_off] == SG).any()
     assert (site_of[cut_off] >= 0).all()
+    # SG's row gives the other sites no share: spread by their replicas (three each).
+    assert 0.35 < (site_of[cut_off] == 0).mean() < 0.65
     assert (site_of[(requests.origin == SG) & (requests.arrival_s >= 1800.0)] == SG).all()
     assert faults.redirected == int(cut_off.sum())
     result = judge_plans(scenario, [prepared], {"local": plan})
@@ -324,7 +326,7 @@ def test_a_site_that_loses_a_request_is_an_error(prepared, monkeypatch):
 
 
 def test_a_fleet_that_drops_requests_between_sites_is_an_error(prepared, monkeypatch):
-    def dropping(view, requests, site_of):
+    def dropping(view, requests, site_of, rng=None):
         site_of[:5] = -1  # routed nowhere, and not counted as rejected
         return ModelFaults()
 

@@ -421,6 +421,7 @@ class PlanView:
     reachable: np.ndarray  # [B, O, S] False where a partition cuts origin o from site s
     allowed: np.ndarray  # [O, S] residency pins
     rtt_s: np.ndarray  # [O, S]
+    slo_s: float = np.inf  # the TTFT SLO: fallbacks beyond this round trip are a last resort
 
     def segment(self, t_s: np.ndarray) -> np.ndarray:
         return np.maximum(np.searchsorted(self.starts_s, t_s, side="right") - 1, 0)
@@ -471,16 +472,20 @@ def plan_view(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int) -
         starts_s=np.array(starts, dtype=np.float64)[order],
         routing=np.stack([routing[i] for i in order]), replicas=replicas_all[:, :, m],
         replicas_all=replicas_all, fraction=fault_events.gpu_fraction_at(events, site_ids, times),
-        reachable=reachable, allowed=prepared.pinned, rtt_s=prepared.rtt_s)
+        reachable=reachable, allowed=prepared.pinned, rtt_s=prepared.rtt_s,
+        slo_s=scenario.slo_ttft_s)
 
 
 def fallback_sites(view: PlanView, origin: np.ndarray, t_s: np.ndarray, failed: np.ndarray,
-                   excluded: np.ndarray | None = None) -> np.ndarray:
-    """The site each request goes to when its own (``failed``) is down or cut off at ``t_s``:
-    of the sites up, reachable from its origin, allowed by its pins and with replicas of the
-    model loaded in the current plan, the one the origin's current routing row gives the most
-    share, nearest first on ties (so with no share left anywhere: the nearest). -1: none.
-    ``excluded`` [S]: sites never chosen (already judged, see ``judge_model``)."""
+                   excluded: np.ndarray | None = None, uniform: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """The site each request goes to when its own (``failed``) is down or cut off at ``t_s``,
+    -1 for none. Candidates: the sites up, reachable from its origin, allowed by its pins, with
+    replicas of the model loaded in the current plan segment, and not ``excluded`` ([S]: sites
+    already judged, see ``judge_model``). Among them the request goes by the origin's current
+    routing row (sampled with ``uniform``, or its largest share without); when the row gives them
+    no share, in proportion to their loaded replicas among those within the SLO's round trip (a
+    load balancer spreading over healthy backends); when none is that near, to the nearest."""
     out = np.full(len(origin), -1, np.int64)
     if not len(origin):
         return out
@@ -497,13 +502,24 @@ def fallback_sites(view: PlanView, origin: np.ndarray, t_s: np.ndarray, failed: 
         if not ok.any():
             continue
         candidates = np.flatnonzero(ok)
-        rank = np.lexsort((view.rtt_s[o, candidates], -view.routing[gi, o, candidates]))
-        out[inverse == i] = candidates[rank[0]]
+        weight = view.routing[gi, o, candidates].astype(np.float64)
+        if not weight.sum() > 0.0:
+            near = view.rtt_s[o, candidates] < view.slo_s
+            weight = np.where(near, view.replicas[gi, candidates], 0).astype(np.float64)
+        if not weight.sum() > 0.0:
+            weight = (view.rtt_s[o, candidates] == view.rtt_s[o, candidates].min()) * 1.0
+        members = inverse == i
+        if uniform is None:
+            out[members] = candidates[int(np.argmax(weight))]
+        else:
+            cumulative = np.cumsum(weight)
+            pick = np.searchsorted(cumulative, uniform[members] * cumulative[-1], side="right")
+            out[members] = candidates[np.minimum(pick, len(candidates) - 1)]
     return out
 
 
-def redirect_unavailable(view: PlanView, requests: RequestBatch, site_of: np.ndarray
-                         ) -> ModelFaults:
+def redirect_unavailable(view: PlanView, requests: RequestBatch, site_of: np.ndarray,
+                         rng: np.random.Generator | None = None) -> ModelFaults:
     """The load balancer's part of a fault: a request routed to a site that is down or that its
     origin cannot reach when it arrives goes to the fallback (``fallback_sites``) at once, or is
     rejected (``site_of`` -1) when there is none. Changes ``site_of`` in place."""
@@ -516,7 +532,7 @@ def redirect_unavailable(view: PlanView, requests: RequestBatch, site_of: np.nda
     if not len(index):
         return ModelFaults()
     fallback = fallback_sites(view, requests.origin[index], requests.arrival_s[index],
-                              site[index])
+                              site[index], None, None if rng is None else rng.random(len(index)))
     site_of[index] = fallback
     return ModelFaults(redirected=int((fallback >= 0).sum()), rejected=int((fallback < 0).sum()))
 
@@ -563,7 +579,9 @@ def judge_model(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
     view = plan_view(scenario, prepared, plan, m)
     site_of = route_requests(requests, view.routing, scenario.interval_s, uniform,
                              starts_s=view.starts_s)
-    faults = redirect_unavailable(view, requests, site_of)
+    # Fallback draws: from the scenario's seed, apart from the routing draws.
+    rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, 13, m]))
+    faults = redirect_unavailable(view, requests, site_of, rng)
     n_s = len(scenario.sites)
     first_loss = [np.flatnonzero(view.fraction[:, s] < 1.0) for s in range(n_s)]
     losing = sorted((s for s in range(n_s) if len(first_loss[s])),
@@ -586,7 +604,8 @@ def judge_model(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
         moved = job.requests.take(out)
         at_s = full.handoff_s[out]
         first = full.arrival_s[out]
-        fallback = fallback_sites(view, moved.origin, at_s, np.full(len(out), s), done)
+        fallback = fallback_sites(view, moved.origin, at_s, np.full(len(out), s), done,
+                                  rng.random(len(out)))
         rejected += int((fallback < 0).sum())
         for f in np.unique(fallback[fallback >= 0]):
             pick = fallback == f
