@@ -6,9 +6,11 @@ the outages, derates and partitions active then), a linear program (HiGHS throug
 ``scipy.optimize.linprog``) routes as much of the demand as the fleet carries within the SLO:
 ``x[m, o, s]`` requests per second of model m from origin o served at site s, where origin o may
 use site s only if the round trip leaves room in the SLO (the planner's reachability rule), its
-pins allow it and no partition cuts it; a site's GPUs of each type bound the replicas the served
-load needs, each replica carrying at most its SLO capacity for that origin's round trip
-(``SiteServingTable.slo_capacity_rps`` with the SLO less the round trip). Replicas are
+pins allow it and no partition cuts it; each replica carries at most its SLO capacity for that
+origin's round trip (``SiteServingTable.slo_capacity_rps`` with the SLO less the round trip),
+and the replicas the load needs are bounded by the site's GPUs of each type (times the known
+derate) and, per model, by the replicas its planner may load (the model's serving table: its
+reserved share of the pool, as long as each model is planned on its own share). Replicas are
 fractional here, so the bound is optimistic: a shortfall it finds is certain. The unmet demand
 of an origin is its demand less what the program routes; when several origins compete for the
 same sites the split among them is one of the optimal ones.
@@ -73,6 +75,7 @@ def fleet_shortfalls(scenario: Scenario, prepared_by_model: list) -> list[Shortf
     origins, site_ids = tuple(scenario.demand.origins), scenario.site_ids
     rtt_s = first.rtt_s
     capacity = per_replica_capacity_rps(scenario, prepared_by_model, rtt_s)
+    installed = np.array([[table.installed for table in p.tables] for p in prepared_by_model])
     names = scenario.model_names
     out = []
     for k in range(scenario.n_intervals):
@@ -81,7 +84,7 @@ def fleet_shortfalls(scenario: Scenario, prepared_by_model: list) -> list[Shortf
                            for p in prepared_by_model])  # [M, O]
         fraction = known_gpu_fraction(scenario.events, site_ids, t)
         usable = known_reachable(scenario.events, origins, site_ids, t) & first.pinned
-        unmet = _unmet_rps(scenario, names, demand, capacity, usable, fraction)
+        unmet = _unmet_rps(scenario, names, demand, capacity, installed, usable, fraction)
         total = float(demand.sum())
         short = float(unmet.sum())
         if total > 0 and short > REPORT_SHARE * total:
@@ -94,7 +97,8 @@ def fleet_shortfalls(scenario: Scenario, prepared_by_model: list) -> list[Shortf
 
 
 def _unmet_rps(scenario: Scenario, names: tuple[str, ...], demand: np.ndarray,
-               capacity: np.ndarray, usable: np.ndarray, fraction: np.ndarray) -> np.ndarray:
+               capacity: np.ndarray, installed: np.ndarray, usable: np.ndarray,
+               fraction: np.ndarray) -> np.ndarray:
     """[O] demand the fleet cannot route within the SLO (the LP of the module's account)."""
     n_m, n_o, n_s = capacity.shape
     pairs = [(m, o, s) for m in range(n_m) for o in range(n_o) for s in range(n_s)
@@ -115,13 +119,23 @@ def _unmet_rps(scenario: Scenario, names: tuple[str, ...], demand: np.ndarray,
         cols.append(i)
         vals.append(1.0)
     bounds += [float(demand[m, o]) for (m, o) in demand_row]
+    # Replicas of each model at each site: at most what its planner may load (the installed
+    # replicas of the model's serving table: its reserved share of the pool).
+    replica_row: dict[tuple[int, int], int] = {}
+    for i, (m, o, s) in enumerate(pairs):
+        if (m, s) not in replica_row:
+            replica_row[(m, s)] = len(bounds)
+            bounds.append(float(installed[m, s]))
+        rows.append(replica_row[(m, s)])
+        cols.append(i)
+        vals.append(1.0 / capacity[m, o, s])
     # GPUs of each type at each site: replicas the load needs x their GPUs.
     gpu_row: dict[tuple[int, str], int] = {}
     for i, (m, o, s) in enumerate(pairs):
         spec = scenario.sites[s].replica_for[names[m]]
         key = (s, spec.gpu)
         if key not in gpu_row:
-            gpu_row[key] = len(demand_row) + len(gpu_row)
+            gpu_row[key] = len(bounds)
             bounds.append(float(np.floor(scenario.sites[s].gpus.get(spec.gpu, 0) * fraction[s]
                                          + 1e-9)))
         rows.append(gpu_row[key])
