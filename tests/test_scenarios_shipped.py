@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from slit.config import load_scenario
+from slit.data.regions import get_region
 from slit.experiment.scenario import default_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +47,19 @@ def test_homogeneous_file_is_what_the_script_writes() -> None:
     spec.loader.exec_module(module)
     on_disk = yaml.safe_load((SCENARIOS / "homogeneous.yaml").read_text(encoding="utf-8"))
     assert on_disk == module.homogeneous_document()
+
+
+def test_fault_scenarios_say_what_their_comments_claim() -> None:
+    from slit.experiment.events import Derate, Outage
+
+    outage = load_scenario(SCENARIOS / "outage.yaml")
+    assert [type(e) for e in outage.events] == [Outage]
+    event = outage.events[0]
+    assert event.site == "DE-LU" and event.end_utc - event.start_utc == pd.Timedelta(hours=2)
+    assert outage.start_utc <= event.start_utc and event.end_utc <= outage.end_utc
+    derate = load_scenario(SCENARIOS / "derate.yaml")
+    assert all(isinstance(e, Derate) and e.gpu_fraction == 0.6 for e in derate.events)
+    assert {e.site for e in derate.events} == {"JP-TK", "US-MIDA-PJM", "US-TEX-ERCO"}
+    for e in derate.events:  # each derate is its site's local 12:00-18:00
+        tz = get_region(e.site).timezone
+        assert (e.start_utc.tz_convert(tz).hour, e.end_utc.tz_convert(tz).hour) == (12, 18)

@@ -43,17 +43,40 @@ class PolicyMetrics:
     loads: int = 0
     releases: int = 0
     load_delayed_requests: int = 0
+    # Overload and faults: served = completed; ``late`` of them after the SLO; ``shed`` rejected
+    # on arrival by a site's admission control; ``handed_off`` lost their replica to an outage or
+    # derate and were re-dispatched; ``redirected`` found their site down or cut off on arrival
+    # and went to its fallback; ``rejected`` had no site to go to; ``in_flight`` were still in a
+    # site at the end. Lost = rejected + in flight.
+    late: int = 0
+    shed: int = 0
+    handed_off: int = 0
+    redirected: int = 0
+    rejected: int = 0
+    in_flight: int = 0
+
+    @property
+    def served(self) -> int:
+        return self.completed
+
+    @property
+    def lost(self) -> int:
+        return self.rejected + self.in_flight
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
 def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
-                   slo_ttft_s: float) -> PolicyMetrics:
-    """Aggregate one policy's site simulations and footprints."""
+                   slo_ttft_s: float, rejected: int = 0) -> PolicyMetrics:
+    """Aggregate one policy's site simulations and footprints; ``rejected``: requests that had
+    no site to go to (on arrival or at a hand-off). A request handed off from one site to
+    another is one request, counted once."""
     ttft = np.concatenate([r.ttft_with_network_s[r.completed] for r in sims])
     tpot = np.concatenate([r.tpot_s[r.completed] for r in sims])
-    requests = int(sum(len(r.ttft_s) for r in sims))
+    handed = int(sum(r.n_handed_off for r in sims))
+    # Every hand-off reappears as a row at its fallback or is rejected (the judge checks it).
+    requests = int(sum(len(r.ttft_s) for r in sims)) - handed + rejected
     completed = int(sum(r.completed.sum() for r in sims))
     totals = site_hourly[["it_energy_kwh", "facility_energy_kwh", "carbon_kg", "water_onsite_l",
                           "water_offsite_l", "cost_usd"]].sum()
@@ -62,7 +85,7 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
     offsite_with_hydro = float(sum(
         kwh * ewif_l_per_kwh(str(site), include_hydro_reservoir=True)
         for site, kwh in facility_by_site.items()))
-    # Requests still in flight at the end count as missing the SLO.
+    # Requests still in flight at the end, shed or rejected count as missing the SLO.
     met = float((ttft <= slo_ttft_s).sum()) / max(requests, 1)
     per_request = max(completed, 1)
     return PolicyMetrics(
@@ -88,6 +111,11 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
         wh_per_request=1e3 * float(totals["facility_energy_kwh"]) / per_request,
         g_co2_per_request=1e3 * float(totals["carbon_kg"]) / per_request,
         ml_water_per_request=1e3 * water / per_request,
+        late=int((ttft > slo_ttft_s).sum()),
+        shed=int(sum(r.n_shed for r in sims)),
+        handed_off=handed,
+        rejected=int(rejected),
+        in_flight=int(sum(r.n_in_flight for r in sims)),
     )
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from slit.data.regions import get_region
 from slit.data.signals import PRICE, TEMP
 from slit.errors import SlitInputError
+from slit.experiment import events as fault_events
 from slit.experiment.events import change_times
 from slit.experiment.horizon_inputs import (
     HorizonInputs,
@@ -37,6 +38,7 @@ from slit.experiment.horizon_inputs import (
 )
 from slit.experiment.metrics import PolicyMetrics, policy_metrics
 from slit.experiment.scenario import Scenario, origin_site_allowed
+from slit.experiment.shortfall import Shortfall, check_fleet_capacity
 from slit.footprint import site_footprint
 from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
@@ -118,6 +120,8 @@ class ExperimentResult:
     model_metrics: dict[str, dict[str, PolicyMetrics]] = field(default_factory=dict)
     # [4] the one normalisation of every policy's preference_score (day_preference_scales)
     preference_scales: np.ndarray | None = None
+    # Intervals whose forecast demand exceeds what the fleet serves within the SLO (issue 13).
+    shortfalls: list[Shortfall] = field(default_factory=list)
 
 
 @dataclass
@@ -270,6 +274,7 @@ def run_experiment(
     result.decision_s = [float(x) for x in receding.plans["slit"].decision_s] \
         if "slit" in receding.plans else []
     result.preference_scales = receding.preference_scales
+    result.shortfalls = check_fleet_capacity(scenario, prepared_by_model)
     return result
 
 
@@ -457,6 +462,28 @@ def check_fleet_plan(scenario: Scenario, policy: str, plan: FleetPlan) -> None:
                     where, f"interval {k} loads {loaded} at {site.region_id}, which takes "
                     f"{site.gpus_used(loaded)} GPUs of a pool of {site.gpus}",
                     "keep sum over models of replicas x tp within each GPU type's pool")
+    previous_s = -1.0
+    for f in plan.failovers:
+        at = f"{where}: failover at {f.at_s:g} s"
+        if not (0 <= f.k < n_k and f.k * scenario.interval_s <= f.at_s
+                < (f.k + 1) * scenario.interval_s) or f.at_s < previous_s:
+            raise SlitInputError(at, f"is not inside interval {f.k} or out of time order",
+                                 "give failovers in time order, each inside its interval")
+        previous_s = f.at_s
+        if f.replicas.shape != (n_s, n_m) or f.routing.shape != (n_m, n_o, n_s):
+            raise SlitInputError(at, f"replicas {f.replicas.shape}, routing {f.routing.shape}",
+                                 f"give replicas [{n_s}, {n_m}] and routing [{n_m}, {n_o}, "
+                                 f"{n_s}]")
+        if (f.replicas < 0).any() or not np.array_equal(f.replicas, np.round(f.replicas)) \
+                or (f.routing < -1e-9).any() \
+                or not np.allclose(f.routing.sum(axis=2), 1.0, atol=1e-6):
+            raise SlitInputError(at, "replicas must be whole and >= 0, routing rows shares "
+                                 "summing to 1", "round the replicas, normalise the rows")
+        for s, site in enumerate(scenario.sites):
+            loaded = {m: int(f.replicas[s, i]) for i, m in enumerate(names)}
+            if not site.fits(loaded):
+                raise SlitInputError(at, f"loads {loaded} at {site.region_id}, beyond its pool "
+                                     f"{site.gpus}", "keep the replicas within the pool")
     check_min_up(scenario, policy, plan)
 
 
@@ -510,16 +537,18 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
         energy_by_site = [np.zeros(0) for _ in scenario.sites]
         model_energy: dict[str, list[np.ndarray]] = {}
         releases = 0
+        rejected = redirected = 0
+        rejected_by_model: dict[str, int] = {}
         for m, (model, prepared) in enumerate(zip(scenario.model_names, prepared_by_model,
                                                   strict=True)):
-            requests = prepared.requests
-            site_of = route_requests(requests, plan.routing[:, m], scenario.interval_s,
-                                     uniforms[m])
             per_model_sims[model] = []
             model_energy[model] = []
             loaded_m = plan.replicas[:, :, m].astype(np.int64)
             releases += int(np.maximum(0, loaded_m[:-1] - loaded_m[1:]).sum())
-            judged = simulate_site_jobs(site_jobs(scenario, prepared, plan, m, site_of, policy))
+            judged, faults = judge_model(scenario, prepared, plan, m, uniforms[m], policy)
+            rejected += faults.rejected
+            redirected += faults.redirected
+            rejected_by_model[model] = faults.rejected
             for s, sim in enumerate(judged):
                 sims.append(sim)
                 per_model_sims[model].append(sim)
@@ -528,10 +557,11 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                 energy_by_site[s] = hourly if not len(energy_by_site[s]) \
                     else energy_by_site[s] + hourly
             del judged
-            del site_of
         site_hourly[policy] = _site_hourly(scenario, actual, energy_by_site)
         metrics[policy] = replace(
-            policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s),
+            policy_metrics(sims, site_hourly[policy], scenario.slo_ttft_s,
+                           rejected=rejected),
+            redirected=redirected,
             loading_energy_kwh=float(sum(
                 sim.loading_energy_j_per_interval.sum() for sim in sims
                 if sim.loading_energy_j_per_interval is not None)) / 3.6e6,
@@ -540,7 +570,7 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
         by_model[policy] = {
             model: policy_metrics(per_model_sims[model],
                                   _site_hourly(scenario, actual, model_energy[model]),
-                                  scenario.slo_ttft_s)
+                                  scenario.slo_ttft_s, rejected=rejected_by_model[model])
             for model in scenario.model_names}
         ttft[policy] = _ttft_sample(sims)
         del sims, per_model_sims
@@ -551,11 +581,11 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                             model_metrics=by_model)
 
 
-# --- parallel site simulations (issue 14) -------------------------------------------------
+# --- parallel site simulations (issue 14), faults (issue 13) -------------------------------
 @dataclass(frozen=True)
 class SiteJob:
     """One (site, model) simulation under a policy's plan: the requests routed there, their round
-    trips and the replicas loaded per interval."""
+    trips, the replicas loaded and the replicas the site's GPUs can hold per minute."""
 
     requests: RequestBatch
     rtt_s: np.ndarray
@@ -563,52 +593,341 @@ class SiteJob:
     schedule: np.ndarray  # loaded replicas per AWAKE_BIN_S
     seed: int
     label: str  # policy / site / model, for the conservation error
+    capacity: np.ndarray | None = None  # replicas that fit per AWAKE_BIN_S; None: the pool
+    shed_wait_s: float = np.inf
+    first_arrival_s: np.ndarray | None = None  # when users sent them (hand-offs arrive later)
+    n_received: int = 0  # of ``requests``, those handed off to this site by another
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """One model's plan as a timeline, with the faults the judge applies.
+
+    The plan's segments start at each interval and at each failover (``FleetPlan.failovers``);
+    ``fraction`` and ``reachable`` are the events per AWAKE_BIN_S (the judge's view)."""
+
+    starts_s: np.ndarray  # [G] segment starts, seconds from the run's start
+    routing: np.ndarray  # [G, O, S]
+    replicas: np.ndarray  # [G, S] this model's loaded replicas
+    replicas_all: np.ndarray  # [G, S, M] every model's (they share the pools)
+    fraction: np.ndarray  # [B, S] share of each site's GPUs usable per minute
+    reachable: np.ndarray  # [B, O, S] False where a partition cuts origin o from site s
+    allowed: np.ndarray  # [O, S] residency pins
+    rtt_s: np.ndarray  # [O, S]
+    slo_s: float = np.inf  # the TTFT SLO: fallbacks beyond this round trip are a last resort
+
+    def segment(self, t_s: np.ndarray) -> np.ndarray:
+        return np.maximum(np.searchsorted(self.starts_s, t_s, side="right") - 1, 0)
+
+    def bin(self, t_s: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(t_s) // AWAKE_BIN_S).astype(np.int64), 0,
+                       len(self.fraction) - 1)
+
+    @property
+    def faulty(self) -> bool:
+        return bool((self.fraction < 1.0).any() or not self.reachable.all())
+
+
+@dataclass(frozen=True)
+class ModelFaults:
+    """What faults did to one model's requests under one policy."""
+
+    redirected: int = 0  # sent to a fallback on arrival (their site was down or cut off)
+    rejected: int = 0  # no site to go to, on arrival or at a hand-off
+    handed_off: int = 0  # lost their replica and were re-dispatched (or rejected)
+
+
+def plan_view(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int) -> PlanView:
+    """Model ``m``'s plan timeline and the events over the period, per minute."""
+    n_k = plan.replicas.shape[0]
+    starts = [k * scenario.interval_s for k in range(n_k)]
+    routing = [plan.routing[k, m] for k in range(n_k)]
+    replicas = [plan.replicas[k] for k in range(n_k)]
+    for f in plan.failovers:
+        # Interval k+1's own segment starts at its boundary: the failover ends there.
+        starts.append(float(f.at_s))
+        routing.append(f.routing[m])
+        replicas.append(f.replicas)
+    order = np.argsort(np.array(starts), kind="stable")
+    n_bins = n_k * int(round(scenario.interval_s / AWAKE_BIN_S))
+    times = pd.DatetimeIndex([scenario.start_utc + pd.Timedelta(seconds=b * AWAKE_BIN_S)
+                              for b in range(n_bins)])
+    events = scenario.events
+    origins, site_ids = tuple(scenario.demand.origins), scenario.site_ids
+    reachable = np.ones((n_bins, len(origins), len(site_ids)), bool)
+    for event in events:
+        if isinstance(event, fault_events.Partition) and event.origin in origins \
+                and event.site in site_ids:
+            active = (times >= event.start_utc) & (times < event.end_utc)
+            reachable[active, origins.index(event.origin), site_ids.index(event.site)] = False
+    replicas_all = np.stack([replicas[i] for i in order]).astype(np.int64)
+    return PlanView(
+        starts_s=np.array(starts, dtype=np.float64)[order],
+        routing=np.stack([routing[i] for i in order]), replicas=replicas_all[:, :, m],
+        replicas_all=replicas_all, fraction=fault_events.gpu_fraction_at(events, site_ids, times),
+        reachable=reachable, allowed=prepared.pinned, rtt_s=prepared.rtt_s,
+        slo_s=scenario.slo_ttft_s)
+
+
+def fallback_sites(view: PlanView, origin: np.ndarray, t_s: np.ndarray, failed: np.ndarray,
+                   excluded: np.ndarray | None = None, uniform: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """The site each request goes to when its own (``failed``) is down or cut off at ``t_s``,
+    -1 for none. Candidates: the sites up, reachable from its origin, allowed by its pins, with
+    replicas of the model loaded in the current plan segment, and not ``excluded`` ([S]: sites
+    already judged, see ``judge_model``). Among them the request goes by the origin's current
+    routing row (sampled with ``uniform``, or its largest share without); when the row gives them
+    no share, in proportion to their loaded replicas among those within the SLO's round trip (a
+    load balancer spreading over healthy backends); when none is that near, to the nearest."""
+    out = np.full(len(origin), -1, np.int64)
+    if not len(origin):
+        return out
+    g, b = view.segment(t_s), view.bin(t_s)
+    keys = np.stack([g, b, origin.astype(np.int64), failed.astype(np.int64)], axis=1)
+    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for i, (gi, bi, o, s) in enumerate(groups):
+        ok = (view.fraction[bi] > 0.0) & view.reachable[bi, o] & view.allowed[o] \
+            & (view.replicas[gi] > 0)
+        ok[s] = False
+        if excluded is not None:
+            ok &= ~excluded
+        if not ok.any():
+            continue
+        candidates = np.flatnonzero(ok)
+        weight = view.routing[gi, o, candidates].astype(np.float64)
+        if not weight.sum() > 0.0:
+            near = view.rtt_s[o, candidates] < view.slo_s
+            weight = np.where(near, view.replicas[gi, candidates], 0).astype(np.float64)
+        if not weight.sum() > 0.0:
+            weight = (view.rtt_s[o, candidates] == view.rtt_s[o, candidates].min()) * 1.0
+        members = inverse == i
+        if uniform is None:
+            out[members] = candidates[int(np.argmax(weight))]
+        else:
+            cumulative = np.cumsum(weight)
+            pick = np.searchsorted(cumulative, uniform[members] * cumulative[-1], side="right")
+            out[members] = candidates[np.minimum(pick, len(candidates) - 1)]
+    return out
+
+
+def redirect_unavailable(view: PlanView, requests: RequestBatch, site_of: np.ndarray,
+                         rng: np.random.Generator | None = None) -> ModelFaults:
+    """The load balancer's part of a fault: a request routed to a site that is down or that its
+    origin cannot reach when it arrives goes to the fallback (``fallback_sites``) at once, or is
+    rejected (``site_of`` -1) when there is none. Changes ``site_of`` in place."""
+    if not view.faulty or not len(requests):
+        return ModelFaults()
+    b = view.bin(requests.arrival_s)
+    site = site_of.astype(np.int64)
+    down = (view.fraction[b, site] <= 0.0) | ~view.reachable[b, requests.origin, site]
+    index = np.flatnonzero(down)
+    if not len(index):
+        return ModelFaults()
+    fallback = fallback_sites(view, requests.origin[index], requests.arrival_s[index],
+                              site[index], None, None if rng is None else rng.random(len(index)))
+    site_of[index] = fallback
+    return ModelFaults(redirected=int((fallback >= 0).sum()), rejected=int((fallback < 0).sum()))
+
+
+def site_capacity(scenario: Scenario, view: PlanView, s: int, m: int, schedule: np.ndarray
+                  ) -> np.ndarray | None:
+    """Replicas of model ``m`` that site ``s``'s usable GPUs hold per minute; None when the site
+    keeps all its GPUs throughout. When the plan's replicas (all models on the GPU type) no
+    longer fit, each model keeps its planned replicas scaled by usable / used GPUs, rounded
+    down; while they fit, the spare GPUs may hold this model's draining replicas too."""
+    fraction = view.fraction[:, s]
+    if (fraction >= 1.0).all():
+        return None
+    site = scenario.sites[s]
+    model = scenario.model_names[m]
+    spec = site.replica_for[model]
+    n_bins = len(schedule)
+    segment = view.segment(np.arange(n_bins) * AWAKE_BIN_S)
+    pool = site.gpus.get(spec.gpu, 0)
+    usable = np.floor(pool * fraction[np.minimum(np.arange(n_bins), len(fraction) - 1)] + 1e-9)
+    used = np.zeros(n_bins)
+    for i, name in enumerate(scenario.model_names):
+        other = site.replica_for[name]
+        if other.gpu == spec.gpu:
+            used += view.replicas_all[segment, s, i] * other.tp
+    planned = schedule.astype(np.float64)
+    spare = np.maximum(usable - used, 0.0) // spec.tp
+    scaled = np.floor(planned * usable / np.maximum(used, 1.0) + 1e-9)
+    return np.where(used <= usable, planned + spare, scaled).astype(np.int64)
+
+
+def judge_model(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
+                uniform: np.ndarray, policy: str) -> tuple[list[SiteSimResult], ModelFaults]:
+    """Simulate every site for model ``m`` under one policy's plan, faults included.
+
+    Requests are routed by the plan (``route_requests``) and, on arrival at a site down or cut
+    off, redirected to its fallback. Sites that lose capacity at some time are simulated first,
+    one at a time in the order of their first loss; the requests they hand off join their
+    fallback, which they reach one round trip after the hand-off, keeping their first arrival
+    for TTFT. A hand-off never goes to a site already simulated, so the chain of hand-offs ends
+    at a site that keeps its GPUs, or in a rejection. The sites that never lose capacity then
+    run as independent jobs (Ray tasks when this process drives Ray)."""
+    requests = prepared.requests
+    view = plan_view(scenario, prepared, plan, m)
+    site_of = route_requests(requests, view.routing, scenario.interval_s, uniform,
+                             starts_s=view.starts_s)
+    # Fallback draws: from the scenario's seed, apart from the routing draws.
+    rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, 13, m]))
+    faults = redirect_unavailable(view, requests, site_of, rng)
+    n_s = len(scenario.sites)
+    first_loss = [np.flatnonzero(view.fraction[:, s] < 1.0) for s in range(n_s)]
+    losing = sorted((s for s in range(n_s) if len(first_loss[s])),
+                    key=lambda s: (int(first_loss[s][0]), s))
+    received: list[list[RequestBatch]] = [[] for _ in range(n_s)]
+    received_first: list[list[np.ndarray]] = [[] for _ in range(n_s)]
+    judged: dict[int, SiteSimResult] = {}
+    done = np.zeros(n_s, bool)
+    rejected, handed = faults.rejected, 0
+    for s in losing:
+        job = site_job(scenario, prepared, plan, m, site_of, policy, view, s,
+                       received[s], received_first[s])
+        full = _simulate_job(job)
+        judged[s] = _judged(full, job.n_received)
+        done[s] = True
+        if full.handed_off is None or full.handoff_s is None or not full.handed_off.any():
+            continue
+        out = np.flatnonzero(full.handed_off)
+        handed += len(out)
+        moved = job.requests.take(out)
+        at_s = full.handoff_s[out]
+        first = full.arrival_s[out]
+        fallback = fallback_sites(view, moved.origin, at_s, np.full(len(out), s), done,
+                                  rng.random(len(out)))
+        rejected += int((fallback < 0).sum())
+        for f in np.unique(fallback[fallback >= 0]):
+            pick = fallback == f
+            batch = moved.take(pick)
+            # The user learns of the loss and resends: one round trip to the fallback.
+            arrive = at_s[pick] + view.rtt_s[batch.origin, f]
+            received[f].append(RequestBatch(arrive, batch.prompt_tokens, batch.output_tokens,
+                                            batch.origin))
+            received_first[f].append(first[pick])
+    rest = [s for s in range(n_s) if not done[s]]
+    sims = simulate_site_jobs(site_job(scenario, prepared, plan, m, site_of, policy, view, s,
+                                       received[s], received_first[s]) for s in rest)
+    judged.update(zip(rest, sims, strict=True))
+    result = [judged[s] for s in range(n_s)]
+    faults = replace(faults, rejected=rejected, handed_off=handed)
+    check_conservation(f"{policy} / {scenario.model_names[m]}", len(requests), result, faults)
+    return result, faults
+
+
+def site_job(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
+             site_of: np.ndarray, policy: str, view: PlanView, s: int,
+             received: list[RequestBatch] | None = None,
+             received_first_s: list[np.ndarray] | None = None) -> SiteJob:
+    """The simulation of site ``s`` for model ``m``: the requests routed there (plus those
+    handed off to it, sent by their users at ``received_first_s``), the plan's replicas per
+    minute, what the GPUs hold, admission control."""
+    requests = prepared.requests
+    model = scenario.model_names[m]
+    site = scenario.sites[s]
+    own = requests.take(site_of == s)
+    config = SiteConfig(replica=site.replica_for[model],
+                        n_replicas=max(1, site.max_replicas(model)))
+    schedule = loaded_schedule(view.replicas[:, s], scenario.interval_s, view.starts_s,
+                               n_bins=len(view.fraction))
+    capacity = site_capacity(scenario, view, s, m, schedule)
+    shed_wait_s = np.inf if scenario.shed_factor is None \
+        else scenario.shed_factor * scenario.slo_ttft_s
+    label = f"{policy}: {site.region_id} / {model}"
+    seed = prepared.scenario.seed + s
+    if not received:
+        return SiteJob(own, prepared.rtt_s[own.origin, s], config, schedule, seed, label,
+                       capacity, shed_wait_s)
+    extra = RequestBatch(np.concatenate([b.arrival_s for b in received]),
+                         np.concatenate([b.prompt_tokens for b in received]),
+                         np.concatenate([b.output_tokens for b in received]),
+                         np.concatenate([b.origin for b in received]))
+    arrival = np.concatenate([own.arrival_s, extra.arrival_s])
+    order = np.argsort(arrival, kind="stable")
+    both = RequestBatch(arrival[order],
+                        np.concatenate([own.prompt_tokens, extra.prompt_tokens])[order],
+                        np.concatenate([own.output_tokens, extra.output_tokens])[order],
+                        np.concatenate([own.origin, extra.origin])[order])
+    first = np.concatenate([own.arrival_s, *(received_first_s or [])])[order]
+    return SiteJob(both, prepared.rtt_s[both.origin, s], config, schedule, seed, label,
+                   capacity, shed_wait_s, first, n_received=len(extra))
 
 
 def site_jobs(scenario: Scenario, prepared: Prepared, plan: FleetPlan, m: int,
               site_of: np.ndarray, policy: str) -> Iterator[SiteJob]:
     """The simulation of every site for model ``m`` under one policy's plan (``site_of``: each
-    request's site), built one at a time so a serial run holds one site's requests at once."""
-    requests = prepared.requests
-    model = scenario.model_names[m]
-    for s, site in enumerate(scenario.sites):
-        mask = site_of == s
-        loaded = plan.replicas[:, s, m].astype(np.int64)
-        config = SiteConfig(replica=site.replica_for[model],
-                            n_replicas=max(1, site.max_replicas(model)))
-        yield SiteJob(requests.take(mask), prepared.rtt_s[requests.origin[mask], s], config,
-                      loaded_schedule(loaded, scenario.interval_s), prepared.scenario.seed + s,
-                      f"{policy}: {site.region_id} / {model}")
+    request's site), without hand-offs between sites (``judge_model`` adds them), built one at
+    a time so a serial run holds one site's requests at once."""
+    view = plan_view(scenario, prepared, plan, m)
+    for s in range(len(scenario.sites)):
+        yield site_job(scenario, prepared, plan, m, site_of, policy, view, s)
+
+
+def _simulate_job(job: SiteJob) -> SiteSimResult:
+    """Simulate a job; refuse a result that does not account for every request routed here."""
+    full = _simulate(job.requests, job.rtt_s, job.config, job.schedule, job.seed,
+                     job.capacity, job.shed_wait_s, job.first_arrival_s)
+    if not full.conservation_ok or full.n_arrivals != len(job.requests):
+        raise RuntimeError(f"{job.label}: {full.conservation_statement()} "
+                           f"(of {len(job.requests)} routed here)")
+    return full
 
 
 def run_site_job(job: SiteJob) -> SiteSimResult:
     """Simulate, check that every request routed here is accounted for, keep what the metrics
     read."""
-    full = _simulate(job.requests, job.rtt_s, job.config, job.schedule, job.seed)
-    if not full.conservation_ok or full.n_arrivals != len(job.requests):
-        raise RuntimeError(f"{job.label}: {full.conservation_statement()}")
-    return _judged(full)
+    return _judged(_simulate_job(job), job.n_received)
 
 
 def simulate_site_jobs(jobs: Iterable[SiteJob]) -> list[SiteSimResult]:
     """Each job's judged simulation, in order: Ray tasks when this process drives a Ray
     runtime, else one after another here (sites are independent given the plan)."""
     return parallel_map(run_site_job, jobs)
-# --- end of parallel site simulations ------------------------------------------------------
+
+
+def check_conservation(label: str, n_requests: int, sims: list[SiteSimResult],
+                       faults: ModelFaults) -> None:
+    """Every request of a model is accounted for once over the fleet: completed, refused, shed,
+    rejected for want of a site, or still in flight at the end; and every hand-off reappears at
+    a fallback or is rejected. Raises: a run that loses requests is an error, not a result."""
+    arrivals = sum(len(r.ttft_s) - r.n_received for r in sims)
+    completed = sum(r.n_completed for r in sims)
+    refused = sum(r.n_refused for r in sims)
+    shed = sum(r.n_shed for r in sims)
+    in_flight = sum(r.n_in_flight for r in sims)
+    handed = sum(r.n_handed_off for r in sims)
+    received = sum(r.n_received for r in sims)
+    rejected_on_arrival = faults.rejected - (handed - received)
+    ok = (arrivals + rejected_on_arrival == n_requests
+          and n_requests == completed + refused + shed + in_flight + faults.rejected
+          and handed == faults.handed_off and rejected_on_arrival >= 0
+          and all(r.n_in_flight >= 0 for r in sims))
+    if not ok:
+        raise RuntimeError(
+            f"{label}: requests not conserved: {n_requests} requests = {completed} completed + "
+            f"{refused} refused + {shed} shed + {in_flight} in flight + {faults.rejected} "
+            f"rejected? ({arrivals} arrived at sites, {handed} handed off, {received} received)")
+# --- end of parallel site simulations and faults ----------------------------------------------
 
 
 def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: float,
-                   uniform: np.ndarray) -> np.ndarray:
-    """Site index of every request: its origin's routing row of its interval, sampled with
+                   uniform: np.ndarray, starts_s: np.ndarray | None = None) -> np.ndarray:
+    """Site index of every request: its origin's routing row of its interval (or, with
+    ``starts_s``, of the plan segment it arrives in: intervals and failovers), sampled with
     the given uniform numbers (shared by all policies, so they differ only by their plans).
 
     The site is the first whose cumulative share exceeds u x the row total. Requests are sorted
-    by arrival, so each interval is a slice; within it each origin's row is searched once (an
+    by arrival, so each segment is a slice; within it each origin's row is searched once (an
     [N, S] table of rows would take 1 GB on the default day)."""
     n_k, n_s = routing.shape[0], routing.shape[2]
+    if starts_s is None:
+        starts_s = np.arange(n_k) * float(interval_s)
     cumulative = np.cumsum(routing, axis=2)
     site = np.empty(len(requests), np.int16)
-    k_of = np.minimum((requests.arrival_s // interval_s).astype(np.int64), n_k - 1)
+    k_of = np.maximum(np.searchsorted(starts_s, requests.arrival_s, side="right") - 1, 0)
     bounds = np.searchsorted(k_of, np.arange(n_k + 1), side="left")
     for k in range(n_k):
         lo, hi = bounds[k], bounds[k + 1]
@@ -625,29 +944,41 @@ def route_requests(requests: RequestBatch, routing: np.ndarray, interval_s: floa
     return site
 
 
-def loaded_schedule(loaded: np.ndarray, interval_s: float) -> np.ndarray:
-    """Per-minute loaded counts: each interval's replicas from its start. Replicas loaded at
-    the start of an interval serve only after their load time (the simulation's loading state):
-    a plan that wants them ready for a peak must load them an interval ahead."""
+def loaded_schedule(loaded: np.ndarray, interval_s: float, starts_s: np.ndarray | None = None,
+                    n_bins: int | None = None) -> np.ndarray:
+    """Per-minute loaded counts: each interval's replicas from its start (with ``starts_s``,
+    ``loaded`` is per plan segment: each segment's from the first minute that starts inside it,
+    so a failover inside a minute applies from the next). Replicas loaded at the start of an
+    interval serve only after their load time (the simulation's loading state): a plan that
+    wants them ready for a peak must load them an interval ahead."""
     per_interval = int(round(interval_s / AWAKE_BIN_S))
-    return np.repeat(np.asarray(loaded, dtype=np.int64), per_interval)
+    loaded = np.asarray(loaded, dtype=np.int64)
+    if starts_s is None:
+        return np.repeat(loaded, per_interval)
+    n = len(loaded) * per_interval if n_bins is None else n_bins
+    minute_starts = np.arange(n) * AWAKE_BIN_S
+    return loaded[np.maximum(np.searchsorted(starts_s, minute_starts, side="right") - 1, 0)]
 
 
 def _simulate(requests: RequestBatch, rtt_s: np.ndarray, site: SiteConfig,
-              schedule: np.ndarray, seed: int) -> SiteSimResult:
-    return simulate_site(requests, site, schedule, AWAKE_BIN_S, seed, None, rtt_s)
+              schedule: np.ndarray, seed: int, capacity: np.ndarray | None = None,
+              shed_wait_s: float = np.inf, first_arrival_s: np.ndarray | None = None
+              ) -> SiteSimResult:
+    return simulate_site(requests, site, schedule, AWAKE_BIN_S, seed, None, rtt_s, capacity,
+                         shed_wait_s, first_arrival_s)
 
 
 _DROPPED = np.empty(0)
 
 
-def _judged(sim: SiteSimResult) -> SiteSimResult:
+def _judged(sim: SiteSimResult, n_received: int = 0) -> SiteSimResult:
     """What the judge keeps of a site's simulation: TTFT (with and without network), TPOT, the
-    completion and refusal flags, the preemption count and the per-interval energy, which the
+    arrival, completion, refusal, hand-off and shed flags (the fleet's conservation check
+    counts them), the preemption count and the per-interval energy, which the
     metrics, footprints and TTFT sample read. The other per-request arrays are dropped (left
     empty) to bound memory; the result is for those readers only."""
-    return replace(sim, e2e_s=_DROPPED, energy_j=_DROPPED, arrived=_DROPPED, arrival_s=_DROPPED,
-                   output_tokens=_DROPPED)
+    return replace(sim, e2e_s=_DROPPED, energy_j=_DROPPED, arrival_s=_DROPPED,
+                   output_tokens=_DROPPED, handoff_s=None, n_received=n_received)
 
 
 def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],

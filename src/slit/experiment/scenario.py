@@ -26,12 +26,20 @@ import pandas as pd
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.experiment.events import Event
+from slit.experiment.events import (
+    SIGNAL_NAMES,
+    Derate,
+    Event,
+    Outage,
+    Partition,
+    SignalGap,
+)
 from slit.experiment.settings import (
     GPUS_PER_NODE,
     ModelEntry,
     ScenarioFile,
     Workload,
+    parse_utc,
     validate_settings,
 )
 from slit.footprint import CarbonBasis, CoolingType, SiteFootprintParams
@@ -142,6 +150,9 @@ class Scenario:
     history_days: int = 28  # signal history before the start, to train the forecasters
     # Faults and data gaps during the period (slit.experiment.events), in time order.
     events: tuple[Event, ...] = ()
+    # Admission control: a site sheds an arrival when the oldest request waiting ahead of it
+    # has waited more than this many SLOs (None: never).
+    shed_factor: float | None = 4.0
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -337,7 +348,29 @@ def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
         name=settings.name,
         models=models,
         min_up_s=float(settings.min_up_s),
+        events=events_from_settings(settings),
+        shed_factor=settings.slo.shed_factor,
     )
+
+
+def events_from_settings(settings: ScenarioFile) -> tuple[Event, ...]:
+    """The scenario's events (validated by ``ScenarioFile``), in time order."""
+    out: list[Event] = []
+    for entry in settings.events:
+        start, end = parse_utc(entry.start_utc), parse_utc(entry.end_utc)
+        event: Event
+        if entry.kind == "outage":
+            event = Outage(start, end, site=str(entry.site))
+        elif entry.kind == "derate":
+            event = Derate(start, end, site=str(entry.site),
+                           gpu_fraction=float(entry.gpu_fraction or 0.0))
+        elif entry.kind == "partition":
+            event = Partition(start, end, origin=str(entry.origin), site=str(entry.site))
+        else:
+            event = SignalGap(start, end, region=str(entry.region),
+                              signals=tuple(entry.signals or SIGNAL_NAMES))
+        out.append(event)
+    return tuple(sorted(out, key=lambda e: (e.start_utc, e.end_utc)))
 
 
 def _site(settings: ScenarioFile, i: int, models: tuple[ServedModel, ...]) -> Site:

@@ -293,9 +293,73 @@ class Slo(_Section):
     percentile: Literal[95, 99] = Field(default=99, description="`95` or `99`: the share of "
                                         "requests "
                                         "that must meet it")
+    shed_factor: Annotated[float, Field(ge=1)] | None = Field(
+        default=4.0, description="admission control: a site rejects an arriving request at "
+        "once (shed, counted) when the oldest request waiting ahead of it has waited more than "
+        "this many times `ttft_s`; null: never shed (queues grow without bound)")
 
 
 ObjectiveName = Literal["ttft_mean_s", "carbon_kg", "water_l", "cost_usd"]
+
+EventKind = Literal["outage", "derate", "partition", "signal_gap"]
+SignalName = Literal["carbon", "price", "weather"]
+# Which fields each kind of event takes besides its window.
+_EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "outage": ("site",), "derate": ("site", "gpu_fraction"), "partition": ("origin", "site"),
+    "signal_gap": ("region", "signals"),
+}
+
+
+class EventEntry(_Section):
+    """A fault or data gap during the period (docs/faults.md), over [start_utc, end_utc)."""
+
+    kind: EventKind = Field(description="`outage` (a site loses all its GPUs), `derate` (keeps "
+                            "`gpu_fraction` of them), `partition` (`origin` cannot reach "
+                            "`site`) or `signal_gap` (`region`'s `signals` missing for the "
+                            "planner)")
+    start_utc: str = Field(description="start, ISO 8601 `YYYY-MM-DDTHH:MM`; no offset means UTC")
+    end_utc: str = Field(description="end (excluded), after `start_utc`")
+    site: str | None = Field(default=None, description="outage, derate, partition: the site's "
+                             "region id")
+    origin: str | None = Field(default=None, description="partition: the user origin cut off")
+    region: str | None = Field(default=None, description="signal_gap: the region whose data is "
+                               "missing")
+    gpu_fraction: float | None = Field(default=None, ge=0, lt=1, description="derate: share of "
+                                       "the site's GPUs still usable, in [0, 1)")
+    signals: list[SignalName] | None = Field(default=None, description="signal_gap: any of "
+                                             "`carbon`, `price`, `weather`; null: all three")
+
+    @field_validator("start_utc", "end_utc", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> object:
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        return value
+
+    @field_validator("start_utc", "end_utc")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        parse_utc(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> EventEntry:
+        wanted = _EVENT_FIELDS[self.kind]
+        for name in ("site", "origin", "region", "gpu_fraction", "signals"):
+            given = getattr(self, name) is not None
+            if name in wanted and not given and name != "signals":
+                raise invalid(f"a {self.kind} needs `{name}`", f"add `{name}:`", field=(name,))
+            if given and name not in wanted:
+                raise invalid(f"a {self.kind} takes no `{name}`",
+                              f"remove it; a {self.kind} takes {', '.join(wanted)}",
+                              field=(name,))
+        if not parse_utc(self.end_utc) > parse_utc(self.start_utc):
+            raise invalid(f"{self.end_utc!r} is not after start_utc {self.start_utc!r}",
+                          "give an end after the start", field=("end_utc",))
+        if self.signals is not None and not self.signals:
+            raise invalid("is empty", "list some of carbon, price, weather, or remove it",
+                          field=("signals",))
+        return self
 
 
 def _default_weights() -> dict[ObjectiveName, float]:
@@ -393,6 +457,10 @@ class ScenarioFile(_Section):
         "serve it, e.g. `{DE-LU: [DE-LU]}`")
     search: Search = Field(default_factory=Search, description="effort of the "
                            "multi-objective search per interval")
+    events: list[EventEntry] = Field(
+        default_factory=list, description="faults and data gaps during the period, each "
+        "`{kind, start_utc, end_utc, ...}` (docs/faults.md): outage, derate, partition, "
+        "signal_gap")
 
     @field_validator("model")
     @classmethod
@@ -434,7 +502,19 @@ class ScenarioFile(_Section):
                 seen.add(site.region)
         self._check_models()
         self._check_pins()
+        self._check_events()
         return self
+
+    def _check_events(self) -> None:
+        for i, event in enumerate(self.events):
+            checks = (("site", self.site_ids, "fleet site"), ("origin", self.origin_ids,
+                                                              "workload origin"),
+                      ("region", self.site_ids, "fleet site"))
+            for name, known, what in checks:
+                value = getattr(event, name)
+                if value is not None and value not in known:
+                    raise invalid(f"{value!r} is not a {what}",
+                                  f"use one of: {' '.join(known)}", field=("events", i, name))
 
     @property
     def single_model(self) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 from slit.errors import SlitInputError
 from slit.experiment.run import ExperimentResult
 from slit.fileio import can_create_in
+from slit.report.faults import faults_document
 from slit.report.html import render_html
 from slit.report.plots import FIGURES
 from slit.report.table import dominating, reductions_vs, result_scores, write_json
@@ -43,6 +44,7 @@ def results_document(result: ExperimentResult) -> dict:
         "surrogate_mape_pct": result.surrogate_accuracy.mape_pct,
         "surrogate_mape_operating_pct": result.surrogate_accuracy.mape_operating_pct,
     }
+    doc.update(faults_document(result))
     if result.decision_s:
         doc["median_decision_s"] = sorted(result.decision_s)[len(result.decision_s) // 2]
     scores = result_scores(result)

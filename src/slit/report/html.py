@@ -7,6 +7,7 @@ import base64
 from html import escape
 
 from slit.experiment.run import ExperimentResult
+from slit.report.faults import faults_html
 from slit.report.plots import FigureSpec
 from slit.report.table import COLUMNS, dominating, reductions_vs, result_scores, row_values
 
@@ -49,6 +50,7 @@ def render_html(result: ExperimentResult, figures: list[tuple[FigureSpec, bytes]
             f'water {-cut["water_l"]:+.1f} %, energy cost {-cut["cost_usd"]:+.1f} %, energy '
             f'{-cut["energy_kwh"]:+.1f} %. Policies dominating SLIT on mean TTFT, carbon, '
             f'water and cost: {escape(", ".join(beaten_by)) if beaten_by else "none"}.</p>')
+    parts.append(faults_html(result))
     for spec, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts += [

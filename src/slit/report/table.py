@@ -23,6 +23,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ttft_p95_s", "p95 s", "{:.3f}"),
     ("ttft_p99_s", "p99 s", "{:.3f}"),
     ("slo_attainment_pct", "SLO %", "{:.2f}"),
+    ("completed", "served", "{:,}"),
+    ("late", "late", "{:,}"),
+    ("shed", "shed", "{:,}"),
     ("energy_kwh", "energy kWh", "{:,.0f}"),
     ("carbon_kg", "carbon kg", "{:,.0f}"),
     ("water_onsite_l", "water on-site L", "{:,.0f}"),
@@ -39,6 +42,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 # The full table is always in results.json and report.html.
 COMPACT_COLUMNS: tuple[tuple[tuple[str, str, str], ...], ...] = (
     (("ttft_p99_s", "p99 s", "{:.2f}"), ("slo_attainment_pct", "SLO %", "{:.2f}"),
+     ("late", "late", "{:,}"), ("shed", "shed", "{:,}"),
      ("energy_kwh", "kWh", "{:,.0f}"), ("carbon_kg", "CO2 kg", "{:,.0f}"),
      ("water_l", "water L", "{:,.0f}"), ("cost_usd", "USD", "{:,.0f}"),
      ("wh_per_request", "Wh/req", "{:.3f}"), ("load_delayed_requests", "delayed", "{:,.0f}"),

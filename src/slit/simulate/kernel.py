@@ -64,23 +64,28 @@ KV_BLOCK_TOKENS = 16
 # K_DECODE_W is the decode dynamic power of one sequence, K_DECODE_FULL_W that of a batch of
 # DECODE_FULL_BATCH or more; in between it rises with log2 of the batch (slit.serving.power).
 # K_LOADING_W is the power of a replica while it loads (slit.serving.lifecycle).
+# K_SHED_WAIT_S: admission control, an arrival is shed when the oldest request waiting ahead of
+# it has waited longer than this (inf: never).
 K_INTERVAL_S, K_HORIZON_S, K_IDLE_W, K_STANDBY_W, K_PREFILL_W, K_DECODE_W, K_WAKE_UP_S, \
-    K_DECODE_FULL_W, K_LOADING_W = range(9)
-N_K = 9
+    K_DECODE_FULL_W, K_LOADING_W, K_SHED_WAIT_S = range(10)
+N_K = 10
 # Per-request integer columns: prompt and output tokens, dispatcher tie-break (filled by the
 # caller); tokens to prefill at the next admission, output tokens still to generate, blocks that
 # admission needs, next request in its queue, times preempted (set by the kernel).
 Q_PROMPT, Q_OUTPUT, Q_TIE, Q_PREFILL, Q_TODO, Q_BLOCKS, Q_NEXT, Q_PREEMPTED = range(8)
 N_Q = 8
-# Per-request results: time of the first token, of the last token, attributed energy (J).
-O_FIRST, O_DONE, O_ENERGY = range(3)
-N_O = 3
+# Per-request results: time of the first token, of the last token, attributed energy (J), time
+# it was handed off because the site lost the replica holding it (or all of its capacity), time
+# it was shed by admission control (NaN when not).
+O_FIRST, O_DONE, O_ENERGY, O_HANDOFF, O_SHED = range(5)
+N_O = 5
 # Site counters: next arrival, completions, requests in the site, awake-schedule interval, site
 # queue (head, tail, length), admissions so far, preemptions, refusals, loads started, arrivals
-# that found no serving replica while one was loading (delayed by loading).
+# that found no serving replica while one was loading (delayed by loading), requests handed off
+# on a capacity loss, requests shed by admission control.
 G_NEXT, G_DONE, G_IN_SITE, G_INTERVAL, G_HEAD, G_TAIL, G_LEN, G_ADMITTED, G_PREEMPTIONS, \
-    G_REFUSED, G_LOADS, G_LOAD_DELAYED = range(12)
-N_G = 12
+    G_REFUSED, G_LOADS, G_LOAD_DELAYED, G_HANDED, G_SHED = range(14)
+N_G = 14
 
 
 def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
@@ -89,7 +94,8 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
                   interval_s: float,
                   horizon_s: float, idle_w: float, standby_w: float, prefill_w: float,
                   decode_w: float, wake_up_s: float, decode_full_w: float | None = None,
-                  loading_w: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  loading_w: float | None = None, shed_wait_s: float = np.inf
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The integer and float settings vectors ``simulate_kernel`` reads."""
     cfg = np.zeros(N_C, np.int64)
     cfg[C_N_REP], cfg[C_CHUNKED], cfg[C_DISPATCHER] = n_rep, int(chunked), dispatcher
@@ -102,6 +108,7 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
     kf[K_PREFILL_W], kf[K_DECODE_W] = prefill_w, decode_w
     kf[K_DECODE_FULL_W] = decode_w if decode_full_w is None else decode_full_w
     kf[K_LOADING_W] = idle_w if loading_w is None else loading_w
+    kf[K_SHED_WAIT_S] = shed_wait_s
     return cfg, kf
 
 
@@ -577,19 +584,102 @@ def _push_site_queue(j, st, rq):
 
 
 @numba.njit(cache=True)
-def _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+def _hand_off(j, t, out, st):
+    """Request j leaves this site unserved at t (its replica, or the whole site, is gone): the
+    caller re-dispatches it. A first token it may have had here is void (the stream broke)."""
+    out[j, O_HANDOFF] = t
+    out[j, O_FIRST] = np.nan
+    st[G_IN_SITE] -= 1
+    st[G_HANDED] += 1
+
+
+@numba.njit(cache=True)
+def _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf):
+    """Replica r loses its GPUs at t: the work in progress is lost (its dynamic energy up to t is
+    booked), every request it runs or queues is handed off, the replica is released."""
+    n_rep, interval_s = cfg[C_N_REP], kf[K_INTERVAL_S]
+    if ri[r, R_KIND] != IDLE:
+        dyn = kf[K_PREFILL_W] if ri[r, R_KIND] == STEP else _decode_w(ri[r, R_NRUN], kf)
+        bins = _accumulate(bins, r, rf[r, F_START], t, dyn, interval_s)
+        bins = _accumulate(bins, n_rep, rf[r, F_START], t, 1.0, interval_s)
+        ri[r, R_KIND] = IDLE
+    for s in range(ri[r, R_NRUN]):
+        _hand_off(sl[r, s, S_REQ], t, out, st)
+    ri[r, R_NRUN] = 0
+    ri[r, R_KV] = 0
+    j = ri[r, R_QHEAD]
+    for _ in range(ri[r, R_QLEN]):
+        following = rq[j, Q_NEXT]
+        rq[j, Q_NEXT] = -1
+        _hand_off(j, t, out, st)
+        j = following
+    ri[r, R_QLEN] = 0
+    ri[r, R_QKV] = 0
+    ri[r, R_QHEAD] = -1
+    ri[r, R_QTAIL] = -1
+    return _set_state(r, ASLEEP, t, ri, rf, bins, kf)
+
+
+@numba.njit(cache=True)
+def _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf):
+    """Keep at most ``limit`` replicas loaded (the GPUs left after an outage or derate): pending
+    loads go first, then draining replicas, then the least loaded serving ones. With no capacity
+    left, the site queue is handed off too."""
+    n_rep = cfg[C_N_REP]
+    loaded = 0
+    for r in range(n_rep):
+        if ri[r, R_STATE] != ASLEEP:
+            loaded += 1
+    for state in (WAKING, DRAINING):
+        for r in range(n_rep - 1, -1, -1):
+            if loaded > limit and ri[r, R_STATE] == state:
+                bins = _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf)
+                loaded -= 1
+    while loaded > limit:
+        r = _pick_replica(ri, n_rep, JSQ, 0)
+        bins = _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf)
+        loaded -= 1
+    if limit == 0:
+        while st[G_LEN] > 0:
+            j = st[G_HEAD]
+            st[G_HEAD] = rq[j, Q_NEXT]
+            rq[j, Q_NEXT] = -1
+            st[G_LEN] -= 1
+            _hand_off(j, t, out, st)
+    return bins
+
+
+@numba.njit(cache=True)
+def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode_a, kv_b):
     """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
-    input validation), else to the least loaded ready replica, or the site queue (FIFO: while
-    requests wait there, newcomers wait behind them)."""
+    input validation); handed off if the site has no capacity left (``limit`` 0); shed if the
+    oldest request waiting ahead of it has waited longer than the admission limit; else to the
+    least loaded ready replica, or the site queue (FIFO: while requests wait there, newcomers
+    wait behind them)."""
     j = st[G_NEXT]
     st[G_NEXT] += 1
     if rq[j, Q_PROMPT] > cfg[C_MAX_LEN]:
         st[G_REFUSED] += 1
         return
     st[G_IN_SITE] += 1
+    if limit == 0:
+        _hand_off(j, t, out, st)
+        return
     r = -1
     if st[G_LEN] == 0:
         r = _pick_replica(ri, cfg[C_N_REP], cfg[C_DISPATCHER], rq[j, Q_TIE])
+    # Admission control on the queue's sojourn time (CoDel's signal): the newcomer waits at
+    # least about as long as the oldest request ahead of it has.
+    waited = 0.0
+    if st[G_LEN] > 0:
+        waited = t - arrival_s[st[G_HEAD]]
+    elif r >= 0 and ri[r, R_QLEN] > 0:
+        waited = t - arrival_s[ri[r, R_QHEAD]]
+    if waited > kf[K_SHED_WAIT_S]:
+        out[j, O_SHED] = t
+        st[G_IN_SITE] -= 1
+        st[G_SHED] += 1
+        return
     if r < 0:
         _push_site_queue(j, st, rq)
         for q in range(cfg[C_N_REP]):
@@ -639,16 +729,18 @@ def _close(t, ri, rf, bins, cfg, kf, n_sched):
 
 
 @numba.njit(cache=True)
-def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
+def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     """Run the site.
 
     arrival_s: sorted arrival times; rq: [n, N_Q] per-request integers (Q_PROMPT, Q_OUTPUT,
     Q_TIE filled, prompt + output within the replica's max_model_len; the other columns are set
-    here); awake: replicas on per interval; p: the step-time parameters; cfg, kf:
-    ``pack_settings``. Returns the per-request results [n, N_O], the per-interval table (columns
-    0..n_rep-1: energy of each replica in J, column n_rep: busy replica-seconds, column n_rep+1:
-    energy spent loading in J, also inside the replicas' columns), the site counters (``G_``
-    columns: arrivals, completions, requests still in the site, preemptions, loads),
+    here); awake: replicas on per interval; cap: replicas the site's GPUs can hold per interval
+    (an outage or derate: replicas beyond it are lost at once and their requests handed off);
+    p: the step-time parameters; cfg, kf: ``pack_settings``. Returns the per-request results
+    [n, N_O], the per-interval table (columns 0..n_rep-1: energy of each replica in J, column
+    n_rep: busy replica-seconds, column n_rep+1: energy spent loading in J, also inside the
+    replicas' columns), the site counters (``G_`` columns: arrivals, completions, requests still
+    in the site, preemptions, loads, hand-offs, sheds),
     the time integral of the requests in the site, and the end time.
     """
     n_req = arrival_s.shape[0]
@@ -656,6 +748,8 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     out = np.zeros((n_req, N_O))
     out[:, O_FIRST] = np.nan
     out[:, O_DONE] = np.nan
+    out[:, O_HANDOFF] = np.nan
+    out[:, O_SHED] = np.nan
     for j in range(n_req):
         rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
         rq[j, Q_TODO] = rq[j, Q_OUTPUT]
@@ -675,7 +769,7 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
     kv_b = kv_read_s_per_token(p)
     n_sched = awake.shape[0]
     interval_s, horizon_s = kf[K_INTERVAL_S], kf[K_HORIZON_S]
-    for r in range(min(awake[0], n_rep)):
+    for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
     area_s = 0.0
     t = 0.0
@@ -696,10 +790,13 @@ def simulate_kernel(arrival_s, rq, awake, p, cfg, kf):
                                                decode_a, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
-            bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], n_rep), ri, rf, bins,
-                                                   st, cfg, kf)
+            limit = cap[k_int + 1]
+            bins = _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf)
+            bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], limit, n_rep), ri,
+                                                   rf, bins, st, cfg, kf)
         else:
-            _on_arrival(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+            _on_arrival(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
+                        decode_a, kv_b)
         if dispatch:
             _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
     if horizon_s != np.inf:

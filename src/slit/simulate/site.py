@@ -37,17 +37,21 @@ from slit.serving.lifecycle import load_time_s, loading_power_w
 from slit.serving.power import replica_power
 from slit.simulate.kernel import (
     G_DONE,
+    G_HANDED,
     G_IN_SITE,
     G_LOAD_DELAYED,
     G_LOADS,
     G_NEXT,
     G_PREEMPTIONS,
+    G_SHED,
     JSQ,
     LEAST_KV,
     N_Q,
     O_DONE,
     O_ENERGY,
     O_FIRST,
+    O_HANDOFF,
+    O_SHED,
     Q_OUTPUT,
     Q_PROMPT,
     Q_TIE,
@@ -123,6 +127,15 @@ class SiteSimResult:
     loading_energy_j_per_interval: np.ndarray | None = None
     n_loads: int = 0
     n_load_delayed: int = 0
+    # Faults and admission control: requests handed off when the site lost the replica holding
+    # them or all its capacity (at ``handoff_s``, site time; the caller re-dispatches them), and
+    # requests shed on arrival because the queue ahead had waited too long.
+    handed_off: np.ndarray | None = None  # bool
+    handoff_s: np.ndarray | None = None  # NaN where not handed off
+    shed: np.ndarray | None = None  # bool
+    kernel_handed: int = -1
+    kernel_shed: int = -1
+    n_received: int = 0  # of the requests, those handed off here by another site (set by the judge)
 
     @property
     def n_arrivals(self) -> int:
@@ -137,30 +150,47 @@ class SiteSimResult:
         return 0 if self.refused is None else int(self.refused.sum())
 
     @property
+    def n_handed_off(self) -> int:
+        return 0 if self.handed_off is None else int(self.handed_off.sum())
+
+    @property
+    def n_shed(self) -> int:
+        return 0 if self.shed is None else int(self.shed.sum())
+
+    @property
     def n_in_flight(self) -> int:
-        return self.n_arrivals - self.n_completed - self.n_refused
+        return (self.n_arrivals - self.n_completed - self.n_refused - self.n_handed_off
+                - self.n_shed)
 
     @property
     def conservation_ok(self) -> bool:
         """No request lost: every arrival completed, was refused, or is still in the site, by the
         per-request arrays and by the event loop's own counters alike."""
-        refused = np.zeros_like(self.arrived) if self.refused is None else self.refused
+        none = np.zeros_like(self.arrived)
+        refused = none if self.refused is None else self.refused
+        handed = none if self.handed_off is None else self.handed_off
+        shed = none if self.shed is None else self.shed
         counters_agree = self.kernel_in_site < 0 or (
             self.kernel_in_site == self.n_in_flight
             and self.kernel_completed == self.n_completed)
+        fault_counters_agree = (self.kernel_handed < 0 or self.kernel_handed == self.n_handed_off) \
+            and (self.kernel_shed < 0 or self.kernel_shed == self.n_shed)
+        # Each arrival has at most one outcome.
+        outcomes = (self.completed.astype(np.int64) + refused + handed + shed)
         return bool(
             counters_agree
+            and fault_counters_agree
             and self.n_in_flight >= 0
-            and not (self.completed & ~self.arrived).any()
-            and not (self.completed & refused).any()
-            and not (refused & ~self.arrived).any()
+            and not (outcomes[~self.arrived] > 0).any()
+            and not (outcomes > 1).any()
             and np.isfinite(self.e2e_s[self.completed]).all()
         )
 
     def conservation_statement(self) -> str:
         verdict = "no request lost" if self.conservation_ok else "REQUESTS LOST"
         return (f"arrivals={self.n_arrivals} = completions={self.n_completed} + "
-                f"refused={self.n_refused} + in_flight={self.n_in_flight}: {verdict}")
+                f"refused={self.n_refused} + shed={self.n_shed} + handed_off="
+                f"{self.n_handed_off} + in_flight={self.n_in_flight}: {verdict}")
 
     def replica_power_w(self) -> np.ndarray:
         """Mean power of each replica in each interval, [interval, replica]."""
@@ -195,8 +225,18 @@ class SiteSimResult:
 
 def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | int,
                   interval_s: float = 900.0, seed: int = 0, horizon_s: float | None = None,
-                  network_rtt_s: np.ndarray | None = None) -> SiteSimResult:
-    """Simulate one site serving ``requests``; ``seed`` breaks dispatcher ties reproducibly."""
+                  network_rtt_s: np.ndarray | None = None,
+                  capacity: np.ndarray | int | None = None, shed_wait_s: float = np.inf,
+                  first_arrival_s: np.ndarray | None = None) -> SiteSimResult:
+    """Simulate one site serving ``requests``; ``seed`` breaks dispatcher ties reproducibly.
+
+    Faults: ``capacity`` (per interval, like ``awake``; None: no limit) is the replicas the
+    site's GPUs can hold; when it drops below the loaded replicas the excess are lost at once and
+    the requests they held are handed off (``handed_off``, ``handoff_s``); with no capacity,
+    queued and arriving requests are handed off too. ``shed_wait_s``: an arrival is shed when the
+    oldest request waiting ahead of it has waited longer. ``first_arrival_s``: when the user
+    first sent each request (a request handed off by another site arrives here later); TTFT is
+    counted from it (default: ``requests.arrival_s``)."""
     site.validate()
     if not interval_s > 0.0:
         raise SlitInputError("simulate_site", f"interval_s = {interval_s}", "give a length > 0")
@@ -204,6 +244,21 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     if schedule.size == 0 or (schedule < 0).any():
         raise SlitInputError("simulate_site", "awake schedule is empty or negative",
                              "give one replica count >= 0 per interval")
+    if capacity is None:
+        cap = np.full(schedule.size, site.n_replicas, np.int64)
+    else:
+        cap = np.asarray(capacity, dtype=np.int64)
+        try:
+            schedule, cap = (np.broadcast_to(x, np.broadcast_shapes(schedule.shape, cap.shape))
+                             .copy() for x in (schedule, cap))
+        except ValueError:
+            raise SlitInputError("simulate_site", f"capacity has {cap.size} intervals, awake "
+                                 f"{schedule.size}", "give both per interval") from None
+        if (cap < 0).any():
+            raise SlitInputError("simulate_site", "capacity is negative",
+                                 "give replicas >= 0 per interval")
+    if not shed_wait_s > 0.0:
+        raise SlitInputError("simulate_site", f"shed_wait_s = {shed_wait_s}", "give a time > 0")
     n = len(requests)
     if n and (np.diff(requests.arrival_s) < 0).any():
         raise SlitInputError("simulate_site", "requests are not sorted by arrival",
@@ -233,11 +288,17 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
         standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
         decode_w=power.decode_dynamic_w, wake_up_s=site.load_s,
-        decode_full_w=power.decode_full_dynamic_w, loading_w=loading_power_w(replica))
+        decode_full_w=power.decode_full_dynamic_w, loading_w=loading_power_w(replica),
+        shed_wait_s=float(shed_wait_s))
     out, bins, counters, area_s, end_s = simulate_kernel(
-        requests.arrival_s.astype(np.float64), rq, schedule, replica_params(replica), cfg, kf)
+        requests.arrival_s.astype(np.float64), rq, schedule, cap, replica_params(replica), cfg,
+        kf)
     first, done, energy = out[:, O_FIRST], out[:, O_DONE], out[:, O_ENERGY].copy()
-    arrival = requests.arrival_s
+    if first_arrival_s is not None and len(first_arrival_s) != n:
+        raise SlitInputError("simulate_site", f"first_arrival_s has {len(first_arrival_s)} "
+                             "rows", f"give one time per request ({n})")
+    arrival = requests.arrival_s if first_arrival_s is None else np.asarray(first_arrival_s,
+                                                                            np.float64)
     arrived = np.arange(n) < counters[G_NEXT]
     completed = ~np.isnan(done)
     ttft = first - arrival
@@ -259,4 +320,7 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         kernel_completed=int(counters[G_DONE]),
         loading_energy_j_per_interval=bins[:, site.n_replicas + 1].copy(),
         n_loads=int(counters[G_LOADS]), n_load_delayed=int(counters[G_LOAD_DELAYED]),
+        handed_off=~np.isnan(out[:, O_HANDOFF]), handoff_s=out[:, O_HANDOFF].copy(),
+        shed=~np.isnan(out[:, O_SHED]), kernel_handed=int(counters[G_HANDED]),
+        kernel_shed=int(counters[G_SHED]),
     )
