@@ -24,7 +24,8 @@ signal, which ``method`` produced it (``SignalForecast.methods``):
   filled causally, each gap with the fallback issued at its start (never with later values);
 - while the last completed hour of a signal is missing, its ``FALLBACK`` (``profile``: the mean
   of each UTC hour of day over the observed hours of the ``PROFILE_DAYS`` days before the gap;
-  ``last_good``: the last observed value), issued at the start of the gap;
+  ``anchored_profile``: that profile shifted to the last reading, the shift fading with a 24 h
+  half-life; ``last_good``: the last observed value), issued at the start of the gap;
 - ``prior``: nothing observed to fall back on: the prior (the embedded default's monthly
   profile of the region, ``prior_profiles``), never zero;
 - a model that could not be trained (history shorter than ``min_train_issues`` issue times
@@ -53,14 +54,19 @@ MAX_HORIZON_H = 24
 LOOKBACK_H = 168
 HOUR = pd.Timedelta(hours=1)
 
-MODEL, PROFILE, LAST_GOOD, PRIOR = "model", "profile", "last_good", "prior"
+MODEL, PROFILE, ANCHORED, LAST_GOOD, PRIOR = (
+    "model", "profile", "anchored_profile", "last_good", "prior")
 # The seasonal profile of a gap fallback averages this many days before the gap.
 PROFILE_DAYS = 7
-# The fallback per signal while its feed is missing: chosen by the 6 h gap experiment of
-# docs/forecast.md ("Planning through data gaps"), where the profile beat the last good value
-# for every signal.
-FALLBACK: dict[str, str] = {CARBON_DIRECT: PROFILE, CARBON_LCA: PROFILE, PRICE: PROFILE,
-                            TEMP: PROFILE, RH: PROFILE, WET_BULB: PROFILE}
+# The anchored profile starts at the last reading and returns to the profile with this
+# half-life: a level that differs from the week's mean persists for hours, not for days.
+ANCHOR_HALFLIFE_H = 24.0
+# The fallback per signal while its feed is missing, chosen by the 6 h gap experiment of
+# docs/forecast.md ("Planning through data gaps"): the anchored profile beat the plain profile
+# and the last good value on carbon, temperature and wet-bulb; on price, whose spikes make the
+# last reading a poor anchor, the plain profile won.
+FALLBACK: dict[str, str] = {CARBON_DIRECT: ANCHORED, CARBON_LCA: ANCHORED, PRICE: PROFILE,
+                            TEMP: ANCHORED, RH: ANCHORED, WET_BULB: ANCHORED}
 # Fewer training issue times than this with observed targets: no model, the profile instead.
 MIN_TRAIN_ISSUES = 50
 
@@ -246,7 +252,7 @@ def _label(method: str, observed: np.ndarray, has_prior: bool) -> str:
     """What a fallback issued after ``observed`` really rests on: with no reading to average
     (none at all, or none in the profile's window) it is the prior's values, else the last
     reading held."""
-    window = observed[-PROFILE_DAYS * 24:] if method == PROFILE else observed
+    window = observed[-PROFILE_DAYS * 24:] if method in (PROFILE, ANCHORED) else observed
     if window.any():
         return method
     return PRIOR if has_prior else LAST_GOOD
@@ -265,7 +271,9 @@ def _fallback(filled: np.ndarray, observed: np.ndarray, begin: int, n: int, meth
 
     ``profile``: per UTC hour of day, the mean of the readings at that hour in the
     ``PROFILE_DAYS`` days before ``begin``; an hour of day without a reading takes the prior,
-    else the last reading. ``last_good``: the last reading. ``prior``: the prior's values. With
+    else the last reading. ``anchored_profile``: the profile plus the last reading's departure
+    from its own hour's profile, halved every ``ANCHOR_HALFLIFE_H``. ``last_good``: the last
+    reading. ``prior``: the prior's values. With
     no reading and no prior there is nothing to forecast from: refused, never zero.
     """
     targets = begin + np.arange(n)
@@ -283,12 +291,21 @@ def _fallback(filled: np.ndarray, observed: np.ndarray, begin: int, n: int, meth
     keep = observed[window]
     sums = np.bincount(window[keep] % 24, weights=filled[window[keep]], minlength=24)
     counts = np.bincount(window[keep] % 24, minlength=24)
-    hour_of_day = targets % 24
-    with np.errstate(invalid="ignore", divide="ignore"):
-        profile = sums[hour_of_day] / counts[hour_of_day]
-    empty = counts[hour_of_day] == 0
-    if empty.any():
-        profile[empty] = prior_at(targets[empty]) if prior_at is not None else last
+
+    def profile_at(positions: np.ndarray) -> np.ndarray:
+        hour_of_day = positions % 24
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profile = sums[hour_of_day] / counts[hour_of_day]
+        empty = counts[hour_of_day] == 0
+        if empty.any():
+            profile[empty] = prior_at(positions[empty]) if prior_at is not None else last
+        return profile
+
+    profile = profile_at(targets)
+    if method == ANCHORED:
+        # Start from the last reading's departure from its hour's profile, fading out.
+        offset = last - profile_at(np.array([seen[-1]]))[0]
+        profile = profile + offset * 0.5 ** ((targets - seen[-1]) / ANCHOR_HALFLIFE_H)
     return profile
 
 
