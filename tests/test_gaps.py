@@ -229,6 +229,7 @@ def test_run_and_plan_in_an_unseen_year_with_16_days_of_history(
     assert set(short) == {"US-CAL-CISO", "DE-LU", "SG"}
     assert short["SG"] == {"wanted_h": 28 * 24,
                            "observed_h": {"carbon": 384, "price": 384, "weather": 384}}
+    assert "Data gaps" in (out / "report.html").read_text(encoding="utf-8")
     code, printed, err = run_slit(["plan", "--at", "2031-01-17T00:15", "--scenario",
                                    str(scenario_file)], capsys, monkeypatch)
     assert code == 0, err
