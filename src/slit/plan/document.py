@@ -45,7 +45,7 @@ def plan_document(scenario: Scenario, plans: list[ModelPlan],
         # two plans of the same scenario, seed and interval.
         "timing": {
             "issued_at": pd.Timestamp.now(tz="UTC").floor("s").strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "decision_s": {plan.model: float(plan.decision.decision_s) for plan in plans},
+            "decision_s": [float(plan.decision.decision_s) for plan in plans],  # per model
         },
         "scenario": {"name": scenario.name, "seed": scenario.seed,
                      "data": str(scenario.data_dir) if scenario.data_dir else "embedded"},
