@@ -30,6 +30,8 @@ from slit.data.signals import PRICE, TEMP
 from slit.data.source import missing_hours
 from slit.errors import SlitInputError
 from slit.experiment.gaps import (
+    REASON_DATA,
+    REASON_EVENT,
     SIGNAL_GROUPS,
     data_mask,
     event_mask,
@@ -570,6 +572,8 @@ def data_gaps(scenario: Scenario, prepared: Prepared) -> dict:
     return {
         "fallback_methods": {"model": "LightGBM (docs/forecast.md)",
                              **{group_of(c): m for c, m in FALLBACK.items()}},
+        # What the judge uses where the planner saw nothing.
+        "judge_uses": {REASON_EVENT: "the real values", REASON_DATA: "interpolation"},
         "planner_fallbacks": planner_fallbacks(
             scenario.start_utc, scenario.interval_s, scenario.n_intervals,
             prepared.forecasters, scenario.events, prepared.missing),
