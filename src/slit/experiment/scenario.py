@@ -270,7 +270,8 @@ def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
 
 def default_models() -> tuple[ServedModel, ...]:
     return _served(ScenarioFile.model_validate(
-        {"fleet": "default", "period": {"start_utc": "2023-07-12T00:00", "hours": 1}}))
+        {"fleet": "default",
+         "period": {"start_utc": f"{DEFAULT_START_UTC:%Y-%m-%dT%H:%M}", "hours": 1}}))
 
 
 def _served(settings: ScenarioFile) -> tuple[ServedModel, ...]:
