@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from slit.data.regions import REGIONS
@@ -19,6 +21,7 @@ from slit.data.signals import (
     WEATHER_FILE,
     load_region_signals,
 )
+from slit.data.source import DataSource, get_observed
 from slit.errors import SlitInputError
 
 
@@ -76,8 +79,6 @@ BAD_FILES: list[tuple[str, str, Callable[[Path], None], str]] = [
     ("duplicate timestamp", PRICE_FILE, lambda p: _edit_lines(p, lambda ls: ls[:50] + ls[49:]),
      "duplicate timestamp"),
     ("non-monotonic", CARBON_FILE, lambda p: _edit_lines(p, _swap), "go backwards"),
-    ("long gap refused", CARBON_FILE, lambda p: _edit_lines(p, lambda ls: ls[:200] + ls[206:]),
-     "gap of 6 hours"),
     ("NaN cell", PRICE_FILE, lambda p: _set_cell(p, 300, 2, ""), "NaN/empty at line 301"),
     ("carbon out of range", CARBON_FILE, lambda p: _set_cell(p, 10, 4, "5000"),
      "outside the physical range"),
@@ -121,6 +122,32 @@ def test_short_gap_is_filled_and_counted(region_copy: Path) -> None:
     assert signals.filled_hours["carbon_direct_g_per_kwh"] == 2
     assert signals.filled_hours["price_usd_per_mwh"] == 0
     assert not signals.hourly.isna().any().any()
+
+
+def test_long_gap_is_kept_missing_not_refused(region_copy: Path) -> None:
+    """Missing hours are data: a 6 h hole (and a file stopping 10 days short of the year) is
+    marked missing, interpolated for the judge, NaN for the planner; nothing is refused."""
+    _edit_lines(region_copy / CARBON_FILE, lambda ls: ls[:201] + ls[207:-240])
+    signals = load_region_signals(region_copy.parents[2], "SG", 2023)
+    assert signals.missing is not None
+    lost = signals.missing.index[signals.missing["carbon_direct_g_per_kwh"]]
+    # Rows 1..200 are hours 0..199: hours 200..205 are gone, and the last 240 hours.
+    assert list(lost[:6]) == list(pd.date_range("2023-01-09 08:00", periods=6, freq="h",
+                                                tz="UTC"))
+    assert len(lost) == 6 + 240
+    assert not signals.missing["price_usd_per_mwh"].any()
+    hourly = signals.hourly["carbon_direct_g_per_kwh"]
+    assert not hourly.isna().any()
+    # The judge's value inside the gap lies on the line between the readings around it.
+    before, after = hourly.iloc[199], hourly.iloc[206]
+    np.testing.assert_allclose(hourly.iloc[200:206].to_numpy(),
+                               before + (after - before) * np.arange(1, 7) / 7)
+    assert (hourly.iloc[-240:] == hourly.iloc[-241]).all()  # held from the last reading
+    observed = get_observed(DataSource(region_copy.parents[2]), "SG",
+                            pd.Timestamp("2023-01-09", tz="UTC"),
+                            pd.Timestamp("2023-01-10", tz="UTC"))
+    assert observed["carbon_direct_g_per_kwh"].isna().sum() == 6
+    assert observed["price_usd_per_mwh"].notna().all()
 
 
 def test_cli_reports_a_bad_file_on_one_line_with_exit_code_2(region_copy: Path) -> None:

@@ -209,3 +209,18 @@ def test_the_run_plans_demand_without_the_demand_models_expectation(tmp_path: Pa
     # Interval 0 is forecast from the observed history alone, close to the realised load.
     first = interval_problem(prepared, 0).demand_rps * blind.interval_s
     assert first.sum() == pytest.approx(prepared.counts[0].sum(), rel=0.25)
+
+
+def test_evaluation_year_is_the_datas_latest_common_year(data_dir: Path, tmp_path: Path) -> None:
+    from slit.forecast.evaluate import data_year
+
+    assert data_year(DataSource(data_dir), ("SG", "KR")) == 2023
+    for region, year in (("SG", 2031), ("SG", 2030), ("KR", 2030)):
+        folder = tmp_path / "regions" / region / str(year)
+        folder.mkdir(parents=True)
+        for name in ("carbon_intensity.csv", "electricity_price.csv", "weather.json"):
+            (folder / name).write_text("", encoding="utf-8")
+    assert data_year(DataSource(tmp_path), ("SG", "KR")) == 2030
+    assert data_year(DataSource(tmp_path), ("SG",)) == 2031
+    with pytest.raises(SlitInputError, match="no year"):
+        data_year(DataSource(tmp_path), ("SG", "ZA"))

@@ -67,7 +67,8 @@ def plan(
     if output is not None:
         check_output_file(output, "--output")
     loaded_now = None if current is None else loaded_from_document(_read_json(current))
-    scenario = plan_scenario(_base_scenario(scenario_file, resolve_data_dir(data_dir)), start)
+    scenario = plan_scenario(_base_scenario(scenario_file, resolve_data_dir(data_dir), start),
+                             start)
     with stage_progress(Console(stderr=True), first="load",
                         order=("load", "surrogate")) as report:
         plans = plan_next_interval(scenario, report)
@@ -93,10 +94,12 @@ def _read_json(path: Path) -> dict:
     return document
 
 
-def _base_scenario(scenario_file: Path | None, data_dir: Path | None) -> Scenario:
+def _base_scenario(scenario_file: Path | None, data_dir: Path | None,
+                   start: pd.Timestamp) -> Scenario:
+    # Default fleets are sized on the week from --at's day (the plan's own period).
     if scenario_file is None:
-        return default_scenario(data_dir)  # fleets sized on the default week, whatever --at
-    return load_scenario(scenario_file, data_dir=data_dir)
+        return default_scenario(data_dir, start_utc=start)
+    return load_scenario(scenario_file, data_dir=data_dir, start_utc=start)
 
 
 def _format(text: str) -> PlanFormat:

@@ -92,7 +92,8 @@ def forecast_eval(
         help="Comma-separated region ids (default: all 15).")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the model (and of the embedded data).")] = 0,
 ) -> None:
-    """Rolling-origin evaluation over 2023: LightGBM vs persistence vs seasonal-naive."""
+    """Rolling-origin evaluation over the latest year of the data: LightGBM vs persistence vs
+    seasonal-naive."""
     shown = _parse_horizons(horizons)
     region_ids = tuple(r.strip() for r in regions.split(",") if r.strip()) or DEFAULT_REGION_IDS
     config = EvalConfig(regions=region_ids, seed=seed)

@@ -14,10 +14,14 @@ last few UTC hours (at most |offset|) have no weather reading; they are held fro
 reading and counted in ``filled_hours``. Where the offset is not whole hours (India, UTC+5:30;
 its price file is stamped at HH:30 UTC too) rows are interpolated onto whole UTC hours.
 
-Gaps. Interior gaps of up to ``MAX_FILLED_GAP_HOURS`` consecutive hours are filled by linear
-interpolation in time and counted; longer gaps are refused. NaN cells, duplicate or
-non-monotonic stamps and physically impossible values are refused. Negative prices and price
-spikes are real market outcomes and pass through untouched.
+Gaps. Missing hours are data, not malformation. Interior gaps of up to ``MAX_FILLED_GAP_HOURS``
+consecutive hours are filled by linear interpolation in time and counted in ``filled_hours``
+(cleaning). Longer gaps, and a file stopping short of the year, are kept: ``missing`` marks those
+hours and ``hourly`` holds, for them, the linear interpolation between the readings on either
+side (the nearest reading held at the ends), which is what the judge uses; the planner sees them
+as missing (``slit.data.source.get_observed``). NaN cells, duplicate or non-monotonic stamps and
+physically impossible values are refused (malformed files). Negative prices and price spikes are
+real market outcomes and pass through untouched.
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ class RegionSignals:
     hourly: pd.DataFrame
     filled_hours: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    # Hours the files do not hold (gaps longer than MAX_FILLED_GAP_HOURS, a file stopping short
+    # of the year), per column: ``hourly`` interpolates them for the judge, the planner must not
+    # see them (``slit.data.source.get_observed``). None: nothing missing.
+    missing: pd.DataFrame | None = None
 
 
 def resolve_data_dir(data_dir: Path | str | None) -> Path | None:
@@ -147,7 +155,7 @@ def load_region_signals(data_dir: Path, region_id: str, year: int | None = None)
         freq="h", inclusive="left", name="time_utc",
     )
     filled: dict[str, int] = {}
-    parts = []
+    parts, missing = [], {}
     for path, frame, edge_hold in (
         (folder / CARBON_FILE, carbon, 0),
         (folder / PRICE_FILE, price, 0),
@@ -160,9 +168,13 @@ def load_region_signals(data_dir: Path, region_id: str, year: int | None = None)
                 str(path), f"has no rows inside {year} (UTC)",
                 "check the timestamps, or pass the year the file covers",
             )
-        parts.append(_fill_gaps(path, frame.reindex(index), edge_hold, filled))
+        part, lacking = _fill_gaps(frame.reindex(index), edge_hold, filled)
+        parts.append(part)
+        for column in part.columns:
+            missing[column] = lacking
     hourly = pd.concat(parts, axis=1)[list(SIGNAL_COLUMNS)]
-    return RegionSignals(region=region, hourly=hourly, filled_hours=filled, source=str(folder))
+    return RegionSignals(region=region, hourly=hourly, filled_hours=filled, source=str(folder),
+                         missing=pd.DataFrame(missing, index=index)[list(SIGNAL_COLUMNS)])
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
@@ -346,62 +358,53 @@ def _on_whole_hours(frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     hours = pd.date_range(frame.index[0].ceil("h"), frame.index[-1].floor("h"), freq="h")
     both = frame.reindex(frame.index.union(hours)).interpolate(method="time", limit_area="inside")
-    return both.reindex(hours)
+    out = both.reindex(hours)
+    # An hour is a reading only between two rows at most an hour apart: inside a longer gap
+    # it stays missing rather than interpolated across the gap.
+    rows = index.asi8
+    after = np.searchsorted(rows, hours.asi8, side="left")
+    nxt = rows[np.minimum(after, len(rows) - 1)]
+    span = nxt - rows[np.maximum(after - 1, 0)]
+    out[(span > pd.Timedelta(hours=1).value) & (nxt != hours.asi8)] = np.nan
+    return out
 
 
 def _fill_gaps(
-    path: Path, frame: pd.DataFrame, edge_hold_hours: int, filled: dict[str, int]
-) -> pd.DataFrame:
-    """Interpolate short interior gaps and hold up to ``edge_hold_hours`` at either end."""
+    frame: pd.DataFrame, edge_hold_hours: int, filled: dict[str, int]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Interpolate short interior gaps and hold up to ``edge_hold_hours`` at either end; every
+    other missing hour stays missing (returned as a mask) and is interpolated for the judge.
+
+    Returns the gap-free frame and the [hours] mask of the hours left missing in the data.
+    """
     missing = frame.iloc[:, 0].isna().to_numpy()
     if not missing.any():
         for column in frame.columns:
             filled[column] = 0
-        return frame
+        return frame, missing
     present = np.flatnonzero(~missing)
     first, last = present[0], present[-1]
-    lead, trail = first, len(missing) - 1 - last
-    edge_limit = max(edge_hold_hours, MAX_FILLED_GAP_HOURS)
-    if lead > edge_limit or trail > edge_limit:
-        where = frame.index[0] if lead > edge_limit else frame.index[last + 1]
-        raise SlitInputError(
-            str(path), f"data stops short of the year: {max(lead, trail)} hours missing at {where}",
-            "supply the full year of hourly rows",
-        )
-    interior = missing[first : last + 1]
-    run = _longest_run(interior)
-    if run > MAX_FILLED_GAP_HOURS:
-        start = first + _start_of_longest_run(interior)
-        raise SlitInputError(
-            str(path),
-            f"gap of {run} hours from {frame.index[start]} (at most {MAX_FILLED_GAP_HOURS} are "
-            "interpolated)",
-            "supply the missing hourly rows",
-        )
+    still_missing = missing.copy()
+    # Short runs inside the data are cleaning (interpolated, counted in filled_hours); so are
+    # the first/last hours a fixed-offset weather year cannot cover.
+    lead_limit = max(edge_hold_hours, MAX_FILLED_GAP_HOURS)
+    if first <= lead_limit:
+        still_missing[:first] = False
+    if len(missing) - 1 - last <= lead_limit:
+        still_missing[last + 1:] = False
+    for begin, length in _runs(missing[first:last + 1]):
+        if length <= MAX_FILLED_GAP_HOURS:
+            still_missing[first + begin:first + begin + length] = False
+    # What the judge uses for hours the data lacks: linear in time between the readings on
+    # either side, the nearest reading held before the first or after the last.
     out = frame.interpolate(method="time", limit_area="inside").ffill().bfill()
     for column in frame.columns:
-        filled[column] = int(missing.sum())
-    return out
+        filled[column] = int((missing & ~still_missing).sum())
+    return out, still_missing
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    best = cur = 0
-    for m in mask:
-        cur = cur + 1 if m else 0
-        best = max(best, cur)
-    return best
-
-
-def _start_of_longest_run(mask: np.ndarray) -> int:
-    best = cur = 0
-    start = best_start = 0
-    for i, m in enumerate(mask):
-        if m:
-            if cur == 0:
-                start = i
-            cur += 1
-            if cur > best:
-                best, best_start = cur, start
-        else:
-            cur = 0
-    return best_start
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of every run of True in ``mask``."""
+    padded = np.concatenate([[False], mask.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

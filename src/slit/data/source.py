@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from slit.data.embedded import embedded_signals
 from slit.data.regions import get_region
 from slit.data.signals import (
+    SIGNAL_COLUMNS,
+    RegionSignals,
     available_years,
     load_region_signals,
     missing_files,
@@ -126,9 +129,64 @@ def _real_signals(
             str(folder), f"has no data for {start} to {end} (available: {have})",
             "ask for hours inside the available range, or add that year's files",
         )
-    parts = [_cached_year(str(data_dir.resolve()), region_id, y).loc[start:last]
+    parts = [_cached_year(str(data_dir.resolve()), region_id, y).hourly.loc[start:last]
              for y in wanted]
     return pd.concat(parts).copy()
+
+
+def get_observed(
+    source: DataSource,
+    region_id: str,
+    start_utc: pd.Timestamp,
+    end_utc: pd.Timestamp,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The hourly signals as recorded, what a planner can know: like ``get_signals`` but NaN
+    for every hour the data does not hold, i.e. the gaps the readers keep (``RegionSignals.
+    missing``) and every hour of a year absent from the data directory (a window reaching
+    before the first year is not refused). The embedded default misses no hour."""
+    region = get_region(region_id)
+    start = _utc_hour(start_utc, "start")
+    end = _utc_hour(end_utc, "end")
+    if end <= start:
+        raise SlitInputError("period", f"end {end} is not after start {start}",
+                             "give an end later than the start (the end is exclusive)")
+    if source.data_dir is None:
+        return get_signals(source, region.id, start, end, seed)
+    index = pd.date_range(start, end, freq="h", inclusive="left", name="time_utc")
+    out = pd.DataFrame(np.nan, index=index, columns=list(SIGNAL_COLUMNS))
+    years = available_years(source.data_dir, region.id)
+    for year in range(start.year, (end - HOUR).year + 1):
+        if year not in years:
+            continue
+        loaded = _cached_year(str(source.data_dir.resolve()), region.id, year)
+        hourly = loaded.hourly.loc[start:end - HOUR]
+        if loaded.missing is not None:
+            hourly = hourly.mask(loaded.missing.loc[start:end - HOUR])
+        out.loc[hourly.index] = hourly.to_numpy()
+    return out
+
+
+def missing_hours(source: DataSource, region_id: str, start_utc: pd.Timestamp,
+                  end_utc: pd.Timestamp) -> pd.DataFrame:
+    """[hours, SIGNAL_COLUMNS] True where the data holds no reading (``get_signals`` then
+    gives the interpolation the judge uses). All False for the embedded default."""
+    start = _utc_hour(start_utc, "start")
+    end = _utc_hour(end_utc, "end")
+    index = pd.date_range(start, end, freq="h", inclusive="left", name="time_utc")
+    out = pd.DataFrame(False, index=index, columns=list(SIGNAL_COLUMNS))
+    if source.data_dir is None:
+        return out
+    years = available_years(source.data_dir, get_region(region_id).id)
+    for year in range(start.year, (end - HOUR).year + 1):
+        if year not in years:
+            out.loc[(index.year == year)] = True
+            continue
+        loaded = _cached_year(str(source.data_dir.resolve()), get_region(region_id).id, year)
+        if loaded.missing is not None:
+            part = loaded.missing.loc[start:end - HOUR]
+            out.loc[part.index] = part.to_numpy()
+    return out
 
 
 def _year_range(year: int) -> str:
@@ -136,6 +194,6 @@ def _year_range(year: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _cached_year(data_dir: str, region_id: str, year: int) -> pd.DataFrame:
+def _cached_year(data_dir: str, region_id: str, year: int) -> RegionSignals:
     # Reading and validating a region-year costs ~30 ms; simulations ask for it many times.
-    return load_region_signals(Path(data_dir), region_id, year).hourly
+    return load_region_signals(Path(data_dir), region_id, year)

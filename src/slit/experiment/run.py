@@ -27,9 +27,20 @@ import pandas as pd
 
 from slit.data.regions import get_region
 from slit.data.signals import PRICE, TEMP
+from slit.data.source import missing_hours
 from slit.errors import SlitInputError
 from slit.experiment import events as fault_events
 from slit.experiment.events import change_times
+from slit.experiment.gaps import (
+    REASON_DATA,
+    REASON_EVENT,
+    SIGNAL_GROUPS,
+    data_mask,
+    event_mask,
+    group_of,
+    judge_interpolated,
+    planner_fallbacks,
+)
 from slit.experiment.horizon_inputs import (
     HorizonInputs,
     fit_to_pools,
@@ -43,7 +54,7 @@ from slit.footprint import site_footprint
 from slit.footprint.model import carbon_column, coefficients_from_weather
 from slit.forecast.demand import DEFAULT_HISTORY_DAYS, DemandForecaster, observed_history
 from slit.forecast.history import WET_BULB, load_history
-from slit.forecast.signals import SignalForecaster
+from slit.forecast.signals import FALLBACK, SignalForecaster, prior_profiles
 from slit.optimise.horizon import (
     DEFAULT_HORIZON,
     HorizonProblem,
@@ -61,6 +72,7 @@ from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surr
 from slit.optimise.token_mix import TokenMix
 from slit.parallel import parallel_map
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
+from slit.timeutil import to_utc
 from slit.workload.demand import interval_counts
 from slit.workload.network import rtt_ms_matrix
 from slit.workload.requests import RequestBatch
@@ -122,6 +134,8 @@ class ExperimentResult:
     preference_scales: np.ndarray | None = None
     # Intervals whose forecast demand exceeds what the fleet serves within the SLO (issue 13).
     shortfalls: list[Shortfall] = field(default_factory=list)
+    # data gaps: the planner's flagged fallbacks, short histories, judge interpolation (data_gaps)
+    data_gaps: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +157,9 @@ class Prepared:
     hourly_coefficients: dict[pd.Timestamp, np.ndarray] = field(default_factory=dict)
     # per site, up to the replicas the whole pool holds (the horizon planner's tables)
     pool_tables: tuple[SiteServingTable, ...] = ()
+    # site -> [hours, signal columns] True where the data lacks the hour (history and period):
+    # the planner sees nothing there, the judge interpolates (slit.experiment.gaps).
+    missing: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
@@ -155,7 +172,7 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
                              "prepare each model's view: scenario.for_model(name)")
     site_ids = scenario.site_ids
     origins = scenario.demand.origins
-    history, actual = _signals(scenario)
+    history, actual, missing = _signals(scenario)
     requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc, scenario.seed,
                                         scenario.data)
     spec = SurrogateSpec(
@@ -172,11 +189,16 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         table if s.max_replicas(s.replica.model) <= s.installed else surrogate.site_table(
             s.replica, s.max_replicas(s.replica.model), mix, scenario.slo_percentile)
         for s, table in zip(scenario.sites, tables, strict=True))
+    signals = (carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB)
+    # The planner never sees a missing hour (the data's or a SignalGap's); with a short or
+    # gappy history the forecasters fall back, flagged (slit.experiment.gaps).
     forecasters = {
         s.region_id: SignalForecaster(
-            signals=(carbon_column(scenario.carbon_basis), PRICE, TEMP, WET_BULB),
-            timezone=get_region(s.region_id).timezone,
-        ).fit(history[s.region_id])
+            signals=signals, timezone=get_region(s.region_id).timezone,
+            prior=prior_profiles(s.region_id, signals),
+        ).hide(missing[s.region_id] | event_mask(scenario.events, s.region_id,
+                                                 pd.DatetimeIndex(missing[s.region_id].index))
+               ).fit(history[s.region_id])
         for s in scenario.sites
     }
     return Prepared(
@@ -184,7 +206,7 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
         counts=interval_counts(requests, len(origins), scenario.interval_s, scenario.n_intervals),
         tables=tables, surrogate_accuracy=accuracy,
         rtt_s=rtt_ms_matrix(origins, site_ids) / 1e3, pinned=origin_site_allowed(scenario),
-        forecasters=forecasters,
+        forecasters=forecasters, missing=missing,
         # Learns only from demand observed before the start, never from the demand model.
         demand_forecaster=DemandForecaster(scenario.interval_s).fit(observed_history(
             scenario.demand, scenario.start_utc, DEFAULT_HISTORY_DAYS, scenario.interval_s,
@@ -578,7 +600,7 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
     first = prepared_by_model[0]
     return ExperimentResult(scenario, metrics, {}, [], actual, site_hourly, ttft,
                             first.surrogate_accuracy, [], fleet_plans=fleet,
-                            model_metrics=by_model)
+                            model_metrics=by_model, data_gaps=data_gaps(scenario, first))
 
 
 # --- parallel site simulations (issue 14), faults (issue 13) -------------------------------
@@ -1007,35 +1029,49 @@ def _ttft_sample(sims: list[SiteSimResult]) -> np.ndarray:
     return ttft[np.linspace(0, len(ttft) - 1, TTFT_SAMPLE).round().astype(np.int64)]
 
 
-def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Per site: history before the start (for the forecasters) and the actual period."""
+def _signals(scenario: Scenario) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame],
+                                          dict[str, pd.DataFrame]]:
+    """Per site: history before the start as the planner knows it (NaN where the data lacks an
+    hour, including hours before the data's first year: a short history is not refused), the
+    actual period as the judge uses it (gaps interpolated; refused outside the data), and the
+    mask of the hours the data lacks over both."""
     # Signals are hourly: a start inside an hour (``slit plan --at 13:15``) has seen only the
     # hours completed before it.
     first_hour = scenario.start_utc.floor("h")
     begin = first_hour - pd.Timedelta(days=scenario.history_days)
     end = scenario.end_utc.ceil("h")
-    history, actual = {}, {}
+    history, actual, missing = {}, {}, {}
     for site in scenario.sites:
-        frame = load_history(scenario.data, site.region_id, begin, end, scenario.seed,
-                             history_days=scenario.history_days)
-        history[site.region_id] = frame[frame.index < first_hour]
-        actual[site.region_id] = frame[frame.index >= scenario.start_utc.floor("h")]
-    return history, actual
+        region = site.region_id
+        actual[region] = load_history(scenario.data, region, first_hour, end, scenario.seed)
+        seen = load_history(scenario.data, region, begin, end, scenario.seed, observed=True)
+        history[region] = seen[seen.index < first_hour]
+        missing[region] = data_mask(missing_hours(scenario.data, region, begin, end))
+    return history, actual, missing
 
 
 def _forecast_coefficients(scenario: Scenario, forecasters: dict[str, SignalForecaster],
-                           actual: dict[str, pd.DataFrame], t: pd.Timestamp) -> np.ndarray:
-    """[3, S] forecast carbon (kg), water (L) and cost (USD) per IT kWh for the hour of ``t``.
+                           actual: dict[str, pd.DataFrame], t: pd.Timestamp,
+                           target_utc: pd.Timestamp | None = None) -> np.ndarray:
+    """[3, S] forecast carbon (kg), water (L) and cost (USD) per IT kWh for the hour of
+    ``target_utc`` (default: the hour of ``t``), forecast at ``t``.
 
-    Forecasters learn of each completed hour as time passes (never of the hour in progress).
+    Forecasters learn of each completed hour as time passes (never of the hour in progress);
+    the hours the planner cannot see (data gaps, SignalGap events) they were told to hide, and
+    for those they fall back (``SignalForecaster.forecast``), the method kept per target hour.
     """
     carbon = carbon_column(scenario.carbon_basis)
+    issue = t.floor("h")
+    target = issue if target_utc is None else to_utc(target_utc).floor("h")
+    if target < issue:
+        raise ValueError(f"target hour {target} is before the issue hour {issue}")
+    horizon_h = int((target - issue) / pd.Timedelta(hours=1)) + 1
     out = np.empty((3, len(scenario.sites)))
     for s, site in enumerate(scenario.sites):
         forecaster = forecasters[site.region_id]
         completed = actual[site.region_id]
-        forecaster.observe(completed[completed.index < t.floor("h")][list(forecaster.signals)])
-        row = forecaster.predict(t, 1).iloc[0]
+        forecaster.observe(completed[completed.index < issue][list(forecaster.signals)])
+        row = forecaster.predict(t, horizon_h).iloc[-1]
         # A forecast may dip below zero carbon; the grid cannot.
         coefficients = coefficients_from_weather(
             np.array([row[TEMP]]), np.array([row[WET_BULB]]), np.array([max(row[carbon], 0.0)]),
@@ -1043,6 +1079,32 @@ def _forecast_coefficients(scenario: Scenario, forecasters: dict[str, SignalFore
         out[:, s] = [coefficients["carbon_kg_per_kwh_it"][0],
                      coefficients["water_l_per_kwh_it"][0], coefficients["cost_usd_per_kwh_it"][0]]
     return out
+
+
+def data_gaps(scenario: Scenario, prepared: Prepared) -> dict:
+    """What results.json says of the data gaps of a run: the planner's fallbacks per interval
+    and region, the regions whose history was shorter than wanted, and the hours for which the
+    judge interpolated (``slit.experiment.gaps``)."""
+    wanted_h = scenario.history_days * 24
+    short = {}
+    for region, frame in prepared.history.items():
+        observed = {group: int(frame[[c for c in columns if c in frame.columns]]
+                               .notna().all(axis=1).sum())
+                    for group, columns in SIGNAL_GROUPS.items()}
+        if min(observed.values()) < wanted_h:
+            short[region] = {"wanted_h": wanted_h, "observed_h": observed}
+    return {
+        "fallback_methods": {"model": "LightGBM (docs/forecast.md)",
+                             **{group_of(c): m for c, m in FALLBACK.items()}},
+        # What the judge uses where the planner saw nothing.
+        "judge_uses": {REASON_EVENT: "the real values", REASON_DATA: "interpolation"},
+        "planner_fallbacks": planner_fallbacks(
+            scenario.start_utc, scenario.interval_s, scenario.n_intervals,
+            prepared.forecasters, scenario.events, prepared.missing),
+        "short_history": short,
+        "judge_interpolated": judge_interpolated(scenario.data, scenario.site_ids,
+                                                 scenario.start_utc, scenario.end_utc),
+    }
 
 
 def _hourly_energy_kwh(sim: SiteSimResult, scenario: Scenario) -> np.ndarray:

@@ -255,8 +255,8 @@ def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
                   models: tuple[ServedModel, ...] | None = None,
                   h100_regions: frozenset[str] = DEFAULT_H100_REGIONS) -> tuple[Site, ...]:
     """The 15 default sites: per region and model, the replicas that serve the model's share of
-    the region's peak over the week from ``start_utc`` at ``DEFAULT_PEAK_UTILISATION``; the pool
-    is their GPUs rounded up to whole 8-GPU nodes."""
+    the region's peak over the week from ``start_utc`` (any year) at
+    ``DEFAULT_PEAK_UTILISATION``; the pool is their GPUs rounded up to whole 8-GPU nodes."""
     served = default_models() if models is None else models
     demand = DemandModel(origins=DEFAULT_REGION_IDS, global_rate_rps=global_rate_rps)
     week = pd.date_range(start_utc, periods=7 * 24 * 4, freq="15min")
@@ -281,7 +281,8 @@ def default_sites(global_rate_rps: float, start_utc: pd.Timestamp,
 
 def default_models() -> tuple[ServedModel, ...]:
     return _served(ScenarioFile.model_validate(
-        {"fleet": "default", "period": {"start_utc": "2023-07-12T00:00", "hours": 1}}))
+        {"fleet": "default",
+         "period": {"start_utc": f"{DEFAULT_START_UTC:%Y-%m-%dT%H:%M}", "hours": 1}}))
 
 
 def _served(settings: ScenarioFile) -> tuple[ServedModel, ...]:
@@ -323,9 +324,11 @@ def scenario_from_settings(settings: ScenarioFile, base_dir: Path | None = None,
             raise SlitInputError("model", "fleet: default serves the `models` list, `model` "
                                  "applies to single-model sites only",
                                  "remove `model:` and list `models:`, or list the sites")
-        # Sized for the settings' own period start even when a command moves the start, so the
-        # installed fleet does not depend on which interval is asked about.
-        sites = default_sites(workload.global_rate_rps, settings.period.start, models)
+        # Sized on the run's own period: the week from the first day of the start the run uses
+        # (a command's start wins over the file's), so a run or a plan in any year gets the
+        # fleet of its own dates, and every interval of one day the same fleet.
+        first_day = (settings.period.start if start_utc is None else to_utc(start_utc))
+        sites = default_sites(workload.global_rate_rps, first_day.floor("D"), models)
     else:
         sites = tuple(_site(settings, i, models) for i in range(len(settings.sites or ())))
     pref = settings.preference

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from slit.data.embedded import embedded_info
 from slit.data.regions import DEFAULT_REGION_IDS, get_region
-from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, TEMP
+from slit.data.signals import CARBON_DIRECT, CARBON_LCA, PRICE, TEMP, available_years
 from slit.data.source import DataSource
+from slit.errors import SlitInputError
 from slit.forecast.demand import (
     DEFAULT_HISTORY_DAYS,
     DemandForecaster,
@@ -48,7 +50,7 @@ MAPE_FLOOR: dict[str, float] = {CARBON_DIRECT: 10.0, CARBON_LCA: 10.0, PRICE: 10
 
 @dataclass(frozen=True, slots=True)
 class EvalConfig:
-    year: int = 2023
+    year: int | None = None  # None: the latest year every region has (data_year)
     first_origin_month: int = 3  # January and February are the first training window
     last_origin_month: int = 12
     issue_every_h: int = 6
@@ -100,9 +102,22 @@ def rolling_forecasts(history: pd.DataFrame, origins: list[pd.Timestamp], issue_
                     signal, values, start, positions, MAX_HORIZON_H)
 
 
+def data_year(source: DataSource, regions: tuple[str, ...]) -> int:
+    """The latest year every region has in ``source`` (the embedded default: the last year its
+    statistics come from)."""
+    if source.data_dir is None:
+        return embedded_info().source_years[-1]
+    common = set.intersection(*(set(available_years(source.data_dir, r)) for r in regions))
+    if not common:
+        raise SlitInputError(str(source), f"holds no year with all of {', '.join(regions)}",
+                             "add one year's files for every region, or pick fewer regions")
+    return max(common)
+
+
 def evaluate_region(history: pd.DataFrame, region_id: str, config: EvalConfig) -> pd.DataFrame:
     """Error rows (region, signal, method, horizon_h, mae, mape, n) for one region."""
-    origins = [pd.Timestamp(year=config.year, month=m, day=1, tz="UTC")
+    year = history.index[0].year
+    origins = [pd.Timestamp(year=year, month=m, day=1, tz="UTC")
                for m in range(config.first_origin_month, config.last_origin_month + 1)]
     forecasters = make_forecasters(config.signals, get_region(region_id).timezone, config.seed)
     collected: dict[tuple[str, str], tuple[list[np.ndarray], list[np.ndarray]]] = {}
@@ -128,9 +143,11 @@ def evaluate_region(history: pd.DataFrame, region_id: str, config: EvalConfig) -
 
 def evaluate(source: DataSource, config: EvalConfig = EvalConfig(),
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Rolling-origin errors for every region of ``config``."""
-    start = pd.Timestamp(year=config.year, month=1, day=1, tz="UTC")
-    end = pd.Timestamp(year=config.year + 1, month=1, day=1, tz="UTC")
+    """Rolling-origin errors for every region of ``config``, over its year (default: the
+    latest year the data holds for all of them)."""
+    year = config.year if config.year is not None else data_year(source, config.regions)
+    start = pd.Timestamp(year=year, month=1, day=1, tz="UTC")
+    end = pd.Timestamp(year=year + 1, month=1, day=1, tz="UTC")
     frames = []
     for region_id in config.regions:
         history = load_history(source, region_id, start, end, seed=config.seed)

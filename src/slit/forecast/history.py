@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from slit.data.signals import RH, TEMP
-from slit.data.source import DataSource, get_signals
+from slit.data.source import DataSource, get_observed, get_signals
 from slit.errors import SlitInputError
 from slit.footprint.wetbulb import wet_bulb_c
 
@@ -20,18 +20,23 @@ def add_wet_bulb(hourly: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_history(source: DataSource, region_id: str, start_utc: pd.Timestamp | str,
-                 end_utc: pd.Timestamp | str, seed: int = 0, history_days: int = 0
-                 ) -> pd.DataFrame:
+                 end_utc: pd.Timestamp | str, seed: int = 0, history_days: int = 0,
+                 observed: bool = False) -> pd.DataFrame:
     """Hourly signals over [start, end) plus wet-bulb: real data, or the embedded default
     (``seed`` then picks the synthetic year).
+
+    ``observed``: as a planner knows them (``slit.data.source.get_observed``): NaN for hours the
+    data does not hold, including hours before its first year, which are then not refused;
+    otherwise as the judge uses them (gaps interpolated, hours outside the data refused).
 
     ``history_days`` says that the window starts that many days before the period asked for
     (the forecasters' training history), so an error about a window outside the data says why
     it starts earlier than the user's start.
     """
+    read = get_observed if observed else get_signals
     try:
-        hourly = get_signals(source, region_id, pd.Timestamp(start_utc), pd.Timestamp(end_utc),
-                             seed=seed)
+        hourly = read(source, region_id, pd.Timestamp(start_utc), pd.Timestamp(end_utc),
+                      seed=seed)
     except SlitInputError as err:
         if history_days <= 0:
             raise

@@ -14,7 +14,9 @@ from slit.optimise.problem import OBJECTIVES, evaluate_plans
 from slit.plan.interval import ModelPlan
 from slit.serving.lifecycle import load_time_s
 
-PLAN_SCHEMA_VERSION = 2
+PLAN_SCHEMA_VERSION = 3
+# Schema 2 had ``issued_at`` at the top level; its ``models`` read the same (for --current).
+READABLE_SCHEMA_VERSIONS = (2, PLAN_SCHEMA_VERSION)
 SHARE_UNITS = 1_000_000  # JSON shares are multiples of 1e-6 that sum to exactly 1
 
 
@@ -39,7 +41,12 @@ def plan_document(scenario: Scenario, plans: list[ModelPlan],
     pref = scenario.preference
     return {
         "schema_version": PLAN_SCHEMA_VERSION,
-        "issued_at": pd.Timestamp.now(tz="UTC").floor("s").strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # Wall-clock values, apart: everything outside ``timing`` is byte-identical between
+        # two plans of the same scenario, seed and interval.
+        "timing": {
+            "issued_at": pd.Timestamp.now(tz="UTC").floor("s").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "decision_s": [float(plan.decision.decision_s) for plan in plans],  # per model
+        },
         "scenario": {"name": scenario.name, "seed": scenario.seed,
                      "data": str(scenario.data_dir) if scenario.data_dir else "embedded"},
         "interval": {"start_utc": iso_utc(scenario.start_utc), "end_utc": iso_utc(end),
@@ -91,8 +98,9 @@ def _model_section(scenario: Scenario, plan: ModelPlan,
 
 
 def loaded_from_document(document: dict) -> dict[str, dict[str, int]]:
-    """Site id -> model -> replicas of a schema-2 plan document (what it had loaded)."""
-    if document.get("schema_version") != PLAN_SCHEMA_VERSION:
+    """Site id -> model -> replicas of a plan document of schema 2 or 3 (what it had
+    loaded)."""
+    if document.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise SlitInputError("--current", f"schema_version {document.get('schema_version')!r}",
                              f"give a plan written by this version (schema "
                              f"{PLAN_SCHEMA_VERSION})")

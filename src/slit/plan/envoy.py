@@ -41,7 +41,7 @@ def envoy_yaml(document: dict, domain_template: str = "{origin}.*") -> str:
         })
     interval = document["interval"]
     header = (f"# SLIT plan for {interval['start_utc']} to {interval['end_utc']} "
-              f"(issued {document['issued_at']}); clusters are named "
+              f"(issued {_issued_at(document)}); clusters are named "
               f"slit-<model>-site-<site id>, routes match the {MODEL_HEADER} header.\n")
     body = {"version_info": interval["start_utc"], "resources": [{
         "@type": ROUTE_CONFIG_TYPE, "name": ENVOY_ROUTE_CONFIG, "virtual_hosts": hosts}]}
@@ -50,3 +50,8 @@ def envoy_yaml(document: dict, domain_template: str = "{origin}.*") -> str:
 
 def cluster_name(site_id: str, model: str) -> str:
     return f"slit-{model.lower()}-site-{site_id.lower()}"
+
+
+def _issued_at(document: dict) -> str:
+    """The plan's wall-clock issue time (schema 3 keeps it in ``timing``, schema 2 on top)."""
+    return str(document.get("timing", {}).get("issued_at", document.get("issued_at", "-")))

@@ -18,7 +18,7 @@ from slit.optimise.problem import IntervalProblem
 
 def plan_scenario(base: Scenario, start: pd.Timestamp) -> Scenario:
     """``base`` reduced to the one interval starting at ``start`` (refused when real data does
-    not cover it and the forecasters' history)."""
+    not cover it)."""
     scenario = replace(base, start_utc=start, hours=base.interval_s / 3600.0)
     _check_data_covers(scenario)
     return scenario
@@ -52,18 +52,18 @@ def plan_next_interval(scenario: Scenario,
 
 
 def _check_data_covers(scenario: Scenario) -> None:
-    """With real data, the interval and the history the forecasters learn from must be in it."""
+    """With real data, the interval itself must be in it (the forecasters' history need not:
+    with less than they want they use what there is, flagged)."""
     if scenario.data_dir is None:
         return
-    begin = scenario.start_utc.floor("h") - pd.Timedelta(days=scenario.history_days)
+    first = scenario.start_utc.floor("h")
     last = scenario.end_utc.ceil("h") - pd.Timedelta(hours=1)
-    needed = range(begin.year, last.year + 1)
+    needed = range(first.year, last.year + 1)
     for site in scenario.sites:
         have = available_years(scenario.data_dir, site.region_id)
         if any(year not in have for year in needed):
             span = f"{min(have)}-{max(have)}" if have else "no year"
             raise SlitInputError(
-                "--at", f"{scenario.start_utc:%Y-%m-%dT%H:%M} needs {site.region_id} signals from "
-                f"{begin:%Y-%m-%d} (the {scenario.history_days}-day history) to "
+                "--at", f"{scenario.start_utc:%Y-%m-%dT%H:%M} needs {site.region_id} signals to "
                 f"{scenario.end_utc:%Y-%m-%d %H:%M}, but {scenario.data_dir} has {span}",
-                f"plan a time at least {scenario.history_days} days into the data's years")
+                "plan a time inside the data's years")

@@ -58,6 +58,7 @@ def render_html(result: ExperimentResult, figures: list[tuple[FigureSpec, bytes]
             f'<figure><img src="data:image/png;base64,{data}" alt="{escape(spec.title)}">',
             f"<figcaption>{escape(spec.caption)}</figcaption></figure>",
         ]
+    parts += _data_gaps_section(result)
     parts += ["<h2>Sites</h2>", _sites_table(result), "<h2>Surrogate accuracy</h2>",
               _accuracy_table(result), "</body></html>", ""]
     return "\n".join(parts)
@@ -135,3 +136,38 @@ def _accuracy_table(result: ExperimentResult) -> str:
     return ("<p class=\"note\">Mean absolute percentage error of the serving surrogate on "
             "held-out discrete-event simulations.</p><table><tr><th>target</th>"
             f"<th>MAPE %</th><th>MAPE % (operating range)</th></tr>{rows}</table>")
+
+
+def _data_gaps_section(result: ExperimentResult) -> list[str]:
+    """Data gaps (slit.experiment.gaps): the planner's flagged fallbacks per interval and
+    region, short histories, the hours the judge interpolated; nothing when there were none."""
+    gaps = result.data_gaps
+    rows = gaps.get("planner_fallbacks", [])
+    short = gaps.get("short_history", {})
+    judged = gaps.get("judge_interpolated", {})
+    if not (rows or short or judged):
+        return []
+    parts = ["<h2>Data gaps</h2>"]
+    if rows:
+        parts.append("<p>Intervals planned on a fallback forecast (the signal was missing for "
+                     "the planner):</p><table><tr><th>interval</th><th>start (UTC)</th>"
+                     "<th>region</th><th>signal: method (reason)</th></tr>")
+        for row in rows:
+            what = ", ".join(f"{g}: {v['method']} ({v['reason']})"
+                             for g, v in row["signals"].items())
+            parts.append(f"<tr><td>{row['interval']}</td><td>{escape(row['start_utc'])}</td>"
+                         f"<td>{escape(row['region'])}</td><td>{escape(what)}</td></tr>")
+        parts.append("</table>")
+    if short:
+        listed = ", ".join(f"{escape(r)} ({min(v['observed_h'].values())} of {v['wanted_h']} h)"
+                           for r, v in short.items())
+        parts.append(f"<p>Shorter signal history than the forecasters want (missing hours "
+                     f"filled from the region's seasonal prior): {listed}.</p>")
+    if judged:
+        listed = "; ".join(f"{escape(r)} {escape(g)}: {v['hours']} h from "
+                           f"{escape(v['first_utc'])}" for r, groups in judged.items()
+                           for g, v in groups.items())
+        parts.append(f"<p>Hours the data lacks, judged on the interpolation between the "
+                     f"readings around them: {listed}.</p>")
+    return parts
+
