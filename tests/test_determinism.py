@@ -34,7 +34,8 @@ def test_two_runs_write_the_same_results_json_but_for_timing(tmp_path: Path, cap
         assert code == 0, err
         texts.append((tmp_path / name / "results.json").read_text(encoding="utf-8"))
     first = json.loads(texts[0])
-    assert set(first["timing"]) == {"decision_s", "median_decision_s"}
+    assert set(first["timing"]) == {"decision_s", "median_decision_s",
+                                    "median_decision_s_by_policy"}
     assert len(first["timing"]["decision_s"]["slit"]) == 1  # one interval
     assert "median_decision_s" not in first  # wall clock lives in timing only
     assert _without_timing(texts[0]) == _without_timing(texts[1])

@@ -45,7 +45,10 @@ def test_every_policy_serves_every_request(small_run):
     requests = {m.requests for m in result.metrics.values()}
     assert len(requests) == 1  # same stream for all
     for m in result.metrics.values():
-        assert m.completed == m.requests > 0
+        # Every request is completed, or shed / rejected and counted (none left in flight).
+        assert m.requests > 0 and m.in_flight == 0
+        assert m.completed + m.shed + m.rejected == m.requests
+        assert m.shed + m.rejected <= 0.01 * m.requests
         assert 0.0 <= m.slo_attainment_pct <= 100.0
         assert m.ttft_p50_s <= m.ttft_p95_s <= m.ttft_p99_s
 
@@ -94,7 +97,9 @@ def test_requests_are_conserved_per_model(small_run):
         assert set(per_model) == set(scenario.model_names)
         assert sum(m.requests for m in per_model.values()) == result.metrics[policy].requests
         for m in per_model.values():
-            assert m.completed == m.requests > 0
+            # Every request is completed, or shed / rejected and counted (none left in flight).
+            assert m.requests > 0 and m.in_flight == 0
+            assert m.completed + m.shed + m.rejected == m.requests
         # The 70B model costs more energy per request than the 8B one.
         assert per_model["Llama-3.1-70B"].wh_per_request > per_model["Llama-3.1-8B"].wh_per_request
 
