@@ -21,6 +21,7 @@ from slit.optimise.baselines import (
     min_energy,
     weighted_greedy,
 )
+from slit.optimise.local_search import full_fleet_capacity_rps
 from slit.optimise.metaheuristic import SearchSettings, plan_interval
 from slit.optimise.milp import POLICY_REL_GAP, milp_plan
 from slit.optimise.policies import (
@@ -59,7 +60,12 @@ def test_slit_fills_the_clean_site_to_capacity_then_spills():
     assert capacity < 7.0  # the clean site cannot take everything
     decision = plan_interval(problem, settings=SearchSettings(generations=30))
     clean_load = float(problem.demand_rps @ decision.routing[:, 0])
-    assert clean_load == pytest.approx(capacity, rel=0.02)
+    # Past the sizing table the whole fleet stays awake and only its interpolated tail counts,
+    # so the clean site takes load up to where that tail meets the SLO (not just the table's
+    # grid-rounded capacity).
+    full = full_fleet_capacity_rps(problem, 0, 0.01)
+    assert full >= capacity
+    assert clean_load == pytest.approx(full, rel=0.02)
     assert decision.slo_violation_s <= 0
 
 

@@ -75,7 +75,9 @@ def seed_plans(problem: IntervalProblem, preference: Preference,
     """Warm-start plans: the previous decision, every baseline, weighted-greedy on the
     preference's weights and on the reference directions."""
     plans = [] if previous is None else [normalise_rows(problem, previous)]
-    plans += [policy(problem) for policy in BASELINES.values()]
+    # min_energy is itself a local search (on IT energy); the spread search below covers the
+    # energy-only directions at a fraction of its cost.
+    plans += [policy(problem) for name, policy in BASELINES.items() if name != "min_energy"]
     plans.append(weighted_sum_greedy(problem, preference.effective_weights))
     plans += [weighted_sum_greedy(problem, w) for w in SEED_DIRECTIONS]
     return np.unique(np.round(np.array(plans), 12), axis=0)
@@ -137,9 +139,15 @@ def plan_interval(
     starts = np.unique(np.stack([candidates[picked], repair(
         problem, weighted_sum_greedy(problem, preference.effective_weights))]), axis=0)
     targets = preference_targets(problem, preference)
+    # knee and weights score plans by the (effective) weights: a linear score, searched with
+    # the fast site-by-site move scores and the site moves; cap is not linear in the objectives.
+    linear = None if preference.mode == "cap" else (
+        np.asarray(preference.effective_weights, dtype=float) / scales)
+    pref_cost = (None if linear is None else np.tensordot(
+        np.asarray(preference.effective_weights, dtype=float), scaled_pair_costs(problem), axes=1))
     refined = [local_search(
         problem, start, lambda ev: preference.score(ev.objectives, ev.slo_violation_s, scales),
-        targets, settings.local_rounds) for start in starts]
+        targets, settings.local_rounds, pref_cost, linear) for start in starts]
     if settings.spread_rounds > 0:
         refined += spread_search(problem, candidates, ev, scales, settings.spread_rounds)
     candidates = np.concatenate([candidates, np.stack(refined)])
@@ -162,19 +170,32 @@ def plan_interval(
 
 def spread_search(problem: IntervalProblem, candidates: np.ndarray, ev: PlanEvaluation,
                   scales: np.ndarray, rounds: int) -> list[np.ndarray]:
-    """Local search on each of SPREAD_DIRECTIONS' weighted sums from the candidate best for it,
-    so the plan for any weighting, not only the preference's, is refined."""
-    out = []
+    """Local search on each of SPREAD_DIRECTIONS' weighted sums from the plan best for it
+    among the candidates and the plans refined so far (a plan refined for one direction is
+    often the best start for its neighbours), so the plan for any weighting, not only the
+    preference's, is refined."""
+    out: list[np.ndarray] = []
+    objectives, violation = ev.objectives, ev.slo_violation_s
+    pool = candidates
+    costs = scaled_pair_costs(problem)
     for w in SPREAD_DIRECTIONS:
-        def score(e: PlanEvaluation, w: np.ndarray = w) -> np.ndarray:
-            return np.where(e.slo_violation_s <= 0, (e.objectives / scales) @ w, np.inf)
+        linear = w / scales
 
-        scores = score(ev)
+        def score(e: PlanEvaluation, linear: np.ndarray = linear) -> np.ndarray:
+            return np.where(e.slo_violation_s <= 0, e.objectives @ linear, np.inf)
+
+        scores = np.where(violation <= 0, objectives @ linear, np.inf)
         if not np.isfinite(scores).any():  # no feasible plan to refine
             break
-        start = candidates[int(np.argmin(scores))]
-        targets = cheapest_targets(problem, np.tensordot(w, scaled_pair_costs(problem), axes=1))
-        out.append(local_search(problem, start, score, targets, rounds))
+        start = pool[int(np.argmin(scores))]
+        cost = np.tensordot(w, costs, axes=1)
+        plan = local_search(problem, start, score, cheapest_targets(problem, cost), rounds, cost,
+                            linear)
+        out.append(plan)
+        plan_ev = evaluate_plans(problem, plan[None])
+        pool = np.concatenate([pool, plan[None]])
+        objectives = np.concatenate([objectives, plan_ev.objectives])
+        violation = np.concatenate([violation, plan_ev.slo_violation_s])
     return out
 
 
