@@ -1,9 +1,12 @@
 """Steepest-descent local search over routing matrices, on any score of a plan's evaluation.
 
 A move shifts a step (5 %, 25 % or all) of one origin's share at one site to another of its
-promising sites; every move is repaired and judged by the interval model. SLIT refines the plan
-its preference picks with the preference's score; the ``min_energy`` baseline descends on IT
-energy.
+promising sites, or the share that lets the site sleep a replica. For a weighted-sum score (SLIT)
+the moves are scored site by site, since a move changes only two sites (``single_move_scores``,
+exactly ``evaluate_plans``'s model), which lets SLIT afford a descent per reference direction;
+there a move may also fill the target's awake replicas up to what they carry, past the sizing
+table's grid for a fully awake site (``spare_rps``). For any other score (the ``min_energy``
+baseline's IT energy) every move is repaired and judged as a whole plan.
 """
 
 from __future__ import annotations
@@ -23,63 +26,43 @@ PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf i
 
 
 def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore,
-                 targets: np.ndarray, rounds: int, pair_cost: np.ndarray | None = None,
-                 linear: np.ndarray | None = None) -> np.ndarray:
+                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Each round tries every single move from ``routing`` to a ``targets`` site ([O, S] bool)
     and keeps the best if it lowers ``score``; stops after ``rounds`` or at a local optimum.
 
-    With ``pair_cost`` ([O, S], the score's linear per-request part), the site moves
-    (``site_moves``) join the neighbourhood. With ``linear`` ([4]), ``score`` must be
-    ``objectives @ linear`` on SLO-feasible plans (inf otherwise): single moves are then scored
-    site by site (``single_move_scores``, a move changes two sites) instead of as whole plans,
-    several times faster, and left unrepaired (a move past a site's capacity misses the SLO).
+    With ``linear`` ([4]), ``score`` must be ``objectives @ linear`` on SLO-feasible plans
+    (inf otherwise): single moves are then scored site by site (``single_move_scores``, a move
+    changes two sites) instead of as whole plans, several times faster; they are left
+    unrepaired (a move past a site's capacity misses the SLO), and the moves that fill a site's
+    awake replicas up to what they carry (``spare_rps``) join them.
     """
     current = routing
     best = score(evaluate_plans(problem, current[None]))[0]
     for _ in range(rounds):
         if linear is None:
             moves = single_moves(problem, current, targets)
-            scores = score(evaluate_plans(problem, moves)) if len(moves) else np.zeros(0)
+            all_scores = score(evaluate_plans(problem, moves)) if len(moves) else np.zeros(0)
         else:
             spare = spare_rps(problem, current)
             o, src, dst, amount = move_list(problem, current, targets, spare)
-            scores = single_move_scores(problem, current, linear, o, src, dst, amount)
+            all_scores = single_move_scores(problem, current, linear, o, src, dst, amount)
             moves = None
-        if pair_cost is not None:
-            extra = site_moves(problem, current, pair_cost,
-                               None if linear is None else spare)
-            if len(extra) == 0:
-                extra_scores = np.zeros(0)
-            elif linear is None:
-                extra_scores = score(evaluate_plans(problem, extra))
-            else:
-                objectives, violation, _, _ = fast_evaluate(problem, extra)
-                extra_scores = np.where(violation <= 0, objectives @ linear, np.inf)
-        else:
-            extra, extra_scores = np.zeros((0,) + routing.shape), np.zeros(0)
-        all_scores = np.concatenate([scores, extra_scores])
         if len(all_scores) == 0:
             break
         i = int(np.argmin(all_scores))
         margin = 1e-12 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
         if not all_scores[i] < best - margin:
             break
-        if i >= len(scores):
-            plan = extra[i - len(scores)]
-        elif moves is not None:
-            plan = moves[i]
+        if moves is not None:
+            current = moves[i]
         else:
-            plan = current.copy()
-            plan[o[i], src[i]] = max(plan[o[i], src[i]] - amount[i], 0.0)
-            plan[o[i], dst[i]] += amount[i]
-        if linear is not None:
-            # The fast scores equal the whole plan's up to rounding; judge the plan itself.
-            exact = score(evaluate_plans(problem, plan[None]))[0]
-            if not exact < best - margin:
-                break
-            current, best = plan, exact
-        else:
-            current, best = plan, all_scores[i]
+            # The site-by-site score is the plan's own (tests/test_optimise.py checks it against
+            # evaluate_plans); the caller judges the final plan with evaluate_plans.
+            current = current.copy()
+            current[o[i], src[i]] = max(current[o[i], src[i]] - amount[i], 0.0)
+            current[o[i], dst[i]] += amount[i]
+        best = all_scores[i]
     return current
 
 
@@ -94,6 +77,7 @@ class _Stacked:
     power_w: np.ndarray
     standby_w: np.ndarray  # [S]
     installed: np.ndarray  # [S]
+    full_fleet_rps: dict[tuple[int, float], float]  # full_fleet_capacity_rps, memoised
 
 
 _STACKED: dict[int, tuple[IntervalProblem, _Stacked]] = {}
@@ -118,9 +102,10 @@ def _stacked(problem: IntervalProblem) -> _Stacked:
                                     axis=1)
             out[s, : table.installed] = padded
             out[s, table.installed:] = padded[-1]
-    stacked = _Stacked(grid, *arrays,
+    mean, tail, power = arrays
+    stacked = _Stacked(grid, mean, tail, power,
                        np.array([t.standby_w_per_replica for t in problem.tables]),
-                       problem.installed)
+                       problem.installed, {})
     if len(_STACKED) > 8:
         _STACKED.clear()
     _STACKED[id(problem)] = (problem, stacked)
@@ -265,6 +250,10 @@ def move_list(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
     o, src, dst = (np.repeat(a, n_steps) for a in (o, src, dst))
     step = np.tile(np.array(LOCAL_STEPS + (0.0,)), len(o) // n_steps)
     shed = shed_shares(problem, routing)[o, src] if len(o) else np.zeros(0)
+    if spare is not None:
+        # A hair past the exact share, so that the site's load lands below the capacity step
+        # and not on it, where the last bit of the summed load decides the awake count.
+        shed = np.minimum(shed * (1 + 1e-9), routing[o, src])
     amount = np.where(step > 0, routing[o, src] * step, shed)
     if spare is not None and len(o):
         first = np.arange(0, len(o), n_steps)
@@ -285,7 +274,11 @@ def full_fleet_capacity_rps(problem: IntervalProblem, s: int, worst_rtt_s: float
     site up to this one reach plans it cannot."""
     from slit.optimise.milp import exact_capacity_rps  # the MILP's exact-capacity reading
 
-    return exact_capacity_rps(problem, s, int(problem.installed[s]), worst_rtt_s)
+    cache = _stacked(problem).full_fleet_rps
+    key = (s, worst_rtt_s)
+    if key not in cache:
+        cache[key] = exact_capacity_rps(problem, s, int(problem.installed[s]), worst_rtt_s)
+    return cache[key]
 
 
 def spare_rps(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
@@ -315,133 +308,3 @@ def single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndar
     moves[index, o, src] -= amount
     moves[index, o, dst] += amount
     return repair(problem, moves)
-
-
-def site_moves(problem: IntervalProblem, routing: np.ndarray, pair_cost: np.ndarray,
-               spare: np.ndarray | None = None) -> np.ndarray:
-    """Plans one whole-site move away from ``routing`` ([M, O, S], repaired), each moving
-    several origins' shares at once, which single moves reach only through worse plans:
-
-    - close a site: every origin's share there goes to its cheapest other site (by
-      ``pair_cost``), among the awake ones, or among all allowed ones;
-    - shed one replica: the load above what one replica fewer carries leaves the site, taken
-      from the origins that lose least by moving, to their cheapest other awake site;
-    - fill a site up to what its awake replicas (or one more) carry: shares move in from the
-      origins that gain most (or lose least) by coming, off their costliest sites, so other
-      sites can sleep replicas.
-    Fleets are whole replicas, so the objectives fall in steps that only moves sized to the
-    step reach.
-    """
-    _, _, awake_p, load_p = fast_evaluate(problem, routing[None])
-    awake, load = awake_p[0], load_p[0]
-    k = problem.target_index(problem.worst_rtt_s(routing[None]))[0]
-    installed = problem.installed
-    caps = problem.slo_capacity_rps
-    demand = problem.demand_rps
-    cost = np.where(problem.allowed, pair_cost, np.inf)
-    awake_sites = awake > 0
-    flow = demand[:, None] * routing  # [O, S] req/s
-    spare_now = spare_rps(problem, routing) if spare is None else spare
-    worst = problem.worst_rtt_s(routing[None])[0]
-    moves = []
-    exact = []  # moves sized to capacities repair() does not know: left unrepaired
-    for s in range(problem.n_sites):
-        others = cost.copy()
-        others[:, s] = np.inf
-        to_awake = np.where(awake_sites[None, :], others, np.inf)
-        best_awake = np.where(np.isfinite(to_awake.min(axis=1)), to_awake.argmin(axis=1),
-                              others.argmin(axis=1))
-        origins = np.flatnonzero((routing[:, s] > 0) & np.isfinite(others.min(axis=1)))
-        if load[s] > 0 and len(origins):
-            for dest in (best_awake, others.argmin(axis=1)):
-                m = routing.copy()
-                np.add.at(m, (origins, dest[origins]), m[origins, s])
-                m[origins, s] = 0.0
-                moves.append(m)
-            # Close into the spare room of awake sites first, cheapest first per origin.
-            room = spare_now.copy()
-            room[s] = 0.0
-            m = routing.copy()
-            for o in origins:
-                left = flow[o, s]
-                for t in np.argsort(others[o], kind="stable"):
-                    if left <= 0 or not np.isfinite(others[o, t]):
-                        break
-                    take = min(left, room[t])
-                    if take > 0:
-                        m[o, t] += take / demand[o]
-                        room[t] -= take
-                        left -= take
-                if left > 0:
-                    m[o, int(np.argmin(others[o]))] += left / demand[o]
-                m[o, s] = 0.0
-            exact.append(m)
-            if awake[s] >= 2:  # shed one replica (a site with one awake is closed above)
-                excess = load[s] - caps[s, k[s], awake[s] - 2]
-                regret = cost[origins, best_awake[origins]] - cost[origins, s]
-                m = routing.copy()
-                for o in origins[np.argsort(regret, kind="stable")]:
-                    if excess <= 0:
-                        break
-                    take = min(flow[o, s], excess)
-                    m[o, s] -= take / demand[o]
-                    m[o, best_awake[o]] += take / demand[o]
-                    excess -= take
-                moves.append(m)
-        comers = np.flatnonzero(problem.allowed[:, s] & (demand > 0))
-        if len(comers) == 0:
-            continue
-        for n in (awake[s], awake[s] + 1):
-            if n < 1 or n > installed[s]:
-                continue
-            # Capacity for the worst round trip after the move is unknown before choosing who
-            # comes; the current budget is used and repair() trims any overshoot.
-            spare = caps[s, k[s], n - 1] - load[s]
-            if spare <= 1e-9:
-                continue
-            # Candidate (origin, from-site) flows, best gain first: cost there minus cost here.
-            o_idx, t_idx = np.nonzero(flow[comers] > 0)
-            o_idx = comers[o_idx]
-            keep = t_idx != s
-            o_idx, t_idx = o_idx[keep], t_idx[keep]
-            if len(o_idx) == 0:
-                continue
-            gain = cost[o_idx, t_idx] - cost[o_idx, s]
-            m = routing.copy()
-            left = spare
-            for i in np.argsort(-gain, kind="stable"):
-                if left <= 0:
-                    break
-                o, t = int(o_idx[i]), int(t_idx[i])
-                take = min(flow[o, t], left)
-                m[o, t] -= take / demand[o]
-                m[o, s] += take / demand[o]
-                left -= take
-            moves.append(m)
-        if awake[s] == installed[s] and spare_now[s] > 1e-9:
-            # Fill the whole fleet up to what the tail allows, from origins no farther than
-            # the worst already routed (so the budget stays).
-            near = comers[problem.rtt_s[comers, s] <= worst[s]]
-            o_idx, t_idx = np.nonzero(flow[near] > 0)
-            o_idx = near[o_idx]
-            keep = t_idx != s
-            o_idx, t_idx = o_idx[keep], t_idx[keep]
-            if len(o_idx):
-                gain = cost[o_idx, t_idx] - cost[o_idx, s]
-                m = routing.copy()
-                left = spare_now[s]
-                for i in np.argsort(-gain, kind="stable"):
-                    if left <= 0:
-                        break
-                    o, t = int(o_idx[i]), int(t_idx[i])
-                    take = min(flow[o, t], left)
-                    m[o, t] -= take / demand[o]
-                    m[o, s] += take / demand[o]
-                    left -= take
-                exact.append(m)
-    out = [repair(problem, np.clip(np.stack(moves), 0.0, None))] if moves else []
-    if exact:
-        out.append(np.clip(np.stack(exact), 0.0, None))
-    if not out:
-        return np.zeros((0,) + routing.shape)
-    return np.concatenate(out)
