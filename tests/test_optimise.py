@@ -21,6 +21,7 @@ from slit.optimise.baselines import (
     min_energy,
     weighted_greedy,
 )
+from slit.optimise.local_search import full_fleet_capacity_rps
 from slit.optimise.metaheuristic import SearchSettings, plan_interval
 from slit.optimise.milp import POLICY_REL_GAP, milp_plan
 from slit.optimise.policies import (
@@ -59,7 +60,12 @@ def test_slit_fills_the_clean_site_to_capacity_then_spills():
     assert capacity < 7.0  # the clean site cannot take everything
     decision = plan_interval(problem, settings=SearchSettings(generations=30))
     clean_load = float(problem.demand_rps @ decision.routing[:, 0])
-    assert clean_load == pytest.approx(capacity, rel=0.02)
+    # Past the sizing table the whole fleet stays awake and only its interpolated tail counts,
+    # so the clean site takes load up to where that tail meets the SLO (not just the table's
+    # grid-rounded capacity).
+    full = full_fleet_capacity_rps(problem, 0, 0.01)
+    assert full >= capacity
+    assert clean_load == pytest.approx(full, rel=0.02)
     assert decision.slo_violation_s <= 0
 
 
@@ -283,3 +289,75 @@ def test_surrogate_cache_key_follows_code_and_token_data(monkeypatch, data_dir):
     assert surrogate_cache.samples_key(replace(spec, token_source=str(data_dir))) != key
     monkeypatch.setattr(surrogate_cache, "code_fingerprint", lambda: "edited simulator")
     assert surrogate_cache.samples_key(spec) != key
+
+
+def test_site_by_site_move_scores_equal_whole_plan_evaluation():
+    # The local search ranks moves by these scores; if they drifted from evaluate_plans, it
+    # would descend on a different problem from the one SLIT is judged on. Random plans: a
+    # greedy or repaired plan loads sites to exactly a capacity step, where the last bit of
+    # the summed load decides the awake count (in either evaluation).
+    from slit.optimise.baselines import objective_scales
+    from slit.optimise.local_search import (
+        fast_evaluate,
+        move_list,
+        single_move_scores,
+        spare_rps,
+    )
+    from slit.optimise.routing import normalise_rows
+
+    rng = np.random.default_rng(0)
+    seen = np.zeros(2, dtype=int)  # moves judged infeasible, feasible
+    for seed, lighter in ((0, 0.3), (1, 0.3), (2, 1.0)):
+        # Looser SLO and (for two) lighter demand than random_problem's, so that random plans
+        # are feasible on two instances and not on the third.
+        problem = random_problem(8, 6, seed=seed)
+        problem = replace(problem, planning_slo_ttft_s=4.0,
+                          demand_rps=lighter * problem.demand_rps)
+        scales = objective_scales(problem)
+        for weights in ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0], [0, 0, 0, 1.0]):
+            w = np.asarray(weights) / scales
+            plan = normalise_rows(problem, rng.dirichlet(np.full(6, 0.3), 8))
+            o, src, dst, amount = move_list(problem, plan, problem.allowed,
+                                            spare_rps(problem, plan))
+            fast = single_move_scores(problem, plan, w, o, src, dst, amount)
+            plans = np.repeat(plan[None], len(o), axis=0)
+            index = np.arange(len(o))
+            plans[index, o, src] = np.maximum(plans[index, o, src] - amount, 0.0)
+            plans[index, o, dst] += amount
+            ev = evaluate_plans(problem, plans)
+            objectives, violation, awake, _ = fast_evaluate(problem, plans)
+            np.testing.assert_allclose(objectives, ev.objectives, rtol=1e-12)
+            np.testing.assert_allclose(violation, ev.slo_violation_s, rtol=1e-12, atol=1e-12)
+            assert np.array_equal(awake, ev.awake)
+            full = np.where(ev.slo_violation_s <= 0, ev.objectives @ w, np.inf)
+            assert np.array_equal(np.isfinite(fast), np.isfinite(full))
+            finite = np.isfinite(full)
+            np.testing.assert_allclose(fast[finite], full[finite], rtol=1e-12, atol=1e-12)
+            seen += np.bincount(finite.astype(int), minlength=2)
+    assert (seen > 100).all()
+
+
+def test_slit_gap_above_the_milp_bound_is_within_target_on_a_fixed_instance():
+    # Issue 11's grading on one small instance: for each of the 20 Das-Dennis weightings, SLIT's
+    # best front plan above the MILP's proven bound. Measured 0.61 % median, 2.89 % p90 (the
+    # search before the site-by-site local search: 3.11 % and 5.88 %).
+    from pymoo.util.ref_dirs import get_reference_directions
+    from test_milp import small_problem
+
+    from slit.optimise.baselines import objective_scales
+    from slit.optimise.milp import IntervalMilp
+
+    problem = small_problem(3, 8, 6, 0.5)
+    scales = objective_scales(problem)
+    decision = plan_interval(problem)
+    model = IntervalMilp.build(problem)
+    gaps = []
+    for w in get_reference_directions("das-dennis", 4, n_partitions=3):
+        result = model.solve_weighted(w, scales, 20.0)
+        assert result.gap < 1e-3  # the bound is the proven optimum of the model, not a stop
+        scores = np.where(decision.front_violation_s <= 0,
+                          (decision.front_objectives / scales) @ w, np.inf)
+        gaps.append((scores.min() - result.bound) / result.bound)
+    assert min(gaps) >= -1e-9  # a bound, so never above a feasible plan
+    assert np.median(gaps) <= 0.01
+    assert np.percentile(gaps, 90) <= 0.03

@@ -1,43 +1,216 @@
 """Steepest-descent local search over routing matrices, on any score of a plan's evaluation.
 
-A move shifts a step (5 %, 25 % or all) of one origin's share at one site to another of its
-promising sites; every move is repaired and judged by the interval model. SLIT refines the plan
-its preference picks with the preference's score; the ``min_energy`` baseline descends on IT
-energy.
+A move shifts a step (5 %, 25 % or all; 25 % or all in the site-by-site search) of one origin's
+share at one site to another of its promising sites, or the share that lets the site sleep a
+replica. For a weighted-sum score (SLIT)
+the moves are scored site by site, since a move changes only two sites (``single_move_scores``,
+exactly ``evaluate_plans``'s model), which lets SLIT afford a descent per reference direction;
+there a move may also fill the target's awake replicas up to what they carry, past the sizing
+table's grid for a fully awake site (``spare_rps``). For any other score (the ``min_energy``
+baseline's IT energy) every move is repaired and judged as a whole plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from slit.optimise.problem import IntervalProblem, PlanEvaluation, evaluate_plans
+from slit.optimise.problem import SHARE_EPS, IntervalProblem, PlanEvaluation, evaluate_plans
 from slit.optimise.routing import repair
 
 LOCAL_STEPS = (0.05, 0.25, 1.0)  # share of the source site's part of the row that moves
+# Steps of the site-by-site search, which has the fill moves besides: the 5 % step changed no
+# gap above the MILP bound there (docs/scheduler.md) and cost a sixth of the decision time.
+FAST_STEPS = (0.25, 1.0)
 LOCAL_TARGETS = 15
 
 PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf if infeasible
 
 
 def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore,
-                 targets: np.ndarray, rounds: int) -> np.ndarray:
+                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Each round tries every single move from ``routing`` to a ``targets`` site ([O, S] bool)
-    and keeps the best if it lowers ``score``; stops after ``rounds`` or at a local optimum."""
+    and keeps the best if it lowers ``score``; stops after ``rounds`` or at a local optimum.
+
+    With ``linear`` ([4]), ``score`` must be ``objectives @ linear`` on SLO-feasible plans
+    (inf otherwise): single moves are then scored site by site (``single_move_scores``, a move
+    changes two sites) instead of as whole plans, several times faster; they are left
+    unrepaired (a move past a site's capacity misses the SLO), and the moves that fill a site's
+    awake replicas up to what they carry (``spare_rps``) join them.
+    """
     current = routing
     best = score(evaluate_plans(problem, current[None]))[0]
     for _ in range(rounds):
-        moves = single_moves(problem, current, targets)
-        if len(moves) == 0:
+        if linear is None:
+            moves = single_moves(problem, current, targets)
+            all_scores = score(evaluate_plans(problem, moves)) if len(moves) else np.zeros(0)
+        else:
+            spare = spare_rps(problem, current)
+            o, src, dst, amount = move_list(problem, current, targets, spare)
+            all_scores = single_move_scores(problem, current, linear, o, src, dst, amount)
+            moves = None
+        if len(all_scores) == 0:
             break
-        scores = score(evaluate_plans(problem, moves))
-        i = int(np.argmin(scores))
+        i = int(np.argmin(all_scores))
         margin = 1e-12 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
-        if not scores[i] < best - margin:
+        if not all_scores[i] < best - margin:
             break
-        current, best = moves[i], scores[i]
+        if moves is not None:
+            current = moves[i]
+        else:
+            # The site-by-site score is the plan's own (tests/test_optimise.py checks it against
+            # evaluate_plans); the caller judges the final plan with evaluate_plans.
+            current = current.copy()
+            current[o[i], src[i]] = max(current[o[i], src[i]] - amount[i], 0.0)
+            current[o[i], dst[i]] += amount[i]
+        best = all_scores[i]
     return current
+
+
+@dataclass(frozen=True, slots=True)
+class _Stacked:
+    """The sites' serving tables stacked ``[S, N, G]`` (padded past each site's fleet), so a
+    batch of (site, load, awake) lookups is one gather instead of one call per site."""
+
+    grid: np.ndarray  # [S, G] load per replica
+    ttft_mean_s: np.ndarray  # [S, N, G]
+    ttft_tail_s: np.ndarray
+    power_w: np.ndarray
+    standby_w: np.ndarray  # [S]
+    installed: np.ndarray  # [S]
+    full_fleet_rps: dict[tuple[int, float], float]  # full_fleet_capacity_rps, memoised
+
+
+_STACKED: dict[int, tuple[IntervalProblem, _Stacked]] = {}
+
+
+def _stacked(problem: IntervalProblem) -> _Stacked:
+    hit = _STACKED.get(id(problem))
+    if hit is not None and hit[0] is problem:
+        return hit[1]
+    width = int(problem.installed.max())
+    n_grid = max(len(t.load_rps_per_replica) for t in problem.tables)
+    grid = np.zeros((problem.n_sites, n_grid))
+    arrays = [np.zeros((problem.n_sites, width, n_grid)) for _ in range(3)]
+    for s, table in enumerate(problem.tables):
+        g = table.load_rps_per_replica
+        # A shorter grid is padded by its last point's values further out (never looked up
+        # past the last point: lookups clamp there).
+        grid[s] = np.concatenate([g, g[-1] + np.arange(1, n_grid - len(g) + 1)])
+        for out, src in zip(arrays, (table.ttft_mean_s, table.ttft_tail_s,
+                                     table.power_w_per_replica), strict=True):
+            padded = np.concatenate([src, np.repeat(src[:, -1:], n_grid - len(g), axis=1)],
+                                    axis=1)
+            out[s, : table.installed] = padded
+            out[s, table.installed:] = padded[-1]
+    mean, tail, power = arrays
+    stacked = _Stacked(grid, mean, tail, power,
+                       np.array([t.standby_w_per_replica for t in problem.tables]),
+                       problem.installed, {})
+    if len(_STACKED) > 8:
+        _STACKED.clear()
+    _STACKED[id(problem)] = (problem, stacked)
+    return stacked
+
+
+def site_terms(problem: IntervalProblem, site: np.ndarray, load_rps: np.ndarray,
+               worst_rtt_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each site's part of the objectives and of the SLO check, for any (site, load, worst
+    routed round trip) triples ([M] each): ``[M, 4]`` (load x site TTFT mean / total demand,
+    carbon, water, cost; the round trips' part of mean TTFT is per pair, not per site),
+    ``[M]`` (worst routed round trip + site tail - SLO; -inf if nothing is routed there, which
+    ``worst_rtt_s`` < 0 marks) and ``[M]`` awake replicas. Sums over a plan's sites reproduce
+    ``evaluate_plans`` (same sizing rule, same table interpolation)."""
+    t = _stacked(problem)
+    k = problem.target_index(np.maximum(worst_rtt_s, 0.0))
+    installed = t.installed[site]
+    caps = problem.slo_capacity_rps[site, k]  # [M, N]; inf past a site's fleet
+    need = (caps < load_rps[:, None]).sum(axis=1) + 1
+    awake = np.where(load_rps > 0, np.minimum(need, installed), 0)
+    row = np.clip(awake - 1, 0, installed - 1)
+    per_replica = np.where(awake > 0, load_rps / np.maximum(awake, 1), 0.0)
+    grid = t.grid[site]  # [M, G]
+    n_grid = grid.shape[1]
+    pos = np.clip((grid <= per_replica[:, None]).sum(axis=1) - 1, 0, n_grid - 2)
+    lo = np.take_along_axis(grid, pos[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(grid, pos[:, None] + 1, axis=1)[:, 0]
+    frac = np.clip((per_replica - lo) / (hi - lo), 0.0, 1.0)
+
+    def interp(table: np.ndarray) -> np.ndarray:
+        return table[site, row, pos] * (1.0 - frac) + table[site, row, pos + 1] * frac
+
+    power = np.where(awake > 0, awake * interp(t.power_w), 0.0)
+    power = power + (installed - awake) * t.standby_w[site]
+    energy = power * problem.interval_s / 3.6e6
+    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
+    terms = np.stack([load_rps * interp(t.ttft_mean_s) / total_demand,
+                      energy * problem.carbon_kg_per_kwh_it[site],
+                      energy * problem.water_l_per_kwh_it[site],
+                      energy * problem.cost_usd_per_kwh_it[site]], axis=1)
+    violation = np.where(worst_rtt_s >= 0, worst_rtt_s + interp(t.ttft_tail_s)
+                         - problem.planning_slo_ttft_s, -np.inf)
+    return terms, violation, awake
+
+
+def fast_evaluate(problem: IntervalProblem, plans: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Objectives [P, 4], SLO violation [P], awake [P, S] and load [P, S] of plans
+    [P, O, S]: ``evaluate_plans`` through ``site_terms`` (one gather for every site)."""
+    n_p, n_s = len(plans), problem.n_sites
+    site = np.tile(np.arange(n_s), n_p)
+    load, worst = _columns(problem, plans.transpose(0, 2, 1).reshape(n_p * n_s, -1), site)
+    terms, violation, awake = site_terms(problem, site, load, worst)
+    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
+    objectives = terms.reshape(n_p, n_s, 4).sum(axis=1)
+    objectives[:, 0] += np.einsum("pos,o,os->p", plans, problem.demand_rps,
+                                  problem.rtt_s) / total_demand
+    return (objectives, violation.reshape(n_p, n_s).max(axis=1), awake.reshape(n_p, n_s),
+            load.reshape(n_p, n_s))
+
+
+def _columns(problem: IntervalProblem, routing: np.ndarray, site: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Load and worst routed round trip (-1 if none) of site columns ``routing`` ([M, O], the
+    columns of sites ``site``)."""
+    load = routing @ problem.demand_rps
+    routed = routing > SHARE_EPS
+    worst = np.where(routed, problem.rtt_s.T[site], -1.0).max(axis=1)
+    return load, worst
+
+
+def single_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
+                       o: np.ndarray, src: np.ndarray, dst: np.ndarray, amount: np.ndarray
+                       ) -> np.ndarray:
+    """[M] ``objectives @ linear`` of each move's plan (inf if it misses the SLO), from the two
+    sites it changes: moving ``amount`` of origin ``o``'s share from ``src`` to ``dst``."""
+    n_s, n_m = problem.n_sites, len(o)
+    sites = np.arange(n_s)
+    m = np.arange(n_m)
+    col_src = routing.T[src].copy()
+    col_src[m, o] = np.maximum(col_src[m, o] - amount, 0.0)
+    col_dst = routing.T[dst].copy()
+    col_dst[m, o] += amount
+    # One pass over the sites' tables for the plan's own sites and both ends of every move.
+    site = np.concatenate([sites, src, dst])
+    load, worst = _columns(problem, np.concatenate([routing.T, col_src, col_dst]), site)
+    terms, site_violation, _ = site_terms(problem, site, load, worst)
+    base_terms, base_violation = terms[:n_s], site_violation[:n_s]
+    t_src, t_dst = terms[n_s: n_s + n_m], terms[n_s + n_m:]
+    v_src, v_dst = site_violation[n_s: n_s + n_m], site_violation[n_s + n_m:]
+    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
+    total = base_terms.sum(axis=0)
+    total[0] += float((problem.demand_rps[:, None] * routing * problem.rtt_s).sum()) / total_demand
+    objectives = total[None] - base_terms[src] - base_terms[dst] + t_src + t_dst
+    objectives[:, 0] += (problem.demand_rps[o] * amount
+                         * (problem.rtt_s[o, dst] - problem.rtt_s[o, src]) / total_demand)
+    others = np.broadcast_to(base_violation, (len(o), n_s)).copy()
+    others[m, src] = -np.inf
+    others[m, dst] = -np.inf
+    violation = np.maximum(others.max(axis=1), np.maximum(v_src, v_dst))
+    return np.where(violation <= 0, objectives @ linear, np.inf)
 
 
 def cheapest_targets(problem: IntervalProblem, cost: np.ndarray) -> np.ndarray:
@@ -52,8 +225,8 @@ def shed_shares(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
     the site's load above what one replica fewer carries within the SLO (capped at what o
     sends there). Fleets are sized in whole replicas, so the objectives drop in steps that
     fixed-size moves mostly miss."""
-    ev = evaluate_plans(problem, routing[None])
-    awake, load = ev.awake[0], ev.load_rps[0]
+    _, _, awake_p, load_p = fast_evaluate(problem, routing[None])
+    awake, load = awake_p[0], load_p[0]
     k = problem.target_index(problem.worst_rtt_s(routing[None]))[0]
     sites = np.arange(problem.n_sites)
     fewer = np.where(awake >= 2, problem.slo_capacity_rps[sites, k, np.maximum(awake - 2, 0)],
@@ -63,24 +236,78 @@ def shed_shares(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
     return np.minimum(routing, excess[None, :] / demand)
 
 
-def single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
-                 ) -> np.ndarray:
-    """All plans one move away from ``routing`` ([M, O, S]), repaired: a step of an origin's
-    share at a site, or the share that lets the site sleep a replica, moved to a target."""
+def move_list(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray,
+              spare: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every single move from ``routing`` as (origin, source, target, share moved) arrays: a
+    step of an origin's share at a site, or the share that lets the site sleep a replica,
+    moved to one of the origin's ``targets``; given ``spare`` (``spare_rps``), also as much of
+    the share as the target's awake replicas still carry."""
     origin, source = np.nonzero((routing > 0) & (problem.demand_rps[:, None] > 0))
-    if len(origin) == 0:
-        return np.zeros((0,) + routing.shape)
     # Every (origin, source) pair against every allowed target site and every step.
     o = np.repeat(origin, problem.n_sites)
     src = np.repeat(source, problem.n_sites)
     dst = np.tile(np.arange(problem.n_sites), len(origin))
     keep = (dst != src) & targets[o, dst]
     o, src, dst = o[keep], src[keep], dst[keep]
-    n_steps = len(LOCAL_STEPS) + 1
+    steps = LOCAL_STEPS if spare is None else FAST_STEPS
+    n_steps = len(steps) + 1
     o, src, dst = (np.repeat(a, n_steps) for a in (o, src, dst))
-    step = np.tile(np.array(LOCAL_STEPS + (0.0,)), len(o) // n_steps)
-    shed = shed_shares(problem, routing)[o, src]
+    step = np.tile(np.array(steps + (0.0,)), len(o) // n_steps)
+    shed = shed_shares(problem, routing)[o, src] if len(o) else np.zeros(0)
+    if spare is not None:
+        # A hair past the exact share, so that the site's load lands below the capacity step
+        # and not on it, where the last bit of the summed load decides the awake count.
+        shed = np.minimum(shed * (1 + 1e-9), routing[o, src])
     amount = np.where(step > 0, routing[o, src] * step, shed)
+    if spare is not None and len(o):
+        first = np.arange(0, len(o), n_steps)
+        fo, fs, fd = o[first], src[first], dst[first]
+        fa = np.minimum(routing[fo, fs], spare[fd] / np.maximum(problem.demand_rps[fo], 1e-12))
+        ok = fa > 0
+        o, src, dst = (np.concatenate([a, b[ok]]) for a, b in ((o, fo), (src, fs), (dst, fd)))
+        amount = np.concatenate([amount, fa[ok]])
+    return o, src, dst, amount
+
+
+def full_fleet_capacity_rps(problem: IntervalProblem, s: int, worst_rtt_s: float) -> float:
+    """Most load site ``s`` carries with every replica awake and ``worst_rtt_s`` the longest
+    round trip routed there, judged as ``evaluate_plans`` judges it: past the sizing table the
+    rule keeps the whole fleet awake and only the interpolated tail counts, so this is the
+    table's capacity or the load up to which that tail stays within the budget (the leading
+    run), whichever is larger. ``repair`` stops at the table's capacity; moves that fill a
+    site up to this one reach plans it cannot."""
+    from slit.optimise.milp import exact_capacity_rps  # the MILP's exact-capacity reading
+
+    cache = _stacked(problem).full_fleet_rps
+    key = (s, worst_rtt_s)
+    if key not in cache:
+        cache[key] = exact_capacity_rps(problem, s, int(problem.installed[s]), worst_rtt_s)
+    return cache[key]
+
+
+def spare_rps(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
+    """[S] load each awake site can still take without waking a replica (0 if asleep), for
+    its current worst routed round trip."""
+    _, _, awake_p, load_p = fast_evaluate(problem, routing[None])
+    awake, load = awake_p[0], load_p[0]
+    worst = problem.worst_rtt_s(routing[None])[0]
+    k = problem.target_index(worst)
+    out = np.zeros(problem.n_sites)
+    for s in np.flatnonzero(awake > 0):
+        cap = problem.slo_capacity_rps[s, k[s], awake[s] - 1]
+        if awake[s] == problem.installed[s]:
+            cap = max(cap, full_fleet_capacity_rps(problem, int(s), float(worst[s])))
+        out[s] = max(cap - load[s], 0.0) * (1 - 1e-9)
+    return out
+
+
+def single_moves(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
+                 ) -> np.ndarray:
+    """All plans one move away from ``routing`` ([M, O, S], ``move_list``), repaired."""
+    o, src, dst, amount = move_list(problem, routing, targets)
+    if len(o) == 0:
+        return np.zeros((0,) + routing.shape)
     moves = np.repeat(routing[None], len(o), axis=0)
     index = np.arange(len(o))
     moves[index, o, src] -= amount

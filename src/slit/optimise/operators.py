@@ -16,7 +16,8 @@ from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 
-from slit.optimise.problem import IntervalProblem, evaluate_plans
+from slit.optimise.local_search import fast_evaluate
+from slit.optimise.problem import IntervalProblem
 from slit.optimise.routing import repair
 
 
@@ -30,9 +31,10 @@ class RoutingProblem(Problem):
 
     def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         plans = x.reshape(-1, self.interval.n_origins, self.interval.n_sites)
-        ev = evaluate_plans(self.interval, plans)
-        out["F"] = ev.objectives
-        out["G"] = ev.slo_violation_s[:, None]
+        # The same model as evaluate_plans, one table gather for all sites (faster per plan).
+        objectives, violation, _, _ = fast_evaluate(self.interval, plans)
+        out["F"] = objectives
+        out["G"] = violation[:, None]
 
 
 class RoutingRepair(Repair):
