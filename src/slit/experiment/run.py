@@ -62,7 +62,7 @@ from slit.optimise.horizon import (
     horizon_scales,
 )
 from slit.optimise.horizon_policies import HORIZON_POLICIES, HorizonPlan
-from slit.optimise.metaheuristic import Decision
+from slit.optimise.metaheuristic import Decision, plan_interval
 from slit.optimise.policies import POLICIES as REGISTRY
 from slit.optimise.policies import PlanContext, interval_seeds
 from slit.optimise.preference import Preference
@@ -79,7 +79,6 @@ from slit.workload.requests import RequestBatch
 
 POLICIES: tuple[str, ...] = tuple(REGISTRY)
 SLIT = "slit"
-SEED_POLICY = "milp"  # its routing of the committed interval seeds SLIT's horizon search
 AWAKE_BIN_S = 60.0  # resolution of the awake schedule handed to the simulation
 TTFT_SAMPLE = 20_000
 
@@ -375,33 +374,32 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     changes = change_times(scenario.events, scenario.start_utc, scenario.end_utc)
     weights = np.array([m.demand_share for m in scenario.models])
     first_steps: list[tuple[IntervalProblem, ...]] = []
-    # The per-interval MILP plans before SLIT, which considers its routing of the committed
-    # interval among its candidates (``plan_horizon``'s ``first_routing``).
-    order = sorted(policies, key=lambda p: (p != SEED_POLICY, p == SLIT))
+    seeds = interval_seeds(scenario.seed, n_k)
+    slit_decisions: list[Decision] = []
     for k in range(n_k):
         t0_s = k * scenario.interval_s
         t0 = scenario.start_utc + pd.Timedelta(seconds=t0_s)
         t1 = t0 + pd.Timedelta(seconds=scenario.interval_s)
         base = horizon_problem(inputs, k, state[policies[0]][0], np.zeros((n_s, n_m)))
         first_steps.append(base.steps[0])
-        seed_routing: np.ndarray | None = None  # the per-interval MILP's, for SLIT
-        seed_s = 0.0
-        for policy in order:
+        for policy in policies:
             now, loaded_at = state[policy]
             problem = replace(base, initial_replicas=fit_to_pools(scenario, now, base.pool_gpus),
                               initial_up_s=t0_s - loaded_at)
             started = time.perf_counter()
+            first_routing = None
+            if policy == SLIT:
+                # SLIT's own per-interval search (surrogate + NSGA-II) on the committed
+                # interval of each model: its chosen routings are candidates of the horizon
+                # search, its front the report's (of the first model).
+                decisions = _slit_interval_search(problem, preference, scenario, seeds[k],
+                                                  previous[policy])
+                first_routing = np.stack([d.routing for d in decisions])
+                slit_decisions.append(decisions[0])
             r, x = HORIZON_POLICIES[policy].plan(
-                problem, preference, previous[policy],
-                first_routing=seed_routing if policy == SLIT else None)
+                problem, preference, previous[policy], first_routing=first_routing,
+                seed=int(seeds[k].generate_state(1)[0]))
             plans[policy].decision_s[k] = time.perf_counter() - started
-            if policy == SEED_POLICY:
-                # Interval 0 of every policy's horizon is the same problem (the state changes
-                # only placement), so the per-interval MILP's routing of it is SLIT's too; the
-                # time SLIT would spend solving it is counted in SLIT's decision.
-                seed_routing, seed_s = x[0], plans[policy].decision_s[k]
-            elif policy == SLIT:
-                plans[policy].decision_s[k] += seed_s
             previous[policy] = (r, x) if r.shape[0] > 1 else None
             replicas[policy][k], routing[policy][k] = r[0], x[0]
             one = replace(problem, steps=problem.steps[:1])
@@ -423,7 +421,21 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     for p in policies:
         plans[p].routing = np.einsum("m,kmos->kos", weights, routing[p])
         plans[p].awake = replicas[p].sum(axis=2)
-    return RecedingPlans(fleet, plans, [], start, day_preference_scales(first_steps))
+    return RecedingPlans(fleet, plans, slit_decisions, start,
+                         day_preference_scales(first_steps))
+
+
+def _slit_interval_search(problem: HorizonProblem, preference: Preference, scenario: Scenario,
+                          seed: np.random.SeedSequence, previous: HorizonPlan | None
+                          ) -> list[Decision]:
+    """SLIT's per-interval search (``plan_interval``) on interval 0 of the horizon, per model,
+    warm-started from its previous horizon's plan for this interval."""
+    out = []
+    for m, step in enumerate(problem.steps[0]):
+        warm = None if previous is None or previous[1].shape[0] < 2 else previous[1][1, m]
+        out.append(plan_interval(step, preference, scenario.search, warm,
+                                 seed=seed.spawn(problem.n_models)[m]))
+    return out
 
 
 def day_preference_scales(first_steps: list[tuple[IntervalProblem, ...]]) -> np.ndarray:

@@ -30,19 +30,20 @@ MYOPIC_MILP_TIME_LIMIT_S = 2.0  # per (interval, model) solve, so a day of 96 x 
 
 class HorizonPolicy:
     def plan(self, problem: HorizonProblem, preference: Preference,
-             previous: HorizonPlan | None, first_routing: np.ndarray | None = None
-             ) -> HorizonPlan:
-        """``first_routing`` [M, O, S]: a routing of the committed interval to consider (SLIT
-        only; the per-interval plans ignore it)."""
+             previous: HorizonPlan | None, first_routing: np.ndarray | None = None,
+             seed: int = 0) -> HorizonPlan:
+        """``first_routing`` [M, O, S]: a routing of the committed interval to consider, and
+        ``seed`` the search's random numbers (SLIT only; the per-interval plans ignore them)."""
         raise NotImplementedError
 
 
 @dataclass(frozen=True)
 class SlitHorizon(HorizonPolicy):
     def plan(self, problem: HorizonProblem, preference: Preference,
-             previous: HorizonPlan | None, first_routing: np.ndarray | None = None
-             ) -> HorizonPlan:
-        decision = plan_horizon(problem, preference, previous, first_routing=first_routing)
+             previous: HorizonPlan | None, first_routing: np.ndarray | None = None,
+             seed: int = 0) -> HorizonPlan:
+        decision = plan_horizon(problem, preference, previous, first_routing=first_routing,
+                                seed=seed)
         return decision.replicas, decision.routing
 
 
@@ -55,8 +56,8 @@ class Myopic(HorizonPolicy):
     first_only: bool = True  # plan interval 0 alone: the rule does not look ahead anyway
 
     def plan(self, problem: HorizonProblem, preference: Preference,
-             previous: HorizonPlan | None, first_routing: np.ndarray | None = None
-             ) -> HorizonPlan:
+             previous: HorizonPlan | None, first_routing: np.ndarray | None = None,
+             seed: int = 0) -> HorizonPlan:
         steps = problem.steps[:1] if self.first_only else problem.steps
         x = np.stack([np.stack([self.rule(p, preference) for p in row]) for row in steps])
         sub = problem if not self.first_only else _first(problem)
