@@ -81,14 +81,6 @@ class SignalGap(_Window):
 Event = Outage | Derate | Partition | SignalGap
 
 
-def _site_fraction(event: Event) -> float | None:
-    if isinstance(event, Outage):
-        return 0.0
-    if isinstance(event, Derate):
-        return event.gpu_fraction
-    return None
-
-
 def gpu_fraction_at(events: Sequence[Event], site_ids: Sequence[str],
                     times_utc: pd.DatetimeIndex) -> np.ndarray:
     """[T, S] share of each site's GPUs usable at each time (the judge's view): the smallest
@@ -96,11 +88,11 @@ def gpu_fraction_at(events: Sequence[Event], site_ids: Sequence[str],
     out = np.ones((len(times_utc), len(site_ids)))
     index = {s: i for i, s in enumerate(site_ids)}
     for event in events:
-        fraction = _site_fraction(event)
-        if fraction is None or event.site not in index:  # type: ignore[union-attr]
+        if not isinstance(event, Outage | Derate) or event.site not in index:
             continue
+        fraction = 0.0 if isinstance(event, Outage) else event.gpu_fraction
         active = (times_utc >= event.start_utc) & (times_utc < event.end_utc)
-        column = index[event.site]  # type: ignore[union-attr]
+        column = index[event.site]
         out[active, column] = np.minimum(out[active, column], fraction)
     return out
 

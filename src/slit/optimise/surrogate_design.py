@@ -56,6 +56,9 @@ class _Run:
     replica: ReplicaSpec
     code_share: float
     n_awake: int
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    capacity_rps: float  # analytic throughput of one replica
     rate_rps: float
     duration_s: float
     stream_seed: int
@@ -83,7 +86,8 @@ def simulate_samples(spec: SurrogateSpec,
             rate = float(rho * capacity * n)
             duration = float(np.clip(spec.min_requests / rate, spec.min_duration_s,
                                      spec.max_duration_s))
-            runs.append(_Run(run, d, replica, code_share, n, rate, duration,
+            runs.append(_Run(run, d, replica, code_share, n, mean_prompt, mean_output,
+                             capacity, rate, duration,
                              int(seeds[run].generate_state(1)[0]), spec.token_source))
     done = None if progress is None else (lambda n: progress(n, total))
     return pd.DataFrame(parallel_map(_simulate_run, runs, done))
@@ -91,8 +95,6 @@ def simulate_samples(spec: SurrogateSpec,
 
 def _simulate_run(r: _Run) -> dict[str, Any]:
     mix = TokenMix(r.code_share, r.token_source)
-    mean_prompt, mean_output = mix.mean_tokens()
-    capacity = max_throughput_rps(r.replica, mean_prompt, mean_output)
     requests = poisson_stream(r.rate_rps, r.duration_s, mix.sample, r.stream_seed)
     row = _measure(r.replica, r.n_awake, requests, r.duration_s, r.run)
     row.update({
@@ -100,8 +102,8 @@ def _simulate_run(r: _Run) -> dict[str, Any]:
         "code_share": r.code_share, "gpu_code": GPU_CODES[r.replica.gpu],
         "model_code": MODEL_CODES[r.replica.model], "tp": r.replica.tp, "n_awake": r.n_awake,
         "load_rps_per_replica": r.rate_rps / r.n_awake,
-        "utilisation": r.rate_rps / r.n_awake / capacity,
-        "mean_prompt_tokens": mean_prompt, "mean_output_tokens": mean_output,
+        "utilisation": r.rate_rps / r.n_awake / r.capacity_rps,
+        "mean_prompt_tokens": r.mean_prompt_tokens, "mean_output_tokens": r.mean_output_tokens,
     })
     return row
 
