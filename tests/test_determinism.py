@@ -60,3 +60,38 @@ def test_two_plans_are_the_same_bytes_but_for_timing(tmp_path: Path, capsys,
     assert set(document["timing"]) == {"issued_at", "decision_s"}
     assert "issued_at" not in document
     assert _without_timing(texts[0]) == _without_timing(texts[1])
+
+
+def test_a_run_on_ray_writes_the_same_results_json(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``slit run --workers 1``: Ray's local mode on one core runs the site simulations and the
+    surrogate's training runs as tasks; the results are those of the serial run, and Ray is shut
+    down after it."""
+    import ray
+
+    from slit import parallel
+
+    monkeypatch.setenv("SLIT_CACHE_DIR", str(tmp_path / "cache"))
+    scenario = write_tiny(tmp_path, ONE_INTERVAL)
+    drove_ray: list[bool] = []
+    real_driver = parallel.ray_driver
+    monkeypatch.setattr(parallel, "ray_driver",
+                        lambda: drove_ray.append(real_driver()) or drove_ray[-1])
+    texts = []
+    for name, extra in (("serial", []), ("ray", ["--workers", "1"])):
+        code, _, err = run_slit(["run", str(scenario), "--out", str(tmp_path / name), *extra],
+                                capsys, monkeypatch)
+        assert code == 0, err
+        texts.append((tmp_path / name / "results.json").read_text(encoding="utf-8"))
+        assert not ray.is_initialized()
+        assert drove_ray and all(drove_ray) == (name == "ray")
+        drove_ray.clear()
+    assert _without_timing(texts[0]) == _without_timing(texts[1])
+
+
+def test_ray_options_are_checked_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    for args, field in ((["--workers", "0"], "--workers"),
+                        (["--workers", "2", "--address", "auto"], "--workers")):
+        code, out, err = run_slit(["run", "--out", str(tmp_path / "r"), *args], capsys,
+                                  monkeypatch)
+        assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r").exists()

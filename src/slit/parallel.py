@@ -10,11 +10,42 @@ Results come back in the order of the items either way, so a run's figures do no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def start_ray(address: str | None = None, workers: int | None = None) -> bool:
+    """Start Ray locally (loopback, no dashboard) or join ``address``; False if Ray was already
+    running in this process (then the caller must not shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls home
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, _node_ip_address="127.0.0.1")
+    return True
+
+
+@contextmanager
+def ray_runtime(address: str | None = None, workers: int | None = None) -> Iterator[None]:
+    """Ray for the duration of the block (``start_ray``), shut down after it if started here."""
+    started_here = start_ray(address, workers)
+    try:
+        yield
+    finally:
+        if started_here:
+            import ray
+
+            ray.shutdown()
 
 
 def ray_driver() -> bool:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from slit.errors import SlitInputError
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -29,3 +31,22 @@ RequiredDataDirOption = Annotated[
         show_default=False,
     ),
 ]
+
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="Join this Ray cluster (e.g. ray://head:10001 or auto); default: start Ray on this "
+        "machine.",
+        show_default=False,
+    ),
+]
+
+
+def check_ray_options(address: str | None, workers: int | None) -> None:
+    """``--workers`` and ``--address`` together, or a worker count below 1, are refused."""
+    if workers is not None and workers < 1:
+        raise SlitInputError("--workers", f"{workers} is not positive", "give 1 or more")
+    if address is not None and workers is not None:
+        raise SlitInputError("--workers", "is for the local runtime",
+                             "drop --workers when joining a cluster with --address")

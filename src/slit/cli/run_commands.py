@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from slit.cli.options import DataDirOption
+from slit.cli.options import DataDirOption, RayAddressOption, check_ray_options
 from slit.cli.progress import stage_progress
 from slit.config import example_yaml, load_scenario
 from slit.data.signals import resolve_data_dir
@@ -16,6 +17,7 @@ from slit.errors import SlitInputError
 from slit.experiment.run import POLICIES, ExperimentResult, run_experiment
 from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_scenario
 from slit.fileio import check_output_file, write_text_atomically
+from slit.parallel import ray_runtime
 from slit.report.bundle import check_out_dir, results_document, write_results_dir
 from slit.report.table import (
     dominating,
@@ -49,6 +51,11 @@ def run(
     out: Annotated[Path, typer.Option(
         "--out", help="Folder for report.html, the PNG figures and results.json.")
     ] = DEFAULT_OUT,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Run the site simulations and the surrogate's training runs as Ray "
+        "tasks on this many local CPUs (default: one process, no Ray). Results are identical.",
+        show_default=False)] = None,
+    address: RayAddressOption = None,
 ) -> None:
     """Simulate a day with SLIT and every baseline; print the comparison table, write the report."""
     if hours is not None and not hours > 0:
@@ -57,6 +64,7 @@ def run(
         raise SlitInputError("--rate", f"{rate} is not positive", "give requests per second")
     if seed is not None and seed < 0:
         raise SlitInputError("--seed", f"{seed} is negative", "give a seed >= 0")
+    check_ray_options(address, workers)
     # Every destination is checked before the minutes of work, not after.
     check_out_dir(out)
     if json_path is not None:
@@ -69,8 +77,11 @@ def run(
     scenario = (None if scenario_file is None
                 else build_scenario(scenario_file, directory, hours, seed, rate))
     console = Console()  # the terminal's width, or COLUMNS, or 80 when not a terminal
-    with stage_progress(console, first="load",
-                        order=("load", "surrogate", "plan", "simulate")) as report:
+    # Without --workers or --address no Ray runtime starts: parallel_map runs serially.
+    runtime = (ray_runtime(address, workers) if workers is not None or address is not None
+               else nullcontext())
+    with runtime, stage_progress(console, first="load",
+                                 order=("load", "surrogate", "plan", "simulate")) as report:
         if scenario is None:  # sizing the default fleets takes a second or two: show it
             scenario = build_scenario(None, directory, hours, seed, rate)
         result = run_experiment(scenario, POLICIES, report)

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from slit.cli.options import DataDirOption
-from slit.errors import SlitInputError
+from slit.cli.options import DataDirOption, RayAddressOption, check_ray_options
+from slit.parallel import ray_runtime
 
 REPORT_FILE = "report.html"
 
@@ -24,9 +24,7 @@ def sweep(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Results folder (default: sweep-results/NAME). An earlier folder of the "
         "same sweep is resumed: finished cells are skipped.", show_default=False)] = None,
-    address: Annotated[str | None, typer.Option(
-        "--address", help="Join this Ray cluster (e.g. ray://head:10001 or auto); default: "
-        "start Ray on this machine.", show_default=False)] = None,
+    address: RayAddressOption = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", help="CPUs of the local Ray runtime (default: all cores).",
         show_default=False)] = None,
@@ -34,26 +32,15 @@ def sweep(
 ) -> None:
     """Run a sweep: every cell of the grid on Ray; write results.parquet and report.html."""
     from slit.sweep.report import write_sweep_report
-    from slit.sweep.runner import run_sweep, start_ray
+    from slit.sweep.runner import run_sweep
     from slit.sweep.spec import load_sweep
 
-    if workers is not None and workers < 1:
-        raise SlitInputError("--workers", f"{workers} is not positive", "give 1 or more")
-    if address is not None and workers is not None:
-        raise SlitInputError("--workers", "is for the local runtime",
-                             "drop --workers when joining a cluster with --address")
+    check_ray_options(address, workers)
     spec = load_sweep(spec_file, data_dir)
     folder = out if out is not None else Path("sweep-results") / spec.spec.name
     console = Console()
-    started_here = start_ray(address, workers)
-    try:
-        with sweep_progress(console) as report:
-            outcome = run_sweep(spec, folder, report)
-    finally:
-        if started_here:
-            import ray
-
-            ray.shutdown()
+    with ray_runtime(address, workers), sweep_progress(console) as report:
+        outcome = run_sweep(spec, folder, report)
     write_sweep_report(folder / REPORT_FILE, spec.spec.name, outcome.table)
     console.print(f"{outcome.total} cells: {outcome.skipped} already done, {outcome.done} run, "
                   f"{outcome.failed} failed; wrote {folder / 'results.parquet'} and "

@@ -11,7 +11,6 @@ holds the sweep's fingerprint, so a folder is never resumed with a different swe
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import pandas as pd
 from slit.errors import SlitInputError
 from slit.experiment.run import run_experiment
 from slit.fileio import write_atomically, write_text_atomically
+from slit.parallel import start_ray as start_ray  # re-exported: benchmarks use it
 from slit.sweep.spec import Cell, Sweep
 
 CELLS_DIR = "cells"
@@ -39,22 +39,6 @@ class SweepOutcome:
     done: int  # done in this run
     failed: int
     table: pd.DataFrame
-
-
-def start_ray(address: str | None = None, workers: int | None = None) -> bool:
-    """Start Ray locally (loopback, no dashboard) or join ``address``; False if Ray was already
-    running in this process (then the caller must not shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls home
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                 log_to_driver=False, _node_ip_address="127.0.0.1")
-    return True
 
 
 def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
