@@ -348,12 +348,15 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     # run's length, context and first-step blocks; preempting (rare) redoes it.
     while True:
         k = sl[r, 0, S_REM]
-        ctx = 0.0
+        ctx_tokens = 0
         need = 0
         for s in range(n_run):
             k = min(k, sl[r, s, S_REM])
-            ctx += sl[r, s, S_CTX]
-            need += _blocks(sl[r, s, S_CTX] + 1)
+            c = sl[r, s, S_CTX]
+            ctx_tokens += c
+            need += _blocks(c + 1)
+        # An integer sum converted once: the same float as summing in floats (exact below 2**53).
+        ctx = float(ctx_tokens)
         if need <= cfg[C_KV_BLOCKS]:
             break
         _preempt_latest(r, ri, sl, rq, st)
@@ -445,18 +448,33 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         decode_w = _decode_w(ri[r, R_NRUN], kf)
         bins = _accumulate(bins, r, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
-        share = (idle_w + decode_w) * dur / ri[r, R_NRUN]
-        for s in range(ri[r, R_NRUN] - 1, -1, -1):
+        n_run = ri[r, R_NRUN]
+        share = (idle_w + decode_w) * dur / n_run
+        # The hottest loop of the simulation (every sequence, every run): the replica's counters
+        # live in locals, written back once.
+        kv = ri[r, R_KV]
+        for s in range(n_run - 1, -1, -1):
             j = sl[r, s, S_REQ]
             out[j, O_ENERGY] += share
-            sl[r, s, S_CTX] += k
-            sl[r, s, S_REM] -= k
-            held = _blocks(sl[r, s, S_CTX])
-            ri[r, R_KV] += held - sl[r, s, S_BLK]
-            sl[r, s, S_BLK] = held
-            if sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, out)
+            rem = sl[r, s, S_REM] - k
+            if rem == 0:
+                # Done: the blocks it held (grown or not) are freed; the last slot moves here.
+                out[j, O_DONE] = t1
+                kv -= sl[r, s, S_BLK]
+                n_run -= 1
+                if s != n_run:
+                    for col in range(S_NCOLS):
+                        sl[r, s, col] = sl[r, n_run, col]
                 completed += 1
+            else:
+                ctx = sl[r, s, S_CTX] + k
+                held = _blocks(ctx)
+                kv += held - sl[r, s, S_BLK]
+                sl[r, s, S_CTX] = ctx
+                sl[r, s, S_REM] = rem
+                sl[r, s, S_BLK] = held
+        ri[r, R_NRUN] = n_run
+        ri[r, R_KV] = kv
     bins = _accumulate(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
     return bins, completed
@@ -468,9 +486,12 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
     rotate by offset."""
     best = -1
     best_load = 0
-    for i in range(n_rep):
-        r = (i + offset) % n_rep
+    r = offset % n_rep
+    for _ in range(n_rep):
+        if r == n_rep:  # wrap without a division per replica
+            r = 0
         if ri[r, R_STATE] != AWAKE:
+            r += 1
             continue
         if dispatcher == JSQ:
             load = ri[r, R_NRUN] + ri[r, R_QLEN]
@@ -479,6 +500,7 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
         if best < 0 or load < best_load:
             best = r
             best_load = load
+        r += 1
     return best
 
 
