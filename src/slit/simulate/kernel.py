@@ -43,9 +43,12 @@ IDLE, STEP, RUN = 0, 1, 2
 # Columns of the integer replica table.
 # R_STEP_FIRST: first slot that takes part in the current step (a prefill step without chunking
 # touches only the requests it admitted, which sit at the end of the slot table).
+# R_SUM_N: slots 0..R_SUM_N-1 are unchanged since the end of the last decode run, which left
+# their least decode tokens left, total context and blocks for one more token in R_SUM_REM,
+# R_SUM_CTX, R_SUM_NEED (the next run starts from them instead of visiting every slot again).
 R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
-    R_STEP_FIRST = range(11)
-R_NCOLS = 11
+    R_STEP_FIRST, R_SUM_N, R_SUM_REM, R_SUM_CTX, R_SUM_NEED = range(15)
+R_NCOLS = 15
 # Columns of the float replica table.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
@@ -378,10 +381,12 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     # Decode run until the first sequence finishes or the blocks run out. One pass gathers the
     # run's length, context and first-step blocks; preempting (rare) redoes it.
     while True:
-        k = sl[r, 0, S_REM]
-        ctx_tokens = 0
-        need = 0
-        for s in range(n_run):
+        m = ri[r, R_SUM_N]
+        if m > 0:
+            k, ctx_tokens, need = ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED]
+        else:
+            k, ctx_tokens, need = sl[r, 0, S_REM], 0, 0
+        for s in range(m, n_run):
             k = min(k, sl[r, s, S_REM])
             c = sl[r, s, S_CTX]
             ctx_tokens += c
@@ -435,6 +440,8 @@ def _remove_slot(r, s, ri, sl):
         for col in range(S_NCOLS):
             sl[r, s, col] = sl[r, last, col]
     ri[r, R_NRUN] = last
+    if s < ri[r, R_SUM_N]:
+        ri[r, R_SUM_N] = 0
 
 
 @_hot
@@ -458,6 +465,8 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     completed = 0
     if ri[r, R_KIND] == STEP:
         chunked = cfg[C_CHUNKED] != 0
+        if chunked:  # every decoding slot takes a token
+            ri[r, R_SUM_N] = 0
         _book(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
@@ -486,6 +495,8 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         # The hottest loop of the simulation (every sequence, every run): the replica's counters
         # live in locals, written back once.
         kv = ri[r, R_KV]
+        # The survivors' summary for the next run (see R_SUM_N): each is visited once here.
+        min_rem, sum_ctx, sum_need = 1 << 62, 0, 0
         for s in range(n_run - 1, -1, -1):
             j = sl[r, s, S_REQ]
             out[j, O_ENERGY] += share
@@ -506,8 +517,13 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 sl[r, s, S_CTX] = ctx
                 sl[r, s, S_REM] = rem
                 sl[r, s, S_BLK] = held
+                min_rem = min(min_rem, rem)
+                sum_ctx += ctx
+                sum_need += _blocks(ctx + 1)
         ri[r, R_NRUN] = n_run
         ri[r, R_KV] = kv
+        ri[r, R_SUM_N] = n_run
+        ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED] = min_rem, sum_ctx, sum_need
     _book(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
     return completed
@@ -669,6 +685,7 @@ def _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf):
     for s in range(ri[r, R_NRUN]):
         _hand_off(sl[r, s, S_REQ], t, out, st)
     ri[r, R_NRUN] = 0
+    ri[r, R_SUM_N] = 0
     ri[r, R_KV] = 0
     j = ri[r, R_QHEAD]
     for _ in range(ri[r, R_QLEN]):
