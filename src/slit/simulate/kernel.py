@@ -29,6 +29,7 @@ the columns ``Q_`` of one table, per-request results the columns ``O_`` of anoth
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -122,7 +123,9 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
 # count of every array argument at every call, which took about 40 % of the kernel's time
 # (perf, 16 replicas). Allocations stay in the functions compiled with the runtime
 # (``simulate_kernel``, ``_accumulate``'s growth, ``_close``).
-_hot = numba.njit(cache=True, _nrt=False)
+# (``_nrt`` is a private option of numba's, hence not in its type stubs.)
+_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
+_hot = numba.njit(cache=True, **_NO_RUNTIME)
 
 
 @_hot
