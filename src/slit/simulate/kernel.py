@@ -29,6 +29,7 @@ the columns ``Q_`` of one table, per-request results the columns ``O_`` of anoth
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -43,9 +44,14 @@ IDLE, STEP, RUN = 0, 1, 2
 # Columns of the integer replica table.
 # R_STEP_FIRST: first slot that takes part in the current step (a prefill step without chunking
 # touches only the requests it admitted, which sit at the end of the slot table).
+# R_SUM_N: slots 0..R_SUM_N-1 are unchanged since the end of the last decode run, which left
+# their least decode tokens left, total context and blocks for one more token in R_SUM_REM,
+# R_SUM_CTX, R_SUM_NEED (the next run starts from them instead of visiting every slot again).
+# R_TREE: on row i (1 <= i < n_rep), the replica with the earliest event below node i of the
+# event tournament tree (see ``_next_replica_event``).
 R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
-    R_STEP_FIRST = range(11)
-R_NCOLS = 11
+    R_STEP_FIRST, R_SUM_N, R_SUM_REM, R_SUM_CTX, R_SUM_NEED, R_TREE = range(16)
+R_NCOLS = 16
 # Columns of the float replica table.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
@@ -112,7 +118,17 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
     return cfg, kf
 
 
-@numba.njit(cache=True)
+# The event handlers and their helpers never allocate nor return arrays, so they are compiled
+# without numba's runtime: it would otherwise increment and decrement (atomically) the reference
+# count of every array argument at every call, which took about 40 % of the kernel's time
+# (perf, 16 replicas). Allocations stay in the functions compiled with the runtime
+# (``simulate_kernel``, ``_accumulate``'s growth, ``_close``).
+# (``_nrt`` is a private option of numba's, hence not in its type stubs.)
+_NO_RUNTIME: dict[str, Any] = {"_nrt": False}
+_hot = numba.njit(cache=True, **_NO_RUNTIME)
+
+
+@_hot
 def _decode_w(n, kf):
     """Decode dynamic power of a batch of n sequences."""
     if n <= 1:
@@ -122,15 +138,22 @@ def _decode_w(n, kf):
 
 
 @numba.njit(cache=True)
-def _accumulate(bins, col, t0, t1, rate, interval_s):
-    """Add rate x overlap of [t0, t1) to each interval bin; grows the table when needed."""
-    if t1 <= t0:
-        return bins
-    last = int(t1 / interval_s)
+def _bins_up_to(bins, t, interval_s):
+    """The per-interval table with a row for time t (grown, doubling, when needed)."""
+    last = int(t / interval_s)
     if last >= bins.shape[0]:
         grown = np.zeros((max(last + 1, 2 * bins.shape[0]), bins.shape[1]))
         grown[: bins.shape[0]] = bins
-        bins = grown
+        return grown
+    return bins
+
+
+@_hot
+def _book(bins, col, t0, t1, rate, interval_s):
+    """Add rate x overlap of [t0, t1) to each interval bin; the table has a row for t1."""
+    if t1 <= t0:
+        return
+    last = int(t1 / interval_s)
     k = int(t0 / interval_s)
     while k <= last and k < bins.shape[0]:
         lo = max(t0, k * interval_s)
@@ -138,31 +161,47 @@ def _accumulate(bins, col, t0, t1, rate, interval_s):
         if hi > lo:
             bins[k, col] += rate * (hi - lo)
         k += 1
-    return bins
 
 
 @numba.njit(cache=True)
+def _accumulate(bins, col, t0, t1, rate, interval_s):
+    """Add rate x overlap of [t0, t1) to each interval bin; grows the table when needed."""
+    if t1 <= t0:
+        return bins
+    bins = _bins_up_to(bins, t1, interval_s)
+    _book(bins, col, t0, t1, rate, interval_s)
+    return bins
+
+
+@_hot
 def cfg_loading_col(bins):
     """Column of the per-interval table that holds loading energy (the last one)."""
     return bins.shape[1] - 1
 
 
-@numba.njit(cache=True)
-def _set_state(r, new_state, t, ri, rf, bins, kf):
-    """Change a replica's state, booking its base power up to t."""
+@_hot
+def _change_state(r, new_state, t, ri, rf, bins, kf):
+    """Change a replica's state, booking its base power up to t (the table has a row for t)."""
     state = ri[r, R_STATE]
     if state == ASLEEP:
         base_w = kf[K_STANDBY_W]
     elif state == WAKING:
         base_w = kf[K_LOADING_W]
         # Loading energy is also booked apart (the column after the busy seconds): churn.
-        bins = _accumulate(bins, cfg_loading_col(bins), rf[r, F_SINCE], t, base_w,
-                           kf[K_INTERVAL_S])
+        _book(bins, cfg_loading_col(bins), rf[r, F_SINCE], t, base_w, kf[K_INTERVAL_S])
     else:
         base_w = kf[K_IDLE_W]
-    bins = _accumulate(bins, r, rf[r, F_SINCE], t, base_w, kf[K_INTERVAL_S])
+    _book(bins, r, rf[r, F_SINCE], t, base_w, kf[K_INTERVAL_S])
     rf[r, F_SINCE] = t
     ri[r, R_STATE] = new_state
+
+
+@numba.njit(cache=True)
+def _set_state(r, new_state, t, ri, rf, bins, kf):
+    """Change a replica's state, booking its base power up to t."""
+    if rf[r, F_SINCE] < t:
+        bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
+    _change_state(r, new_state, t, ri, rf, bins, kf)
     return bins
 
 
@@ -186,7 +225,7 @@ def _blocks(tokens):
     return (tokens + KV_BLOCK_TOKENS - 1) // KV_BLOCK_TOKENS
 
 
-@numba.njit(cache=True)
+@_hot
 def _push_front(r, j, ri, rq):
     """Put request j at the head of replica r's queue."""
     rq[j, Q_NEXT] = ri[r, R_QHEAD] if ri[r, R_QLEN] > 0 else -1
@@ -197,7 +236,7 @@ def _push_front(r, j, ri, rq):
     ri[r, R_QKV] += rq[j, Q_BLOCKS]
 
 
-@numba.njit(cache=True)
+@_hot
 def _preempt_latest(r, ri, sl, rq, st):
     """Preempt (recompute) the most recently admitted running request of replica r."""
     v = 0
@@ -218,7 +257,7 @@ def _preempt_latest(r, ri, sl, rq, st):
     st[G_PREEMPTIONS] += 1
 
 
-@numba.njit(cache=True)
+@_hot
 def _blocks_for_next_step(r, ri, sl):
     """Blocks replica r holds after giving each decoding sequence room for one more token."""
     total = 0
@@ -230,14 +269,14 @@ def _blocks_for_next_step(r, ri, sl):
     return total
 
 
-@numba.njit(cache=True)
+@_hot
 def _make_room(r, ri, sl, rq, st, cfg):
     """Preempt the latest admitted requests until the next step's decode blocks fit."""
     while ri[r, R_NRUN] > 0 and _blocks_for_next_step(r, ri, sl) > cfg[C_KV_BLOCKS]:
         _preempt_latest(r, ri, sl, rq, st)
 
 
-@numba.njit(cache=True)
+@_hot
 def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
     """Largest k' <= k such that the k' decode steps of a run all find their blocks (step i needs
     ceil((ctx + i + 1) / block) per sequence); at least 1 (``_make_room`` ran)."""
@@ -254,7 +293,7 @@ def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
     return lo
 
 
-@numba.njit(cache=True)
+@_hot
 def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     """vLLM's admission test: the prompt's blocks fit with the watermark free, plus one block per
     running sequence (this one included) for the next decode step."""
@@ -262,9 +301,16 @@ def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     return need <= cfg[C_KV_BLOCKS] - cfg[C_WATERMARK]
 
 
-@numba.njit(cache=True)
+@_hot
 def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
+    _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    _tree_update(r, ri, rf)
+
+
+@_hot
+def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+    """``_start_work`` but for the event tree."""
     chunked = cfg[C_CHUNKED] != 0
     max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
     budget = max_batch_tokens
@@ -347,13 +393,18 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     # Decode run until the first sequence finishes or the blocks run out. One pass gathers the
     # run's length, context and first-step blocks; preempting (rare) redoes it.
     while True:
-        k = sl[r, 0, S_REM]
-        ctx = 0.0
-        need = 0
-        for s in range(n_run):
+        m = ri[r, R_SUM_N]
+        if m > 0:
+            k, ctx_tokens, need = ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED]
+        else:
+            k, ctx_tokens, need = sl[r, 0, S_REM], 0, 0
+        for s in range(m, n_run):
             k = min(k, sl[r, s, S_REM])
-            ctx += sl[r, s, S_CTX]
-            need += _blocks(sl[r, s, S_CTX] + 1)
+            c = sl[r, s, S_CTX]
+            ctx_tokens += c
+            need += _blocks(c + 1)
+        # An integer sum converted once: the same float as summing in floats (exact below 2**53).
+        ctx = float(ctx_tokens)
         if need <= cfg[C_KV_BLOCKS]:
             break
         _preempt_latest(r, ri, sl, rq, st)
@@ -374,7 +425,7 @@ def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     rf[r, F_END] = t + _run_time(rf[r, F_A], kv_b, ctx, float(n_run), float(k))
 
 
-@numba.njit(cache=True)
+@_hot
 def _cut_run(r, t, ri, rf):
     """End replica r's decode run at the first step boundary at or after t."""
     a, b, c, n = rf[r, F_A], rf[r, F_B], rf[r, F_C], float(ri[r, R_NRUN])
@@ -392,26 +443,31 @@ def _cut_run(r, t, ri, rf):
     if k < ri[r, R_RUNK]:
         ri[r, R_RUNK] = k
         rf[r, F_END] = rf[r, F_START] + _run_time(a, b, c, n, float(k))
+        _tree_update(r, ri, rf)
 
 
-@numba.njit(cache=True)
+@_hot
 def _remove_slot(r, s, ri, sl):
     last = ri[r, R_NRUN] - 1
     if s != last:
-        sl[r, s, :] = sl[r, last, :]
+        for col in range(S_NCOLS):
+            sl[r, s, col] = sl[r, last, col]
     ri[r, R_NRUN] = last
+    if s < ri[r, R_SUM_N]:
+        ri[r, R_SUM_N] = 0
 
 
-@numba.njit(cache=True)
+@_hot
 def _complete(r, s, j, t, ri, sl, out):
     out[j, O_DONE] = t
     ri[r, R_KV] -= sl[r, s, S_BLK]
     _remove_slot(r, s, ri, sl)
 
 
-@numba.njit(cache=True)
+@_hot
 def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
-    """Apply replica r's finished step or run; returns (bins, requests completed).
+    """Apply replica r's finished step or run (the table has a row for its end); returns the
+    requests completed.
 
     The replica's whole power during the work (idle + host + dynamic) is shared among the requests
     in proportion to the tokens each had processed.
@@ -422,7 +478,9 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     completed = 0
     if ri[r, R_KIND] == STEP:
         chunked = cfg[C_CHUNKED] != 0
-        bins = _accumulate(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
+        if chunked:  # every decoding slot takes a token
+            ri[r, R_SUM_N] = 0
+        _book(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, s, S_REQ]
@@ -443,34 +501,59 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 completed += 1
     else:
         decode_w = _decode_w(ri[r, R_NRUN], kf)
-        bins = _accumulate(bins, r, t0, t1, decode_w, interval_s)
+        _book(bins, r, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
-        share = (idle_w + decode_w) * dur / ri[r, R_NRUN]
-        for s in range(ri[r, R_NRUN] - 1, -1, -1):
+        n_run = ri[r, R_NRUN]
+        share = (idle_w + decode_w) * dur / n_run
+        # The hottest loop of the simulation (every sequence, every run): the replica's counters
+        # live in locals, written back once.
+        kv = ri[r, R_KV]
+        # The survivors' summary for the next run (see R_SUM_N): each is visited once here.
+        min_rem, sum_ctx, sum_need = 1 << 62, 0, 0
+        for s in range(n_run - 1, -1, -1):
             j = sl[r, s, S_REQ]
             out[j, O_ENERGY] += share
-            sl[r, s, S_CTX] += k
-            sl[r, s, S_REM] -= k
-            held = _blocks(sl[r, s, S_CTX])
-            ri[r, R_KV] += held - sl[r, s, S_BLK]
-            sl[r, s, S_BLK] = held
-            if sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, out)
+            rem = sl[r, s, S_REM] - k
+            if rem == 0:
+                # Done: the blocks it held (grown or not) are freed; the last slot moves here.
+                out[j, O_DONE] = t1
+                kv -= sl[r, s, S_BLK]
+                n_run -= 1
+                if s != n_run:
+                    for col in range(S_NCOLS):
+                        sl[r, s, col] = sl[r, n_run, col]
                 completed += 1
-    bins = _accumulate(bins, n_rep, t0, t1, 1.0, interval_s)
+            else:
+                ctx = sl[r, s, S_CTX] + k
+                held = _blocks(ctx)
+                kv += held - sl[r, s, S_BLK]
+                sl[r, s, S_CTX] = ctx
+                sl[r, s, S_REM] = rem
+                sl[r, s, S_BLK] = held
+                min_rem = min(min_rem, rem)
+                sum_ctx += ctx
+                sum_need += _blocks(ctx + 1)
+        ri[r, R_NRUN] = n_run
+        ri[r, R_KV] = kv
+        ri[r, R_SUM_N] = n_run
+        ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED] = min_rem, sum_ctx, sum_need
+    _book(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
-    return bins, completed
+    return completed
 
 
-@numba.njit(cache=True)
+@_hot
 def _pick_replica(ri, n_rep, dispatcher, offset):
     """Ready replica with the least load (requests held, or KV blocks held and queued); ties
     rotate by offset."""
     best = -1
     best_load = 0
-    for i in range(n_rep):
-        r = (i + offset) % n_rep
+    r = offset % n_rep
+    for _ in range(n_rep):
+        if r == n_rep:  # wrap without a division per replica
+            r = 0
         if ri[r, R_STATE] != AWAKE:
+            r += 1
             continue
         if dispatcher == JSQ:
             load = ri[r, R_NRUN] + ri[r, R_QLEN]
@@ -479,10 +562,11 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
         if best < 0 or load < best_load:
             best = r
             best_load = load
+        r += 1
     return best
 
 
-@numba.njit(cache=True)
+@_hot
 def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
@@ -500,36 +584,82 @@ def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         _cut_run(r, t, ri, rf)
 
 
-@numba.njit(cache=True)
+@_hot
 def _next_replica_event(ri, rf, n_rep):
-    """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none."""
-    t_rep = np.inf
-    rr = -1
-    for r in range(n_rep):
-        if ri[r, R_KIND] != IDLE:
-            if rf[r, F_END] < t_rep:
-                t_rep = rf[r, F_END]
-                rr = r
-        elif ri[r, R_STATE] == WAKING and rf[r, F_READY] < t_rep:
-            t_rep = rf[r, F_READY]
-            rr = r
-    return t_rep, rr
+    """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none;
+    the lowest replica on a tie. Read at the root of the event tree instead of scanning the
+    replicas at every event (three events a request, hundreds of replicas at a large site)."""
+    r = ri[1, R_TREE] if n_rep > 1 else 0
+    t_rep = _event_time(r, ri, rf)
+    return (t_rep, r) if t_rep < np.inf else (np.inf, -1)
+
+
+# The event tree: a tournament over the replicas' next events (``_event_time``), nodes 1..n-1
+# internal (winner in ``ri[i, R_TREE]``), node n + r the leaf of replica r, node i's children
+# 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
+# change) updates its path to the root. An all-zero R_TREE is the tree of a fleet without
+# events (every time infinite, replica 0 wins every tie), so the table starts valid.
+@_hot
+def _event_time(r, ri, rf):
+    """When replica r's work ends or its loading does; inf if neither is pending."""
+    if ri[r, R_KIND] != IDLE:
+        return rf[r, F_END]
+    if ri[r, R_STATE] == WAKING:
+        return rf[r, F_READY]
+    return np.inf
+
+
+@_hot
+def _tree_node(i, ri, rf, n_rep):
+    """Play node i's match: the earlier of its children's winners, the lower on a tie."""
+    a, b = 2 * i, 2 * i + 1
+    a = a - n_rep if a >= n_rep else ri[a, R_TREE]
+    b = b - n_rep if b >= n_rep else ri[b, R_TREE]
+    ta, tb = _event_time(a, ri, rf), _event_time(b, ri, rf)
+    ri[i, R_TREE] = a if ta < tb or (ta == tb and a < b) else b
+
+
+@_hot
+def _tree_update(r, ri, rf):
+    """Replica r's event changed: replay the matches on its path to the root."""
+    n_rep = ri.shape[0]
+    i = (r + n_rep) >> 1
+    while i >= 1:
+        _tree_node(i, ri, rf, n_rep)
+        i >>= 1
+
+
+@_hot
+def _tree_build(ri, rf):
+    """Replay every match (after changes to many replicas)."""
+    n_rep = ri.shape[0]
+    for i in range(n_rep - 1, 0, -1):
+        _tree_node(i, ri, rf, n_rep)
+
+
+@_hot
+def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+    """Replica r finished its work (or woke up) at t, the table having a row for t (see
+    ``_bins_up_to``); returns whether the site queue may now be dispatched."""
+    if ri[r, R_KIND] == IDLE:
+        _change_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
+        _tree_update(r, ri, rf)
+        return True
+    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
+    st[G_DONE] += completed
+    st[G_IN_SITE] -= completed
+    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
+        _change_state(r, ASLEEP, t, ri, rf, bins, kf)
+    return False
 
 
 @numba.njit(cache=True)
 def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
     """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
     be dispatched)."""
-    if ri[r, R_KIND] == IDLE:
-        bins = _set_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
-        return bins, True
-    bins, completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
-    st[G_DONE] += completed
-    st[G_IN_SITE] -= completed
-    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
-    if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
-        bins = _set_state(r, ASLEEP, t, ri, rf, bins, kf)
-    return bins, False
+    bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
+    return bins, _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b)
 
 
 @numba.njit(cache=True)
@@ -570,10 +700,11 @@ def _on_interval_boundary(t, target, ri, rf, bins, st, cfg, kf):
         else:
             ri[r, R_STATE] = DRAINING
         active -= 1
+    _tree_build(ri, rf)
     return bins, dispatch
 
 
-@numba.njit(cache=True)
+@_hot
 def _push_site_queue(j, st, rq):
     if st[G_LEN] == 0:
         st[G_HEAD] = j
@@ -583,7 +714,7 @@ def _push_site_queue(j, st, rq):
     st[G_LEN] += 1
 
 
-@numba.njit(cache=True)
+@_hot
 def _hand_off(j, t, out, st):
     """Request j leaves this site unserved at t (its replica, or the whole site, is gone): the
     caller re-dispatches it. A first token it may have had here is void (the stream broke)."""
@@ -606,6 +737,7 @@ def _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf):
     for s in range(ri[r, R_NRUN]):
         _hand_off(sl[r, s, S_REQ], t, out, st)
     ri[r, R_NRUN] = 0
+    ri[r, R_SUM_N] = 0
     ri[r, R_KV] = 0
     j = ri[r, R_QHEAD]
     for _ in range(ri[r, R_QLEN]):
@@ -646,10 +778,11 @@ def _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf):
             rq[j, Q_NEXT] = -1
             st[G_LEN] -= 1
             _hand_off(j, t, out, st)
+    _tree_build(ri, rf)
     return bins
 
 
-@numba.njit(cache=True)
+@_hot
 def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode_a, kv_b):
     """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
     input validation); handed off if the site has no capacity left (``limit`` 0); shed if the
@@ -690,7 +823,7 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode
         _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
 
 
-@numba.njit(cache=True)
+@_hot
 def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     """Hand waiting site-queue requests to ready replicas, in order."""
     while st[G_LEN] > 0:
@@ -786,8 +919,11 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
         t = t_next
         dispatch = False
         if t_rep == t_next:
-            bins, dispatch = _on_replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                               decode_a, kv_b)
+            # _on_replica_event without its reference counting of 12 arrays (the hot path).
+            if int(t / interval_s) >= bins.shape[0]:
+                bins = _bins_up_to(bins, t, interval_s)
+            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
+                                      decode_a, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]

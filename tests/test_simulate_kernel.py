@@ -1,0 +1,77 @@
+"""The simulation kernel's bookkeeping shortcuts against the plain computations they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slit.simulate import kernel as k
+
+
+def _scan(ri: np.ndarray, rf: np.ndarray) -> tuple[float, int]:
+    """The earliest pending replica event by a scan over the replicas (lowest replica on ties)."""
+    best_t, best_r = np.inf, -1
+    for r in range(ri.shape[0]):
+        if ri[r, k.R_KIND] != k.IDLE:
+            t = rf[r, k.F_END]
+        elif ri[r, k.R_STATE] == k.WAKING:
+            t = rf[r, k.F_READY]
+        else:
+            continue
+        if t < best_t:
+            best_t, best_r = t, r
+    return best_t, best_r
+
+
+def _randomise(r: int, ri: np.ndarray, rf: np.ndarray, rng: np.random.Generator) -> None:
+    ri[r, k.R_KIND] = rng.choice([k.IDLE, k.STEP, k.RUN])
+    ri[r, k.R_STATE] = rng.choice([k.ASLEEP, k.WAKING, k.AWAKE, k.DRAINING])
+    # Few distinct times, so that ties are common.
+    rf[r, k.F_END] = rng.integers(0, 4) * 0.5
+    rf[r, k.F_READY] = rng.integers(0, 4) * 0.5
+
+
+@pytest.mark.parametrize("n_rep", [1, 2, 3, 7, 16, 108])
+def test_event_tree_finds_what_a_scan_finds(n_rep: int) -> None:
+    rng = np.random.default_rng(n_rep)
+    ri = np.zeros((n_rep, k.R_NCOLS), np.int64)
+    rf = np.zeros((n_rep, k.F_NCOLS))
+    # A fresh (all-zero) table is a valid tree of a fleet without events.
+    assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
+    for r in range(n_rep):
+        _randomise(r, ri, rf, rng)
+        k._tree_update(r, ri, rf)
+        assert k._next_replica_event(ri, rf, n_rep) == _scan(ri, rf)
+    for _ in range(300):
+        r = int(rng.integers(0, n_rep))
+        _randomise(r, ri, rf, rng)
+        k._tree_update(r, ri, rf)
+        assert k._next_replica_event(ri, rf, n_rep) == _scan(ri, rf)
+    # Many replicas changed at once: rebuilding gives the scan's answer too.
+    for r in range(n_rep):
+        _randomise(r, ri, rf, rng)
+    k._tree_build(ri, rf)
+    assert k._next_replica_event(ri, rf, n_rep) == _scan(ri, rf)
+    ri[:, k.R_KIND] = k.IDLE
+    ri[:, k.R_STATE] = k.AWAKE
+    k._tree_build(ri, rf)
+    assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
+
+
+@pytest.mark.parametrize("dispatcher", [k.JSQ, k.LEAST_KV])
+def test_dispatcher_scan_rotates_from_the_offset(dispatcher: int) -> None:
+    rng = np.random.default_rng(dispatcher)
+    for n_rep in (1, 2, 5, 16):
+        ri = np.zeros((n_rep, k.R_NCOLS), np.int64)
+        for _ in range(50):
+            ri[:, k.R_STATE] = rng.choice([k.AWAKE, k.AWAKE, k.WAKING, k.DRAINING], n_rep)
+            for col in (k.R_NRUN, k.R_QLEN, k.R_KV, k.R_QKV):
+                ri[:, col] = rng.integers(0, 3, n_rep)
+            load = (ri[:, k.R_NRUN] + ri[:, k.R_QLEN] if dispatcher == k.JSQ
+                    else ri[:, k.R_KV] + ri[:, k.R_QKV])
+            for offset in range(n_rep):
+                order = [(i + offset) % n_rep for i in range(n_rep)]
+                ready = [r for r in order if ri[r, k.R_STATE] == k.AWAKE]
+                # The first ready replica in rotation order among the least loaded.
+                expected = min(ready, key=lambda r: (load[r], order.index(r))) if ready else -1
+                assert k._pick_replica(ri, n_rep, dispatcher, offset) == expected
