@@ -28,7 +28,7 @@ from slit.plan import (
     state_from_document,
 )
 
-# Two models on three 8- or 16-GPU pools (the 70B replica takes four GPUs, the 8B one), with a
+# Two models on three 8-GPU pools (the 70B replica takes four GPUs, the 8B one), with a
 # 30-minute minimum up-time so a replica loaded at one interval is held at the next. The 70B
 # keeps the tiny scenarios' token mix, so it shares their cached surrogate.
 TWO_MODEL_YAML = """\
@@ -43,7 +43,7 @@ sites:
     replica_for: {Llama-3.1-8B: {gpu: H100-SXM5-80GB, tp: 1},
                   Llama-3.1-70B: {gpu: H100-SXM5-80GB, tp: 4}}
   - region: DE-LU
-    gpus: {H100-SXM5-80GB: 16}
+    gpus: {H100-SXM5-80GB: 8}
     replica_for: {Llama-3.1-8B: {gpu: H100-SXM5-80GB, tp: 1},
                   Llama-3.1-70B: {gpu: H100-SXM5-80GB, tp: 4}}
     cooling: dry
@@ -53,12 +53,11 @@ sites:
                   Llama-3.1-70B: {gpu: H100-SXM5-80GB, tp: 4}}
 workload:
   origins: [US-CAL-CISO, DE-LU, SG]
-  global_rate_rps: 12
+  global_rate_rps: 20
 period: {start_utc: "2023-07-12T12:00", hours: 2}
 interval_s: 900
 min_up_s: 1800
 slo: {ttft_s: 1.5, percentile: 99}
-pins: {DE-LU: [DE-LU]}
 search: {population: 16, generations: 5}
 """
 T0 = "2023-07-12T12:00"  # the run's first interval
