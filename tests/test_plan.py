@@ -236,3 +236,26 @@ def test_plan_package_and_cli_keep_the_layering() -> None:
     for path in (src / "cli").glob("*_commands.py"):
         assert "slit.cli.app" not in _imports(path), path
     assert "slit.cli.run_commands" not in _imports(src / "cli" / "plan_commands.py")
+
+
+def test_look_ahead_stops_where_the_data_ends(scenario_file: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from slit.data.signals import CARBON_FILE, PRICE_FILE, WEATHER_FILE
+    from slit.data.source import DataSource
+    from slit.errors import SlitInputError
+
+    base = load_scenario(scenario_file)
+    for site in base.site_ids:  # the data holds 2023 only
+        year = tmp_path / "regions" / site / "2023"
+        year.mkdir(parents=True)
+        for name in (CARBON_FILE, PRICE_FILE, WEATHER_FILE):
+            (year / name).write_text("")
+    base = replace(base, data=DataSource(tmp_path))
+    inside = plan_scenario(base, pd.Timestamp("2023-07-12T13:15", tz="UTC"))
+    assert inside.n_intervals == 8
+    # Half an hour before the data ends: two intervals of look-ahead, not eight.
+    last = plan_scenario(base, pd.Timestamp("2023-12-31T23:30", tz="UTC"))
+    assert last.n_intervals == 2 and last.end_utc == pd.Timestamp("2024-01-01", tz="UTC")
+    with pytest.raises(SlitInputError, match="--at"):
+        plan_scenario(base, pd.Timestamp("2024-01-01T00:00", tz="UTC"))

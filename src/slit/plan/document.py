@@ -208,8 +208,9 @@ def state_from_document(document: dict, scenario: Scenario, at: pd.Timestamp) ->
                 continue
             stamp = entry.get("loaded_since_utc") if entry else None
             loaded = _utc(stamp) if stamp else plan_start
-            since[s][m] = min(loaded, at)
-            up_s[s, m] = (at - since[s][m]).total_seconds()
+            youngest = min(loaded, at)
+            since[s][m] = youngest
+            up_s[s, m] = (at - youngest).total_seconds()
     for s, site in enumerate(scenario.sites):
         wanted = dict(zip(scenario.model_names, map(int, replicas[s]), strict=True))
         if not site.fits(wanted):
