@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 from slit.cli.app import app
 from slit.config import load_scenario
 from slit.errors import SlitInputError
-from slit.experiment.run import RecedingPlans, plan_receding, prepare_models
+from slit.experiment.horizon_inputs import HorizonInputs, horizon_problem
+from slit.experiment.run import RecedingPlans, plan_receding, prepare_models, slit_step
 from slit.experiment.scenario import Scenario
+from slit.optimise.policies import interval_seeds
 from slit.plan import (
     ENVOY_TOTAL_WEIGHT,
     LOOK_AHEAD_STATUS,
@@ -75,12 +77,33 @@ def scenario_file(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(scenario_file: Path) -> tuple[Scenario, RecedingPlans]:
-    """``slit run``'s planning of the 2 h period (8 intervals: the first horizon is whole),
-    SLIT alone."""
+def prepared(scenario_file: Path) -> tuple[Scenario, list]:
     scenario = load_scenario(scenario_file)
     assert scenario.n_intervals == 8
-    return scenario, plan_receding(scenario, prepare_models(scenario), ("slit",))
+    return scenario, prepare_models(scenario)
+
+
+@pytest.fixture(scope="module")
+def run(prepared) -> tuple[Scenario, RecedingPlans]:
+    """``slit run``'s planning of the 2 h period (8 intervals: the first horizon is whole),
+    SLIT alone."""
+    scenario, models = prepared
+    return scenario, plan_receding(scenario, models, ("slit",))
+
+
+def test_slit_step_is_the_run_s_decision_and_leaves_its_seed_alone(prepared, run) -> None:
+    scenario, models = prepared
+    _, receding = run
+    n_s, n_m = len(scenario.sites), len(scenario.model_names)
+    problem = horizon_problem(HorizonInputs(scenario, models, 8), 0, receding.initial_replicas,
+                              np.full((n_s, n_m), scenario.min_up_s))
+    seed = interval_seeds(scenario.seed, 1)[0]
+    first, second = (slit_step(problem, scenario, seed) for _ in range(2))
+    assert seed.n_children_spawned == 0
+    for step in (first, second):
+        np.testing.assert_array_equal(step.replicas[0], receding.fleet["slit"].replicas[0])
+        np.testing.assert_array_equal(step.routing[0], receding.fleet["slit"].routing[0])
+    np.testing.assert_array_equal(first.replicas, second.replicas)
 
 
 def _state_document(scenario: Scenario, replicas: np.ndarray, plan_start: str,

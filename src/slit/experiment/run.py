@@ -438,6 +438,11 @@ def slit_step(problem: HorizonProblem, scenario: Scenario, seed: np.random.SeedS
     ``previous``, its own previous horizon plan). ``seed``: the interval's
     (``interval_seeds``). ``slit run`` takes this step at every interval of its receding
     horizon, ``slit plan`` for the interval it plans: the same inputs give the same decision."""
+    # A copy: spawning children advances a SeedSequence, and the step must not change its
+    # argument (a second step with the same seed gives the same decision).
+    seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+                                  pool_size=seed.pool_size,
+                                  n_children_spawned=seed.n_children_spawned)
     decisions = _slit_interval_search(problem, scenario.preference, scenario, seed, previous)
     r, x = HORIZON_POLICIES[SLIT].plan(
         problem, scenario.preference, previous,
