@@ -10,14 +10,18 @@ scaled per interval); ends with ``slit_better_than_weighted_greedy=N/12``,
 median wall time of ``plan_interval`` on the default day's problems (its CPU time beside it).
 Target: X <= 1.0 on 2 cores.
 
-Then the horizon decision (``plan_horizon``: two models, H = 8, every 8th interval of the day
-as the first of a horizon, warm-started from the previous horizon shifted): one line per
-horizon and ``median_decision_s_horizon=Y``. Target: Y <= 3.0 on 2 cores.
+Then the horizon decision on the default scenario itself (both served models on their GPU
+pools, H = 8; ``experiment.run.slit_step``, SLIT's whole decision in ``slit run`` and ``slit
+plan``: the per-interval searches and the horizon search), at the interval after every 8th of
+the day, from the state the previous decision committed and warm-started from its plan shifted:
+one line per horizon, ``median_horizon_search_s`` (``plan_horizon`` alone) and
+``median_decision_s_horizon=Y``. Target: Y <= 3.0 on 2 cores.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 from slit.experiment.problems import busiest_problems, default_problems, widened
@@ -76,30 +80,50 @@ def main() -> None:
 
 
 def horizon_decisions() -> None:
-    from slit.experiment.problems import (
-        default_horizon_problems,
-        steady_replicas,
-        two_model_horizon,
-    )
+    import numpy as np
+
+    from slit.experiment.horizon_inputs import HorizonInputs, horizon_problem
+    from slit.experiment.problems import _progress
+    from slit.experiment.run import prepare_models, slit_step
+    from slit.optimise.horizon_policies import HORIZON_POLICIES
     from slit.optimise.horizon_search import plan_horizon
 
-    day = default_horizon_problems()
-    preference = default_scenario().preference
-    times, cpu_times = [], []
-    for start in range(0, len(day) - 1, 8):
-        # One receding-horizon step: plan at `start`, commit its first interval, re-plan at
-        # `start + 1` warm-started from the shifted plan; the second decision is timed.
-        hp = two_model_horizon(day, start, 8, initial=steady_replicas(day, max(start - 1, 0)))
-        first = plan_horizon(hp, preference)
-        nxt = two_model_horizon(day, start + 1, 8, initial=first.replicas[0])
-        cpu = time.process_time()
-        decision = plan_horizon(nxt, preference, previous=(first.replicas, first.routing))
+    # The default scenario itself (both served models on their GPU pools), as slit run and
+    # slit plan plan it.
+    scenario = default_scenario()
+    inputs = HorizonInputs(scenario, prepare_models(scenario, _progress), 8)
+    print(file=sys.stderr)
+    preference = scenario.preference
+    n_s, n_m = len(scenario.sites), len(scenario.model_names)
+    zero, old = np.zeros((n_s, n_m), dtype=np.int64), np.full((n_s, n_m), scenario.min_up_s)
+    seeds = interval_seeds(scenario.seed, scenario.n_intervals)
+    times, cpu_times, search_times = [], [], []
+    for start in range(0, scenario.n_intervals - 1, 8):
+        # One receding-horizon step: SLIT's decision at `start` from the replicas the fixed
+        # rule keeps for the weighted greedy's plan of the interval before (up long enough to
+        # be released), its first interval committed; the decision at `start + 1`, from that
+        # state and warm-started from the plan shifted, is timed: slit_step, SLIT's whole
+        # decision in slit run and slit plan (per-interval searches and the horizon search).
+        before = horizon_problem(inputs, max(start - 1, 0), zero, old)
+        state = HORIZON_POLICIES["weighted_greedy"].plan(before, preference, None)[0][0]
+        first = slit_step(horizon_problem(inputs, start, state, old), scenario, seeds[start])
+        committed = first.replicas[0]
+        up_s = np.where(committed > state, 0.0, old) + scenario.interval_s
+        nxt = horizon_problem(inputs, start + 1, committed, up_s)
+        started, cpu = time.perf_counter(), time.process_time()
+        step = slit_step(nxt, scenario, seeds[start + 1], (first.replicas, first.routing))
+        times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu)
-        times.append(decision.decision_s)
-        print(f"horizon at {start + 1:3d}: {decision.decision_s:.3f} s (cpu {cpu_times[-1]:.3f}"
-              f" s; cold {first.decision_s:.3f} s) feasible={decision.feasible} "
-              f"score={decision.score:.4f}")
+        # The horizon search alone, on the same problem and warm start.
+        search = plan_horizon(nxt, preference, (first.replicas, first.routing),
+                              first_routing=np.stack([d.routing for d in step.decisions]),
+                              seed=int(seeds[start + 1].generate_state(1)[0]))
+        search_times.append(search.decision_s)
+        print(f"horizon at {start + 1:3d}: {times[-1]:.3f} s (cpu {cpu_times[-1]:.3f} s; "
+              f"horizon search {search.decision_s:.3f} s) feasible={search.feasible} "
+              f"score={search.score:.4f}")
     # CPU time as well: on a shared machine, wall time measures the other processes too.
+    print(f"median_horizon_search_s={statistics.median(search_times):.3f}")
     print(f"median_decision_cpu_s_horizon={statistics.median(cpu_times):.3f}")
     print(f"median_decision_s_horizon={statistics.median(times):.3f}")
 

@@ -21,10 +21,12 @@ gap_p90 <= 3 %.
 
     python benchmarks/bench_gap.py --horizon [--time-limit 60] [--intervals 12]
 
-The horizon problem instead (``slit.optimise.horizon``): for the two-model horizons (H = 8)
-starting at the 12 busiest intervals (``experiment.problems.busiest_horizons``), SLIT's horizon
-plan (``plan_horizon``) and the baselines' (the weighted greedy per interval with the fixed
-placement rule; with ``--myopic-milp`` also the per-interval MILP's) are graded against the
+The horizon problem instead (``slit.optimise.horizon``): for the default scenario's horizons
+(both served models on their GPU pools, H = 8, as ``slit run`` plans them) starting at the 12
+busiest intervals (``experiment.problems.scenario_busiest_horizons``), SLIT's decision
+(``experiment.run.slit_step``, as ``slit run`` and ``slit plan`` take it: the per-interval
+searches, then ``plan_horizon``) and the baselines' (the weighted greedy per interval with the
+fixed placement rule; with ``--myopic-milp`` also the per-interval MILP's) are graded against the
 horizon MILP's proven bound (``horizon_milp``, HiGHS through highspy, SLIT's plan as its MIP
 start) on the preference's weighted sum, normalised by ``HorizonProblem.scales()``. Prints
 ``horizon_gap_median= horizon_gap_p90= horizon_gap_max=``; a plan the planning model finds
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
+from types import SimpleNamespace
 
 import numpy as np
 from pymoo.util.ref_dirs import get_reference_directions
@@ -64,24 +68,34 @@ def _summary(name: str, gaps: list[float]) -> str:
 
 
 def horizon_main(args: argparse.Namespace) -> None:
-    from slit.experiment.problems import busiest_horizons, default_horizon_problems
+    from slit.experiment.problems import scenario_busiest_horizons
+    from slit.experiment.run import slit_step
+    from slit.experiment.scenario import default_scenario
     from slit.optimise.baselines import weighted_greedy
     from slit.optimise.horizon import evaluate_horizon, fixed_placement, horizon_score
     from slit.optimise.horizon_milp import HorizonMilp
-    from slit.optimise.horizon_search import plan_horizon
     from slit.optimise.milp import milp_plan
-    from slit.optimise.preference import Preference
+    from slit.optimise.policies import interval_seeds
 
-    preference = Preference()
-    weights = np.asarray(preference.weights, dtype=float)
-    horizons = busiest_horizons(default_horizon_problems(), args.intervals)
+    scenario = default_scenario()
+    preference = scenario.preference
+    weights = np.asarray(preference.effective_weights, dtype=float)
+    horizons = scenario_busiest_horizons(args.intervals)
     gaps: dict[str, list[float]] = {"slit": [], "weighted_greedy": []}
     if args.myopic_milp:
         gaps["milp"] = []
     solve_s, solver_gaps, decision_s, vs_best, incumbent_slack = [], [], [], [], []
+    seeds = interval_seeds(scenario.seed, len(horizons))
     for i, hp in enumerate(horizons):
-        decision = plan_horizon(hp, preference)
-        decision_s.append(decision.decision_s)
+        # SLIT's whole decision as slit run and slit plan take it (per-interval searches, then
+        # the horizon search with their routings as candidates).
+        started = time.perf_counter()
+        step = slit_step(hp, scenario, seeds[i])
+        decision_s.append(time.perf_counter() - started)
+        evaluation = evaluate_horizon(hp, step.replicas, step.routing)
+        decision = SimpleNamespace(replicas=step.replicas, routing=step.routing,
+                                   feasible=evaluation.feasible,
+                                   score=horizon_score(hp, evaluation, weights))
         scores = {"slit": decision.score}
         rules = {"weighted_greedy": lambda p: weighted_greedy(p, preference)}
         if args.myopic_milp:
@@ -114,7 +128,7 @@ def horizon_main(args: argparse.Namespace) -> None:
         for name, score in scores.items():
             gaps[name].append((score - result.bound) / abs(result.bound))
             line.append(f"{name} {score:.4f} ({100 * gaps[name][-1]:+.2f}%)")
-        print(" ".join(line) + f" slit_decision {decision.decision_s:.2f} s", flush=True)
+        print(" ".join(line) + f" slit_decision {decision_s[-1]:.2f} s", flush=True)
     for name, values in gaps.items():
         prefix = "horizon_" if name == "slit" else f"horizon_{name}_"
         feasible = sum(np.isfinite(values))

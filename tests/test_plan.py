@@ -22,13 +22,14 @@ from slit.plan import (
     MODEL_HEADER,
     ROUTE_CONFIG_TYPE,
     SHARE_UNITS,
+    FleetDecision,
     cluster_name,
     envoy_yaml,
     integer_weights,
-    loaded_from_document,
     plan_document,
     plan_next_interval,
     plan_scenario,
+    state_from_document,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,14 +42,14 @@ def scenario_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def planned(scenario_file: Path) -> tuple:
-    scenario = plan_scenario(load_scenario(scenario_file), pd.Timestamp(AT, tz="UTC"))
-    return scenario, plan_next_interval(scenario)
+def planned(scenario_file: Path) -> FleetDecision:
+    return plan_next_interval(plan_scenario(load_scenario(scenario_file),
+                                            pd.Timestamp(AT, tz="UTC")))
 
 
 @pytest.fixture(scope="module")
-def document(planned: tuple) -> dict:
-    return plan_document(*planned)
+def document(planned: FleetDecision) -> dict:
+    return plan_document(planned)
 
 
 def _without_issue_time(doc: dict) -> dict:
@@ -66,10 +67,12 @@ def test_cli_json_matches_and_is_deterministic(document: dict, scenario_file: Pa
 
 
 def test_document_describes_one_interval(document: dict) -> None:
-    assert document["schema_version"] == 3
+    assert document["schema_version"] == 4
     assert document["interval"] == {"start_utc": "2023-07-12T13:15:00Z",
                                     "end_utc": "2023-07-12T13:30:00Z", "seconds": 900.0}
     assert document["slo"] == {"ttft_s": 1.5, "percentile": 99}
+    assert document["loaded_now"] == {"source": "cold start", "plan_start_utc": None}
+    assert document["look_ahead"]["intervals"] == 8  # slit run's horizon: 2 h
     (model,) = document["models"]  # the tiny file is a single-model (schema-1) scenario
     assert model["name"] == "Llama-3.1-70B" and model["demand_share"] == 1.0
     sites = {s["id"]: s for s in model["sites"]}
@@ -79,10 +82,15 @@ def test_document_describes_one_interval(document: dict) -> None:
         pool = pools[site["id"]]
         assert 0 <= site["replicas"] * site["tp"] == pool["gpus_used"][site["gpu"]]
         assert pool["gpus_used"][site["gpu"]] <= pool["gpus"][site["gpu"]] == 3 * site["tp"]
-        assert (site["replicas"] > 0) == (site["expected_load_rps"] > 0)
-        # Cold start: every replica is a load, none a release.
+        # Traffic goes only where replicas are loaded (a replica may be loaded ahead of it).
+        assert site["expected_load_rps"] == 0 or site["replicas"] > 0
+        # Cold start: every replica is a load, none a release, each loaded now.
         assert site["load"] == site["replicas"] and site["release"] == 0
+        assert site["loaded_since_utc"] == ("2023-07-12T13:15:00Z" if site["replicas"]
+                                            else None)
         assert 50.0 < site["load_time_s"] < 110.0
+        assert site["planned_replicas"][0] == site["replicas"]
+        assert all(0 <= n <= 3 for n in site["planned_replicas"])
     load = {s: 0.0 for s in sites}
     for origin in model["origins"]:
         assert origin["forecast_rps"] > 0
@@ -97,25 +105,31 @@ def test_document_describes_one_interval(document: dict) -> None:
     assert de["routes"] == {"DE-LU": 1.0}
 
 
-def test_loads_and_releases_follow_the_current_replicas(planned: tuple, document: dict) -> None:
-    loaded = loaded_from_document(document)
+def test_loads_and_releases_follow_the_current_replicas(planned: FleetDecision,
+                                                       document: dict) -> None:
+    scenario = planned.scenario
+    at = pd.Timestamp(AT, tz="UTC") + pd.Timedelta(seconds=scenario.interval_s)
+    state = state_from_document(document, scenario, at)
     model = document["models"][0]
-    assert loaded == {s["id"]: {model["name"]: s["replicas"]} for s in model["sites"]}
-    # The same plan issued again: nothing to load or release.
-    again = plan_document(*planned, loaded)["models"][0]["sites"]
-    assert all(s["load"] == 0 and s["release"] == 0 for s in again)
-    # With two more loaded than planned, the plan releases two and loads none.
-    more = {site: {m: n + 2 for m, n in per.items()} for site, per in loaded.items()}
-    after = plan_document(*planned, more)["models"][0]["sites"]
-    assert all(s["load"] == 0 and s["release"] == 2 for s in after)
+    assert state.replicas[:, 0].tolist() == [s["replicas"] for s in model["sites"]]
+    # Loaded at the plan's start, up one interval by the next.
+    assert all(state.up_s[s, 0] == (scenario.interval_s if n else 0.0)
+               for s, n in enumerate(state.replicas[:, 0]))
+    # A schema-3 plan has no loaded_since_utc: its replicas count as loaded at its start.
+    old = json.loads(json.dumps(document))
+    old["schema_version"] = 3
+    for site in old["models"][0]["sites"]:
+        del site["loaded_since_utc"]
+    again = state_from_document(old, scenario, at)
+    np.testing.assert_array_equal(again.replicas, state.replicas)
+    np.testing.assert_array_equal(again.up_s, state.up_s)
 
 
 def test_front_holds_the_chosen_plan(document: dict) -> None:
     model = document["models"][0]
     front = model["front"]
-    chosen = [p for p in front if p["chosen"]]
-    assert len(chosen) == 1
-    assert chosen[0] == {**model["expected"], "chosen": True}
+    assert sum(p["chosen"] for p in front) == 1
+    assert model["routing_source"] in ("front", "horizon")
     assert set(model["expected"]) == set(OBJECTIVES) | {"meets_slo", "slo_margin_s"}
     assert model["expected"]["meets_slo"]
     ttft = [p["ttft_mean_s"] for p in front]
@@ -222,3 +236,26 @@ def test_plan_package_and_cli_keep_the_layering() -> None:
     for path in (src / "cli").glob("*_commands.py"):
         assert "slit.cli.app" not in _imports(path), path
     assert "slit.cli.run_commands" not in _imports(src / "cli" / "plan_commands.py")
+
+
+def test_look_ahead_stops_where_the_data_ends(scenario_file: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from slit.data.signals import CARBON_FILE, PRICE_FILE, WEATHER_FILE
+    from slit.data.source import DataSource
+    from slit.errors import SlitInputError
+
+    base = load_scenario(scenario_file)
+    for site in base.site_ids:  # the data holds 2023 only
+        year = tmp_path / "regions" / site / "2023"
+        year.mkdir(parents=True)
+        for name in (CARBON_FILE, PRICE_FILE, WEATHER_FILE):
+            (year / name).write_text("")
+    base = replace(base, data=DataSource(tmp_path))
+    inside = plan_scenario(base, pd.Timestamp("2023-07-12T13:15", tz="UTC"))
+    assert inside.n_intervals == 8
+    # Half an hour before the data ends: two intervals of look-ahead, not eight.
+    last = plan_scenario(base, pd.Timestamp("2023-12-31T23:30", tz="UTC"))
+    assert last.n_intervals == 2 and last.end_utc == pd.Timestamp("2024-01-01", tz="UTC")
+    with pytest.raises(SlitInputError, match="--at"):
+        plan_scenario(base, pd.Timestamp("2024-01-01T00:00", tz="UTC"))

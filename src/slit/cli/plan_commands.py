@@ -1,7 +1,9 @@
-"""``slit plan``: the plan for one interval, as JSON or as Envoy routes for a load balancer.
+"""``slit plan``: SLIT's decision at one interval (replicas to load and release, routes per
+model, the look-ahead), as JSON or as Envoy routes for a load balancer.
 
-The plan itself (document, routes, integer weights) is made by ``slit.plan``; this module reads
-the arguments, checks them before any work and writes the result.
+The plan itself (the receding-horizon step, document, routes, integer weights) is made by
+``slit.plan``; this module reads the arguments, checks them before any work and writes the
+result.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from slit.experiment.scenario import Scenario, default_scenario
 from slit.fileio import check_output_file, write_text_atomically
 from slit.plan import (
     envoy_yaml,
-    loaded_from_document,
     plan_document,
     plan_next_interval,
     plan_scenario,
+    state_from_document,
 )
 
 
@@ -54,11 +56,13 @@ def plan(
         "--output", help="Write to this file (atomically) instead of printing.",
         show_default=False)] = None,
     current: Annotated[Path | None, typer.Option(
-        "--current", help="The previous plan's JSON: the replicas loaded now, so the plan "
-        "says which to load and release (default: nothing loaded).", show_default=False)] = None,
+        "--current", help="The previous plan's JSON: the replicas loaded now and since when, "
+        "the state the plan starts from (default: nothing loaded, a cold start).",
+        show_default=False)] = None,
 ) -> None:
-    """Plan the next interval: per model, the replicas to load and release per site and each
-    origin's traffic shares per site."""
+    """Plan the interval at --at as SLIT's receding-horizon step (as `slit run` does): per
+    model, the replicas to load and release per site and each origin's traffic shares per
+    site, planned 2 h ahead from the replicas loaded now."""
     fmt = _format(output_format)
     if "{origin}" not in domain_template:
         raise SlitInputError("--envoy-domain", f"{domain_template!r} has no {{origin}}",
@@ -66,13 +70,14 @@ def plan(
     start = _interval_start(at)
     if output is not None:
         check_output_file(output, "--output")
-    loaded_now = None if current is None else loaded_from_document(_read_json(current))
+    previous = None if current is None else _read_json(current)
     scenario = plan_scenario(_base_scenario(scenario_file, resolve_data_dir(data_dir), start),
                              start)
+    state = None if previous is None else state_from_document(previous, scenario, start)
     with stage_progress(Console(stderr=True), first="load",
-                        order=("load", "surrogate")) as report:
-        plans = plan_next_interval(scenario, report)
-    document = plan_document(scenario, plans, loaded_now)
+                        order=("load", "surrogate", "plan")) as report:
+        decision = plan_next_interval(scenario, state, report)
+    document = plan_document(decision)
     text = (json.dumps(document, indent=2, allow_nan=False) + "\n" if fmt is PlanFormat.json
             else envoy_yaml(document, domain_template))
     if output is None:

@@ -387,18 +387,13 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
             problem = replace(base, initial_replicas=fit_to_pools(scenario, now, base.pool_gpus),
                               initial_up_s=t0_s - loaded_at)
             started = time.perf_counter()
-            first_routing = None
             if policy == SLIT:
-                # SLIT's own per-interval search (surrogate + NSGA-II) on the committed
-                # interval of each model: its chosen routings are candidates of the horizon
-                # search, its front the report's (of the first model).
-                decisions = _slit_interval_search(problem, preference, scenario, seeds[k],
-                                                  previous[policy])
-                first_routing = np.stack([d.routing for d in decisions])
-                slit_decisions.append(decisions[0])
-            r, x = HORIZON_POLICIES[policy].plan(
-                problem, preference, previous[policy], first_routing=first_routing,
-                seed=int(seeds[k].generate_state(1)[0]))
+                # The same step ``slit plan`` takes for the interval it plans.
+                step = slit_step(problem, scenario, seeds[k], previous[policy])
+                r, x = step.replicas, step.routing
+                slit_decisions.append(step.decisions[0])  # the report's front: first model
+            else:
+                r, x = HORIZON_POLICIES[policy].plan(problem, preference, previous[policy])
             plans[policy].decision_s[k] = time.perf_counter() - started
             previous[policy] = (r, x) if r.shape[0] > 1 else None
             replicas[policy][k], routing[policy][k] = r[0], x[0]
@@ -423,6 +418,37 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
         plans[p].awake = replicas[p].sum(axis=2)
     return RecedingPlans(fleet, plans, slit_decisions, start,
                          day_preference_scales(first_steps))
+
+
+@dataclass(frozen=True)
+class SlitStep:
+    """SLIT's decision at one interval: the horizon plan (its interval 0 is committed) and, per
+    model, the per-interval search's front whose chosen routing the horizon search considered."""
+
+    replicas: np.ndarray  # [H, S, M]
+    routing: np.ndarray  # [H, M, O, S]
+    decisions: list[Decision]  # per model, in scenario order
+
+
+def slit_step(problem: HorizonProblem, scenario: Scenario, seed: np.random.SeedSequence,
+              previous: HorizonPlan | None = None) -> SlitStep:
+    """SLIT at one interval, from the committed state ``problem`` starts from: its
+    per-interval search (surrogate + NSGA-II) on the committed interval of each model, whose
+    chosen routings are candidates of the horizon search (``plan_horizon``, warm-started from
+    ``previous``, its own previous horizon plan). ``seed``: the interval's
+    (``interval_seeds``). ``slit run`` takes this step at every interval of its receding
+    horizon, ``slit plan`` for the interval it plans: the same inputs give the same decision."""
+    # A copy: spawning children advances a SeedSequence, and the step must not change its
+    # argument (a second step with the same seed gives the same decision).
+    seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+                                  pool_size=seed.pool_size,
+                                  n_children_spawned=seed.n_children_spawned)
+    decisions = _slit_interval_search(problem, scenario.preference, scenario, seed, previous)
+    r, x = HORIZON_POLICIES[SLIT].plan(
+        problem, scenario.preference, previous,
+        first_routing=np.stack([d.routing for d in decisions]),
+        seed=int(seed.generate_state(1)[0]))
+    return SlitStep(r, x, decisions)
 
 
 def _slit_interval_search(problem: HorizonProblem, preference: Preference, scenario: Scenario,
