@@ -134,3 +134,41 @@ def test_the_cases_exercise_what_they_are_named_for() -> None:
     assert got["refused_and_shed"][G_REFUSED] > 0 and got["refused_and_shed"][G_SHED] > 0
     assert got["faults"][G_HANDED] > 0 and got["loading"][G_LOADS] > 0
     assert got["horizon_cut"][2] > 0  # G_IN_SITE: requests cut by the horizon
+
+
+def test_site_stream_is_simulate_site_bit_for_bit() -> None:
+    from slit.simulate.site import SiteConfig, SiteStream, simulate_site
+    from slit.workload.requests import RequestBatch
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    arrival = np.sort(rng.uniform(0.0, 600.0, n))
+    requests = RequestBatch(arrival, rng.integers(1, 9000, n).astype(np.int32),
+                            rng.integers(1, 2000, n).astype(np.int32),
+                            rng.integers(0, 3, n).astype(np.int16))
+    rtt = rng.uniform(0.01, 0.2, n)
+    site = SiteConfig(LLAMA2, 6, wake_up_s=20.0)
+    awake = np.repeat(np.array([2, 4, 6, 3, 5, 6, 6, 1, 6, 6]), 2)  # per 30 s
+    cap = np.repeat(np.array([6, 6, 6, 2, 6, 6, 0, 6, 6, 6]), 2)
+    whole = simulate_site(requests, site, awake, 30.0, 5, None, rtt, cap, 4.0)
+    stream = SiteStream(site, awake, 30.0, 5, None, cap, 4.0)
+    parts = []
+    for lo in range(0, 600, 90):  # 90 s chunks: three 30 s intervals each
+        take = (arrival >= lo) & (arrival < lo + 90)
+        parts.append(stream.feed(requests.take(take), lo + 90.0, rtt[take]))
+    rest, totals = stream.finish()
+    parts.append(rest)
+    ids = np.concatenate([p.ids for p in parts])
+    assert np.array_equal(np.sort(ids), np.arange(n))
+    for name in ("ttft_s", "ttft_with_network_s", "tpot_s", "e2e_s", "energy_j", "completed",
+                 "arrived", "refused", "handed_off", "handoff_s", "shed", "output_tokens"):
+        got = np.empty_like(getattr(whole, name))
+        got[ids] = np.concatenate([getattr(p, name) for p in parts])
+        np.testing.assert_array_equal(got, getattr(whole, name), err_msg=name)
+    for name in ("it_energy_j_per_interval", "replica_energy_j_per_interval",
+                 "busy_replica_s_per_interval", "loading_energy_j_per_interval"):
+        np.testing.assert_array_equal(getattr(totals, name), getattr(whole, name), err_msg=name)
+    for name in ("end_s", "request_area_s", "n_preemptions", "n_loads", "n_load_delayed",
+                 "kernel_in_site", "kernel_completed", "kernel_handed", "kernel_shed"):
+        assert getattr(totals, name) == getattr(whole, name), name
+    assert whole.n_refused > 0 and whole.n_handed_off > 0 and whole.n_shed > 0
