@@ -952,7 +952,8 @@ class KernelStream:
         self.rq = np.concatenate([self.rq, rq])
         self.out = np.concatenate([self.out, kernel_new_requests(self.rq, first)])
         self.ids = np.concatenate([self.ids, ids])
-        self.payload = np.concatenate([self.payload, payload.reshape(len(ids), -1)])
+        width = self.payload.shape[1]
+        self.payload = np.concatenate([self.payload, payload.reshape(len(ids), width)])
 
     def _compact(self) -> KernelChunk:
         """Hand back the requests that left; renumber the rest (in their order) everywhere the

@@ -15,8 +15,9 @@ Memory: the per-bin counts [bins, origins] and the states; each chunk's requests
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,7 +80,8 @@ class RequestStream:
         self._p = shares / shares.sum()
         self._samplers = [TokenSampler.for_kind(k, source) for k in self.kinds]
         # Sequential generators: their state at each chunk's start, and the kinds per chunk.
-        self._time_states, self._kind_states = [], []
+        self._time_states: list[Mapping[str, Any]] = []
+        self._kind_states: list[Mapping[str, Any]] = []
         kinds_per_chunk = np.zeros((n_chunks, len(self.kinds)), np.int64)
         for c, chunk in enumerate(self.chunks):
             n = chunk.rows.stop - chunk.rows.start
@@ -90,15 +92,15 @@ class RequestStream:
             kinds_per_chunk[c] = np.bincount(which, minlength=len(self.kinds))
         # The token generator, kind by kind: the cell run, then the prompt run, then the
         # output run, each over every request of the kind in order (``_sample_tokens``).
-        self._token_states: list[list[tuple[dict, dict, dict]]] = []
+        self._token_states: list[list[tuple[Mapping[str, Any], ...]]] = []
         rng = token_rng
         for k, sampler in enumerate(self._samplers):
-            total = int(kinds_per_chunk[:, k].sum())
             cell_rng = copy.deepcopy(rng)
             prompt_rng = copy.deepcopy(rng)
             for c in range(n_chunks):  # skip the cell run (one double a request)
                 prompt_rng.random(int(kinds_per_chunk[c, k]))
-            cell_states, prompt_states = [], []
+            cell_states: list[Mapping[str, Any]] = []
+            prompt_states: list[Mapping[str, Any]] = []
             for c in range(n_chunks):
                 n = int(kinds_per_chunk[c, k])
                 cell_states.append(copy.deepcopy(cell_rng.bit_generator.state))
@@ -106,7 +108,7 @@ class RequestStream:
                 cell = _cells(sampler, cell_rng, n)
                 prompt_rng.integers(sampler.prompt_lo[cell], sampler.prompt_hi[cell])
             output_rng = prompt_rng
-            output_states = []
+            output_states: list[Mapping[str, Any]] = []
             for c in range(n_chunks):
                 n = int(kinds_per_chunk[c, k])
                 cell = _cells(sampler, _with_state(cell_states[c]), n)
@@ -115,7 +117,6 @@ class RequestStream:
             self._token_states.append(list(zip(cell_states, prompt_states, output_states,
                                                strict=True)))
             rng = output_rng
-            del total
 
     @property
     def n_chunks(self) -> int:
@@ -129,13 +130,7 @@ class RequestStream:
         """The requests of chunk ``c``, sorted by arrival, as ``generate`` has them."""
         chunk = self.chunks[c]
         n = chunk.rows.stop - chunk.rows.start
-        counts = self.counts[chunk.bins]
-        n_origins = self.demand.n_origins
-        bin_of = np.repeat(np.arange(counts.size) // n_origins, counts.ravel()) + chunk.bins.start
-        origin = np.repeat(np.tile(np.arange(n_origins), counts.shape[0]),
-                           counts.ravel()).astype(np.int16)
-        arrival = (self.bin_starts_s[bin_of]
-                   + _with_state(self._time_states[c]).random(n) * self.bin_lengths_s[bin_of])
+        arrival, origin = self._unsorted_arrivals(c)
         which = _with_state(self._kind_states[c]).choice(len(self.kinds), size=n, p=self._p)
         prompt = np.empty(n, np.int32)
         output = np.empty(n, np.int32)
@@ -152,12 +147,31 @@ class RequestStream:
         order = np.argsort(arrival, kind="stable")
         return RequestBatch(arrival[order], prompt[order], output[order], origin[order])
 
+    def arrivals(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Arrival times and origins of chunk ``c``'s requests, sorted (no token draws)."""
+        arrival, origin = self._unsorted_arrivals(c)
+        order = np.argsort(arrival, kind="stable")
+        return arrival[order], origin[order]
+
+    def _unsorted_arrivals(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ``c``'s arrival times and origins in generation order (bin by bin)."""
+        chunk = self.chunks[c]
+        counts = self.counts[chunk.bins]
+        n_origins = self.demand.n_origins
+        bin_of = np.repeat(np.arange(counts.size) // n_origins, counts.ravel()) + chunk.bins.start
+        origin = np.repeat(np.tile(np.arange(n_origins), counts.shape[0]),
+                           counts.ravel()).astype(np.int16)
+        n = chunk.rows.stop - chunk.rows.start
+        arrival = (self.bin_starts_s[bin_of]
+                   + _with_state(self._time_states[c]).random(n) * self.bin_lengths_s[bin_of])
+        return arrival, origin
+
     def __iter__(self) -> Iterator[RequestBatch]:
         for c in range(self.n_chunks):
             yield self.chunk(c)
 
 
-def _with_state(state: dict) -> np.random.Generator:
+def _with_state(state: Mapping[str, Any]) -> np.random.Generator:
     """A generator of the stream's bit generator type, set to ``state``."""
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
