@@ -215,7 +215,7 @@ def judged_both_ways(tmp_path_factory):
         streamed = prepare_models(scenario, stream=True)
         fleet = plan_receding(scenario, whole, ("slit", "lowest_carbon", "latency_first")).fleet
         return (scenario, whole, streamed, judge_plans(scenario, whole, fleet),
-                judge_plans(scenario, streamed, fleet))
+                judge_plans(scenario, streamed, fleet), fleet)
 
 
 EXACT = ("requests", "completed", "refused", "preemptions", "it_energy_kwh", "energy_kwh",
@@ -226,11 +226,7 @@ EXACT = ("requests", "completed", "refused", "preemptions", "it_energy_kwh", "en
          "handed_off", "redirected", "rejected", "in_flight")
 
 
-def test_streaming_judge_gives_the_whole_day_figures(judged_both_ways) -> None:
-    scenario, whole, streamed, a, b = judged_both_ways
-    assert all(p.stream is not None and len(p.requests) == 0 for p in streamed)
-    for p, q in zip(whole, streamed, strict=True):
-        np.testing.assert_array_equal(p.counts, q.counts)  # what the planner observes
+def _assert_same_figures(scenario, a, b) -> None:
     assert set(a.metrics) == set(b.metrics)
     pairs = [(a.metrics[p], b.metrics[p]) for p in a.metrics]
     pairs += [(a.model_metrics[p][m], b.model_metrics[p][m]) for p in a.metrics
@@ -248,4 +244,45 @@ def test_streaming_judge_gives_the_whole_day_figures(judged_both_ways) -> None:
         np.testing.assert_allclose(b.ttft_s[policy], a.ttft_s[policy], rtol=1e-6)
         for site in a.site_hourly[policy].columns:
             assert a.site_hourly[policy][site].equals(b.site_hourly[policy][site]), site
+
+
+def test_streaming_judge_with_faults_gives_the_whole_day_figures(judged_both_ways) -> None:
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from slit.experiment.events import Outage, Partition
+    from slit.experiment.run import judge_plans
+
+    scenario, whole, streamed, _, _, fleet = judged_both_ways
+    plan = fleet["slit"]
+    origins, sites = scenario.demand.origins, scenario.site_ids
+    # Cut the largest origin from the site the plan sends most of its requests to, for an
+    # hour: those requests go to fallbacks on arrival (redirects, drawn chunk by chunk).
+    o = int(np.argmax(whole[0].counts.sum(axis=0)))
+    s = int(np.argmax(plan.routing[:, 0, o, :].sum(axis=0)))
+    t0 = scenario.start_utc + pd.Timedelta(minutes=20)
+    cut = Partition(t0, t0 + pd.Timedelta(hours=1), origins[o], sites[s])
+    partitioned = replace(scenario, events=(cut,))
+    a = judge_plans(partitioned, whole, {"slit": plan})
+    b = judge_plans(partitioned, streamed, {"slit": plan})
+    assert a.metrics["slit"].redirected > 0
+    _assert_same_figures(partitioned, a, b)
+    # An outage hands requests off between sites: the streamed requests, joined, go through
+    # the whole-day judge.
+    busiest = int(np.argmax(plan.replicas.sum(axis=(0, 2))))
+    down = replace(scenario, events=(Outage(t0, t0 + pd.Timedelta(minutes=30),
+                                            sites[busiest]),))
+    a = judge_plans(down, whole, {"slit": plan})
+    b = judge_plans(down, streamed, {"slit": plan})
+    assert a.metrics["slit"].handed_off > 0
+    _assert_same_figures(down, a, b)
+
+
+def test_streaming_judge_gives_the_whole_day_figures(judged_both_ways) -> None:
+    scenario, whole, streamed, a, b, _ = judged_both_ways
+    assert all(p.stream is not None and len(p.requests) == 0 for p in streamed)
+    for p, q in zip(whole, streamed, strict=True):
+        np.testing.assert_array_equal(p.counts, q.counts)  # what the planner observes
+    _assert_same_figures(scenario, a, b)
     assert a.metrics["slit"].requests > 50_000
