@@ -78,6 +78,35 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
     # Every hand-off reappears as a row at its fallback or is rejected (the judge checks it).
     requests = int(sum(len(r.ttft_s) for r in sims)) - handed + rejected
     completed = int(sum(r.completed.sum() for r in sims))
+    summary = TtftSummary(
+        p50_s=_pct(ttft, 50), p95_s=_pct(ttft, 95), p99_s=_pct(ttft, 99),
+        mean_s=float(ttft.mean()) if len(ttft) else float("nan"),
+        within_slo=int((ttft <= slo_ttft_s).sum()), late=int((ttft > slo_ttft_s).sum()))
+    return metrics_from_parts(
+        summary, float(np.nanmean(tpot)) if len(tpot) else float("nan"), site_hourly,
+        requests=requests, completed=completed, refused=int(sum(r.n_refused for r in sims)),
+        preemptions=int(sum(r.n_preemptions for r in sims)),
+        shed=int(sum(r.n_shed for r in sims)), handed_off=handed, rejected=int(rejected),
+        in_flight=int(sum(r.n_in_flight for r in sims)))
+
+
+@dataclass(frozen=True, slots=True)
+class TtftSummary:
+    """What the metrics read of the TTFTs (with network) of the completed requests."""
+
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    mean_s: float
+    within_slo: int
+    late: int
+
+
+def metrics_from_parts(ttft: TtftSummary, tpot_mean_s: float, site_hourly: pd.DataFrame, *,
+                       requests: int, completed: int, refused: int, preemptions: int, shed: int,
+                       handed_off: int, rejected: int, in_flight: int) -> PolicyMetrics:
+    """``PolicyMetrics`` from request counts, the TTFT summary and the footprints (the streaming
+    judge reduces its requests to these as they finish, ``policy_metrics`` from whole arrays)."""
     totals = site_hourly[["it_energy_kwh", "facility_energy_kwh", "carbon_kg", "water_onsite_l",
                           "water_offsite_l", "cost_usd"]].sum()
     water = float(totals["water_onsite_l"] + totals["water_offsite_l"])
@@ -86,19 +115,19 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
         kwh * ewif_l_per_kwh(str(site), include_hydro_reservoir=True)
         for site, kwh in facility_by_site.items()))
     # Requests still in flight at the end, shed or rejected count as missing the SLO.
-    met = float((ttft <= slo_ttft_s).sum()) / max(requests, 1)
+    met = float(ttft.within_slo) / max(requests, 1)
     per_request = max(completed, 1)
     return PolicyMetrics(
         requests=requests,
         completed=completed,
-        refused=int(sum(r.n_refused for r in sims)),
-        preemptions=int(sum(r.n_preemptions for r in sims)),
-        ttft_p50_s=_pct(ttft, 50),
-        ttft_p95_s=_pct(ttft, 95),
-        ttft_p99_s=_pct(ttft, 99),
-        ttft_mean_s=float(ttft.mean()) if len(ttft) else float("nan"),
+        refused=refused,
+        preemptions=preemptions,
+        ttft_p50_s=ttft.p50_s,
+        ttft_p95_s=ttft.p95_s,
+        ttft_p99_s=ttft.p99_s,
+        ttft_mean_s=ttft.mean_s,
         slo_attainment_pct=100.0 * met,
-        tpot_mean_s=float(np.nanmean(tpot)) if len(tpot) else float("nan"),
+        tpot_mean_s=tpot_mean_s,
         it_energy_kwh=float(totals["it_energy_kwh"]),
         energy_kwh=float(totals["facility_energy_kwh"]),
         carbon_kg=float(totals["carbon_kg"]),
@@ -111,11 +140,11 @@ def policy_metrics(sims: list[SiteSimResult], site_hourly: pd.DataFrame,
         wh_per_request=1e3 * float(totals["facility_energy_kwh"]) / per_request,
         g_co2_per_request=1e3 * float(totals["carbon_kg"]) / per_request,
         ml_water_per_request=1e3 * water / per_request,
-        late=int((ttft > slo_ttft_s).sum()),
-        shed=int(sum(r.n_shed for r in sims)),
-        handed_off=handed,
-        rejected=int(rejected),
-        in_flight=int(sum(r.n_in_flight for r in sims)),
+        late=ttft.late,
+        shed=shed,
+        handed_off=handed_off,
+        rejected=rejected,
+        in_flight=in_flight,
     )
 
 

@@ -76,6 +76,7 @@ from slit.timeutil import to_utc
 from slit.workload.demand import interval_counts
 from slit.workload.network import rtt_ms_matrix
 from slit.workload.requests import RequestBatch
+from slit.workload.stream import RequestStream
 
 POLICIES: tuple[str, ...] = tuple(REGISTRY)
 SLIT = "slit"
@@ -159,12 +160,16 @@ class Prepared:
     # site -> [hours, signal columns] True where the data lacks the hour (history and period):
     # the planner sees nothing there, the judge interpolates (slit.experiment.gaps).
     missing: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Streaming (a large day, ``stream_day``): the same requests one interval at a time, and
+    # ``requests`` left empty; the judge then runs ``slit.experiment.stream_judge``.
+    stream: RequestStream | None = None
 
 
-def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
-            ) -> Prepared:
+def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None,
+            stream: bool = False) -> Prepared:
     """Load signals and requests, train the surrogate and the forecasters (of a single-model
-    scenario or view: ``Scenario.for_model``)."""
+    scenario or view: ``Scenario.for_model``). With ``stream`` the request stream is kept as
+    a ``RequestStream`` (one interval at a time) instead of a whole-day batch."""
     report = progress or (lambda stage, done, total: None)
     if len(scenario.models) > 1:
         raise SlitInputError("prepare", f"the scenario serves {len(scenario.models)} models",
@@ -172,8 +177,22 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
     site_ids = scenario.site_ids
     origins = scenario.demand.origins
     history, actual, missing = _signals(scenario)
-    requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc, scenario.seed,
-                                        scenario.data)
+    request_stream = None
+    if stream:
+        request_stream = RequestStream(scenario.demand, scenario.start_utc, scenario.end_utc,
+                                       scenario.seed, scenario.interval_s, scenario.data)
+        requests = RequestBatch.concat([])
+        counts = np.zeros((scenario.n_intervals, len(origins)), np.int64)
+        for c in range(request_stream.n_chunks):
+            arrival, origin = request_stream.arrivals(c)
+            none = np.zeros(len(arrival), np.int32)
+            counts += interval_counts(RequestBatch(arrival, none, none, origin), len(origins),
+                                      scenario.interval_s, scenario.n_intervals)
+    else:
+        requests = scenario.demand.generate(scenario.start_utc, scenario.end_utc,
+                                            scenario.seed, scenario.data)
+        counts = interval_counts(requests, len(origins), scenario.interval_s,
+                                 scenario.n_intervals)
     spec = SurrogateSpec(
         replicas=tuple(sorted({s.replica for s in scenario.sites}, key=str)),
         code_shares=(scenario.code_share,), seed=scenario.seed,
@@ -202,15 +221,14 @@ def prepare(scenario: Scenario, progress: Callable[[str, int, int], None] | None
     }
     return Prepared(
         scenario=scenario, history=history, actual=actual, requests=requests,
-        counts=interval_counts(requests, len(origins), scenario.interval_s, scenario.n_intervals),
-        tables=tables, surrogate_accuracy=accuracy,
+        counts=counts, tables=tables, surrogate_accuracy=accuracy,
         rtt_s=rtt_ms_matrix(origins, site_ids) / 1e3, pinned=origin_site_allowed(scenario),
         forecasters=forecasters, missing=missing,
         # Learns only from demand observed before the start, never from the demand model.
         demand_forecaster=DemandForecaster(scenario.interval_s).fit(observed_history(
             scenario.demand, scenario.start_utc, DEFAULT_HISTORY_DAYS, scenario.interval_s,
             scenario.seed)),
-        pool_tables=pool_tables,
+        pool_tables=pool_tables, stream=request_stream,
     )
 
 
@@ -278,16 +296,19 @@ def plan_policies(
 def run_experiment(
     scenario: Scenario, policies: tuple[str, ...] = POLICIES,
     progress: Callable[[str, int, int], None] | None = None,
-    horizon: int = DEFAULT_HORIZON,
+    horizon: int = DEFAULT_HORIZON, stream: bool | None = None,
 ) -> ExperimentResult:
     """Run ``scenario`` for every policy and return its metrics and traces: every policy plans
-    the fleet (all models) with the receding horizon (``plan_receding``), the judge simulates."""
+    the fleet (all models) with the receding horizon (``plan_receding``), the judge simulates.
+    ``stream``: judge with the requests streamed one interval at a time (bounded memory,
+    ``slit.experiment.stream_judge``); None: when the day is large (``stream_day``)."""
     report = progress or (lambda stage, done, total: None)
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise SlitInputError("policies", f"unknown policy {unknown[0]!r}",
                              f"use some of: {', '.join(POLICIES)}")
-    prepared_by_model = prepare_models(scenario, report)
+    prepared_by_model = prepare_models(scenario, report,
+                                       stream_day(scenario) if stream is None else stream)
     receding = plan_receding(scenario, prepared_by_model, policies, report, horizon)
     result = judge_plans(scenario, prepared_by_model, receding.fleet, report)
     result.plans = receding.plans
@@ -299,10 +320,28 @@ def run_experiment(
     return result
 
 
-def prepare_models(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None
-                   ) -> list[Prepared]:
+# Above this many expected requests a run streams its requests (``stream_day``). The whole-day
+# judge holds each request's draws and a (site, model)'s per-request results at once, about
+# 100 bytes a request at its peak (measured: benchmarks/bench_scale.py): 20 M is ~2 GB. The
+# default day (~9 M) stays on the whole-day judge, whose Ray tasks simulate sites in parallel.
+STREAM_ABOVE_REQUESTS = 20_000_000
+
+
+def stream_day(scenario: Scenario) -> bool:
+    """Whether a run of ``scenario`` streams its requests: a large day whose intervals are whole
+    demand bins (``RequestStream``'s chunks)."""
+    demand = scenario.demand
+    ratio = scenario.interval_s / demand.bin_s
+    expected = float(demand.expected_counts(scenario.start_utc, scenario.n_intervals,
+                                            scenario.interval_s).sum())
+    return expected > STREAM_ABOVE_REQUESTS and abs(ratio - round(ratio)) < 1e-9
+
+
+def prepare_models(scenario: Scenario, progress: Callable[[str, int, int], None] | None = None,
+                   stream: bool = False) -> list[Prepared]:
     """``prepare`` of every served model's view, in ``scenario.model_names`` order; progress of
-    the surrogate stage counted over all models (one bar, not one per model)."""
+    the surrogate stage counted over all models (one bar, not one per model). ``stream``: keep
+    each model's requests as a ``RequestStream``."""
     report = progress or (lambda stage, done, total: None)
     n_m = len(scenario.model_names)
     out = []
@@ -315,7 +354,7 @@ def prepare_models(scenario: Scenario, progress: Callable[[str, int, int], None]
                 report(stage, i * total + done, n_m * total)
             else:
                 report(stage, done, total)
-        out.append(prepare(scenario.for_model(model), scaled))
+        out.append(prepare(scenario.for_model(model), scaled, stream))
         if not simulated:
             report("surrogate", i + 1, n_m)
     return out
@@ -581,6 +620,10 @@ def judge_plans(scenario: Scenario, prepared_by_model: list[Prepared],
                 progress: Callable[[str, int, int], None] | None = None) -> ExperimentResult:
     """Simulate every policy's fleet plan on the actual request streams (one per model, from
     ``prepared_by_model``, in ``scenario.model_names`` order) and measure it."""
+    if any(p.stream is not None for p in prepared_by_model):
+        from slit.experiment.stream_judge import judge_plans_streaming
+
+        return judge_plans_streaming(scenario, prepared_by_model, fleet, progress)
     report = progress or (lambda stage, done, total: None)
     for policy, plan in fleet.items():
         check_fleet_plan(scenario, policy, plan)
@@ -1041,6 +1084,12 @@ def _judged(sim: SiteSimResult, n_received: int = 0) -> SiteSimResult:
                    output_tokens=_DROPPED, handoff_s=None, n_received=n_received)
 
 
+def site_hourly_footprint(scenario: Scenario, actual: dict[str, pd.DataFrame],
+                          hourly_it_kwh: list[np.ndarray]) -> pd.DataFrame:
+    """``_site_hourly``: footprint per site and hour from hourly IT energy per site."""
+    return _site_hourly(scenario, actual, hourly_it_kwh)
+
+
 def _site_hourly(scenario: Scenario, actual: dict[str, pd.DataFrame],
                  hourly_it_kwh: list[np.ndarray]) -> pd.DataFrame:
     """Footprint per site and hour, from simulated hourly IT energy (one array per site, all
@@ -1148,9 +1197,13 @@ def data_gaps(scenario: Scenario, prepared: Prepared) -> dict:
 def _hourly_energy_kwh(sim: SiteSimResult, scenario: Scenario) -> np.ndarray:
     """IT energy per hour of the period; energy spent finishing requests after the end is
     counted in the last hour."""
+    return hourly_energy_kwh(sim.it_energy_j_per_interval, sim.interval_s, scenario)
+
+
+def hourly_energy_kwh(bins: np.ndarray, interval_s: float, scenario: Scenario) -> np.ndarray:
+    """``_hourly_energy_kwh`` of a site's IT energy per simulation bin of ``interval_s``."""
     n_hours = int(np.ceil(scenario.hours))
-    per_hour = int(round(3600.0 / sim.interval_s))
-    bins = sim.it_energy_j_per_interval
+    per_hour = int(round(3600.0 / interval_s))
     padded = np.zeros(n_hours * per_hour)
     take = min(len(bins), len(padded))
     padded[:take] = bins[:take]

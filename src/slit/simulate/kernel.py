@@ -875,20 +875,45 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     replicas' columns), the site counters (``G_`` columns: arrivals, completions, requests still
     in the site, preemptions, loads, hand-offs, sheds),
     the time integral of the requests in the site, and the end time.
+
+    One chunk of the resumable form (``kernel_init``, ``kernel_run``, ``kernel_close``;
+    ``KernelStream`` feeds it interval by interval): the results are the same bit for bit.
     """
-    n_req = arrival_s.shape[0]
-    n_rep = cfg[C_N_REP]
-    out = np.zeros((n_req, N_O))
-    out[:, O_FIRST] = np.nan
-    out[:, O_DONE] = np.nan
-    out[:, O_HANDOFF] = np.nan
-    out[:, O_SHED] = np.nan
-    for j in range(n_req):
+    out = kernel_new_requests(rq, 0)
+    ri, rf, sl, st, fs, bins, decode_a = kernel_init(awake, cap, p, cfg)
+    bins = kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins,
+                      decode_a, np.inf)
+    bins, area_s, end_s = kernel_close(ri, rf, st, fs, bins, cfg, kf, awake.shape[0])
+    return out, bins, st, area_s, end_s
+
+
+# --- resumable form: the site's state carried between chunks of arrivals ----------------------
+# Float state: the time of the last event handled, the time integral of the requests in the site.
+FS_T, FS_AREA = range(2)
+N_FS = 2
+
+
+@numba.njit(cache=True)
+def kernel_new_requests(rq, first):
+    """Set the kernel's columns of requests ``first..`` of rq; their (empty) result rows."""
+    n_req = rq.shape[0]
+    out = np.empty((n_req - first, N_O))
+    out[:, :] = np.nan
+    out[:, O_ENERGY] = 0.0
+    for j in range(first, n_req):
         rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
         rq[j, Q_TODO] = rq[j, Q_OUTPUT]
         rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
         rq[j, Q_NEXT] = -1
         rq[j, Q_PREEMPTED] = 0
+    return out
+
+
+@numba.njit(cache=True)
+def kernel_init(awake, cap, p, cfg):
+    """The site at t = 0: replica tables, slots, counters, float state, interval bins and the
+    decode step table (``kernel_run`` carries them from chunk to chunk)."""
+    n_rep = cfg[C_N_REP]
     bins = np.zeros((cfg[C_N_BINS], n_rep + 2))
     ri = np.zeros((n_rep, R_NCOLS), np.int64)
     rf = np.zeros((n_rep, F_NCOLS))
@@ -898,14 +923,30 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     st = np.zeros(N_G, np.int64)
     st[G_HEAD] = -1
     st[G_TAIL] = -1
+    fs = np.zeros(N_FS)
     decode_a = _decode_step_table(p, cfg[C_MAX_SEQS])
+    for r in range(min(awake[0], cap[0], n_rep)):
+        ri[r, R_STATE] = AWAKE
+    return ri, rf, sl, st, fs, bins, decode_a
+
+
+@numba.njit(cache=True)
+def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, decode_a,
+               t_stop):
+    """Handle every event before ``t_stop`` (and before the horizon); returns the bins.
+
+    arrival_s, rq, out: the requests the site holds or will receive, requests
+    ``st[G_NEXT]..`` not yet arrived; all arrivals after the last must be at or after t_stop.
+    An event at t_stop is left to the next call, which handles it in the same order (replica
+    event, interval boundary, arrival) as one call would."""
+    n_req = arrival_s.shape[0]
+    n_rep = cfg[C_N_REP]
     kv_b = kv_read_s_per_token(p)
     n_sched = awake.shape[0]
     interval_s, horizon_s = kf[K_INTERVAL_S], kf[K_HORIZON_S]
-    for r in range(min(awake[0], cap[0], n_rep)):
-        ri[r, R_STATE] = AWAKE
-    area_s = 0.0
-    t = 0.0
+    stop_s = min(horizon_s, t_stop)
+    area_s = fs[FS_AREA]
+    t = fs[FS_T]
     while True:
         i = st[G_NEXT]
         t_arr = arrival_s[i] if i < n_req else np.inf
@@ -913,7 +954,7 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
         k_int = st[G_INTERVAL]
         t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
         t_next = min(t_arr, t_rep, t_bound)
-        if t_next >= horizon_s or t_next == np.inf:
+        if t_next >= stop_s or t_next == np.inf:
             break
         area_s += st[G_IN_SITE] * (t_next - t)
         t = t_next
@@ -935,7 +976,154 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
                         decode_a, kv_b)
         if dispatch:
             _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    fs[FS_T] = t
+    fs[FS_AREA] = area_s
+    return bins
+
+
+@numba.njit(cache=True)
+def kernel_close(ri, rf, st, fs, bins, cfg, kf, n_sched):
+    """After the last ``kernel_run`` (t_stop = inf): book what is left; returns (bins cut to the
+    reported intervals, the time integral of the requests in the site, end time)."""
+    area_s = fs[FS_AREA]
+    horizon_s = kf[K_HORIZON_S]
     if horizon_s != np.inf:
-        area_s += st[G_IN_SITE] * (horizon_s - t)
-    bins, end_s = _close(t, ri, rf, bins, cfg, kf, n_sched)
-    return out, bins, st, area_s, end_s
+        area_s += st[G_IN_SITE] * (horizon_s - fs[FS_T])
+    bins, end_s = _close(fs[FS_T], ri, rf, bins, cfg, kf, n_sched)
+    return bins, area_s, end_s
+
+
+class KernelChunk:
+    """Requests handed back by ``KernelStream``: their caller ids, integer rows (``Q_``), result
+    rows (``O_``), the caller's payload rows, and whether each had arrived."""
+
+    __slots__ = ("ids", "rq", "out", "payload", "arrived")
+
+    def __init__(self, ids: np.ndarray, rq: np.ndarray, out: np.ndarray, payload: np.ndarray,
+                 arrived: np.ndarray) -> None:
+        self.ids, self.rq, self.out, self.payload, self.arrived = ids, rq, out, payload, arrived
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class KernelStream:
+    """``simulate_kernel`` fed chunk by chunk (e.g. one planning interval of arrivals at a time),
+    with the same results bit for bit and memory bounded by the requests of a chunk plus those
+    still in the site.
+
+    ``feed(arrival_s, rq, t_stop)`` adds the next chunk's requests (all arriving in
+    [previous t_stop, t_stop)), runs the site up to ``t_stop`` and hands back every request that
+    has left it (completed, refused, shed, handed off); the requests still in the site (running,
+    queued) are carried into the next chunk: compacted, with their indices remapped in the slots,
+    the replica and site queues and the queue links. ``finish()`` runs to the end (the horizon,
+    or until the site is empty) and hands back the rest with the bins, counters, time integral
+    and end time ``simulate_kernel`` returns. ``payload`` is any float columns the caller wants
+    carried along with each request (e.g. its round trip)."""
+
+    def __init__(self, awake: np.ndarray, cap: np.ndarray, p: np.ndarray, cfg: np.ndarray,
+                 kf: np.ndarray, n_payload: int = 0) -> None:
+        self.awake, self.cap, self.p, self.cfg, self.kf = awake, cap, p, cfg, kf
+        self.ri, self.rf, self.sl, self.st, self.fs, self.bins, self.decode_a = kernel_init(
+            awake, cap, p, cfg)
+        self.arrival_s = np.zeros(0)
+        self.rq = np.zeros((0, N_Q), np.int64)
+        self.out = np.zeros((0, N_O))
+        self.ids = np.zeros(0, np.int64)
+        self.payload = np.zeros((0, n_payload))
+        self.t_stop = 0.0
+        self.finished = False
+        self._next_id = 0
+
+    @property
+    def n_held(self) -> int:
+        """Requests the stream holds now (in the site, or not yet arrived)."""
+        return len(self.ids)
+
+    def feed(self, arrival_s: np.ndarray, rq: np.ndarray, t_stop: float,
+             ids: np.ndarray | None = None, payload: np.ndarray | None = None) -> KernelChunk:
+        """Add requests (``rq`` with Q_PROMPT, Q_OUTPUT, Q_TIE filled), run up to ``t_stop``,
+        hand back those that left. ``ids`` default to their running count over all chunks."""
+        if self.finished:
+            raise RuntimeError("KernelStream.feed after finish")
+        arrival_s = np.asarray(arrival_s, np.float64)
+        n_new = len(arrival_s)
+        if n_new and (arrival_s[0] < self.t_stop or arrival_s[-1] >= t_stop
+                      or (np.diff(arrival_s) < 0).any()):
+            raise ValueError(f"a chunk's arrivals must be sorted within [{self.t_stop}, "
+                             f"{t_stop})")
+        if t_stop < self.t_stop:
+            raise ValueError(f"t_stop {t_stop} is before the previous {self.t_stop}")
+        if ids is None:
+            ids = np.arange(self._next_id, self._next_id + n_new, dtype=np.int64)
+        if n_new:
+            self._next_id = max(self._next_id, int(np.max(ids)) + 1)
+        if payload is None:
+            payload = np.zeros((n_new, self.payload.shape[1]))
+        self._append(arrival_s, np.asarray(rq, np.int64), np.asarray(ids, np.int64),
+                     np.asarray(payload, np.float64))
+        self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
+                               self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
+                               self.bins, self.decode_a, float(t_stop))
+        self.t_stop = float(t_stop)
+        return self._compact()
+
+    def finish(self) -> tuple[KernelChunk, np.ndarray, np.ndarray, float, float]:
+        """Run to the end; returns (the requests still held, bins, counters, time integral of
+        the requests in the site, end time) as ``simulate_kernel`` does."""
+        self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
+                               self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
+                               self.bins, self.decode_a, np.inf)
+        bins, area_s, end_s = kernel_close(self.ri, self.rf, self.st, self.fs, self.bins,
+                                           self.cfg, self.kf, self.awake.shape[0])
+        self.finished = True
+        rest = KernelChunk(self.ids, self.rq, self.out, self.payload,
+                           np.arange(len(self.ids)) < self.st[G_NEXT])
+        return rest, bins, self.st.copy(), float(area_s), float(end_s)
+
+    def _append(self, arrival_s: np.ndarray, rq: np.ndarray, ids: np.ndarray,
+                payload: np.ndarray) -> None:
+        first = len(self.ids)
+        self.arrival_s = np.concatenate([self.arrival_s, arrival_s])
+        self.rq = np.concatenate([self.rq, rq])
+        self.out = np.concatenate([self.out, kernel_new_requests(self.rq, first)])
+        self.ids = np.concatenate([self.ids, ids])
+        width = self.payload.shape[1]
+        self.payload = np.concatenate([self.payload, payload.reshape(len(ids), width)])
+
+    def _compact(self) -> KernelChunk:
+        """Hand back the requests that left; renumber the rest (in their order) everywhere the
+        site refers to one."""
+        n, st, out, rq = len(self.ids), self.st, self.out, self.rq
+        index = np.arange(n)
+        arrived = index < st[G_NEXT]
+        in_site = (arrived & (rq[:, Q_PROMPT] <= self.cfg[C_MAX_LEN])
+                   & np.isnan(out[:, O_DONE]) & np.isnan(out[:, O_HANDOFF])
+                   & np.isnan(out[:, O_SHED]))
+        if int(in_site.sum()) != st[G_IN_SITE]:
+            raise RuntimeError(f"site holds {st[G_IN_SITE]} requests, the rows say "
+                               f"{int(in_site.sum())}")
+        keep = in_site | ~arrived
+        leave = ~keep
+        left = KernelChunk(self.ids[leave], rq[leave], out[leave], self.payload[leave],
+                           np.ones(int(leave.sum()), bool))
+        # Old index -> new (-1: gone); the extra last entry maps -1 to -1.
+        renumber = np.full(n + 1, -1, np.int64)
+        renumber[:n][keep] = np.arange(int(keep.sum()))
+        ri, sl = self.ri, self.sl
+        sl[:, :, S_REQ] = renumber[sl[:, :, S_REQ]]
+        queued = ri[:, R_QLEN] > 0
+        ri[:, R_QHEAD] = np.where(queued, renumber[ri[:, R_QHEAD]], -1)
+        ri[:, R_QTAIL] = np.where(queued, renumber[ri[:, R_QTAIL]], -1)
+        rq[:, Q_NEXT] = renumber[rq[:, Q_NEXT]]
+        if st[G_LEN] > 0:
+            st[G_HEAD], st[G_TAIL] = renumber[st[G_HEAD]], renumber[st[G_TAIL]]
+        else:
+            st[G_HEAD] = st[G_TAIL] = -1
+        st[G_NEXT] = int(in_site.sum())
+        self.arrival_s = self.arrival_s[keep]
+        self.rq = rq[keep]
+        self.out = out[keep]
+        self.ids = self.ids[keep]
+        self.payload = self.payload[keep]
+        return left

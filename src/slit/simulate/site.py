@@ -55,6 +55,8 @@ from slit.simulate.kernel import (
     Q_OUTPUT,
     Q_PROMPT,
     Q_TIE,
+    KernelChunk,
+    KernelStream,
     pack_settings,
     simulate_kernel,
 )
@@ -237,28 +239,8 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     oldest request waiting ahead of it has waited longer. ``first_arrival_s``: when the user
     first sent each request (a request handed off by another site arrives here later); TTFT is
     counted from it (default: ``requests.arrival_s``)."""
-    site.validate()
-    if not interval_s > 0.0:
-        raise SlitInputError("simulate_site", f"interval_s = {interval_s}", "give a length > 0")
-    schedule = np.atleast_1d(np.asarray(awake, dtype=np.int64))
-    if schedule.size == 0 or (schedule < 0).any():
-        raise SlitInputError("simulate_site", "awake schedule is empty or negative",
-                             "give one replica count >= 0 per interval")
-    if capacity is None:
-        cap = np.full(schedule.size, site.n_replicas, np.int64)
-    else:
-        cap = np.asarray(capacity, dtype=np.int64)
-        try:
-            schedule, cap = (np.broadcast_to(x, np.broadcast_shapes(schedule.shape, cap.shape))
-                             .copy() for x in (schedule, cap))
-        except ValueError:
-            raise SlitInputError("simulate_site", f"capacity has {cap.size} intervals, awake "
-                                 f"{schedule.size}", "give both per interval") from None
-        if (cap < 0).any():
-            raise SlitInputError("simulate_site", "capacity is negative",
-                                 "give replicas >= 0 per interval")
-    if not shed_wait_s > 0.0:
-        raise SlitInputError("simulate_site", f"shed_wait_s = {shed_wait_s}", "give a time > 0")
+    schedule, cap, cfg, kf = _settings(site, awake, interval_s, horizon_s, capacity,
+                                       shed_wait_s)
     n = len(requests)
     if n and (np.diff(requests.arrival_s) < 0).any():
         raise SlitInputError("simulate_site", "requests are not sorted by arrival",
@@ -267,29 +249,12 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         raise SlitInputError("simulate_site", f"network_rtt_s has {len(network_rtt_s)} rows",
                              f"give one round trip per request ({n})")
     replica = site.replica
-    power = replica_power(replica)
-    horizon = np.inf if horizon_s is None else float(horizon_s)
-    n_bins = int(np.ceil(horizon / interval_s)) if horizon_s is not None else schedule.size
-    prompt = requests.prompt_tokens.astype(np.int64)
-    max_len = replica.max_model_len
-    refused = prompt > max_len
-    # vLLM caps max_tokens at max_model_len - prompt: prompt + output never exceeds the context.
-    asked = requests.output_tokens.astype(np.int64)
-    output = np.where(refused, asked, np.maximum(1, np.minimum(asked, max_len - prompt)))
+    prompt, output = _clipped_tokens(requests, replica.max_model_len)
+    refused = prompt > replica.max_model_len
     rq = np.empty((n, N_Q), np.int64)
     rq[:, Q_PROMPT] = prompt
     rq[:, Q_OUTPUT] = output
     rq[:, Q_TIE] = np.random.default_rng(seed).integers(0, site.n_replicas, n)
-    cfg, kf = pack_settings(
-        n_rep=int(site.n_replicas), chunked=bool(site.chunked_prefill),
-        dispatcher=DISPATCHERS[site.dispatcher], max_seqs=int(site.max_num_seqs),
-        max_batch_tokens=int(site.max_batch_tokens), kv_blocks=replica.kv_blocks,
-        watermark_blocks=replica.kv_watermark_blocks, max_len=max_len, n_bins=n_bins,
-        interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
-        standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
-        decode_w=power.decode_dynamic_w, wake_up_s=site.load_s,
-        decode_full_w=power.decode_full_dynamic_w, loading_w=loading_power_w(replica),
-        shed_wait_s=float(shed_wait_s))
     # The kernel only reads the arrivals: no copy when they are float64 already.
     out, bins, counters, area_s, end_s = simulate_kernel(
         np.ascontiguousarray(requests.arrival_s, dtype=np.float64), rq, schedule, cap,
@@ -331,3 +296,194 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
         shed=~np.isnan(out[:, O_SHED]), kernel_handed=int(counters[G_HANDED]),
         kernel_shed=int(counters[G_SHED]),
     )
+
+
+def _settings(site: SiteConfig, awake: np.ndarray | int, interval_s: float,
+              horizon_s: float | None, capacity: np.ndarray | int | None, shed_wait_s: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked schedule and capacity per interval, and the kernel's settings vectors."""
+    site.validate()
+    if not interval_s > 0.0:
+        raise SlitInputError("simulate_site", f"interval_s = {interval_s}", "give a length > 0")
+    schedule = np.atleast_1d(np.asarray(awake, dtype=np.int64))
+    if schedule.size == 0 or (schedule < 0).any():
+        raise SlitInputError("simulate_site", "awake schedule is empty or negative",
+                             "give one replica count >= 0 per interval")
+    if capacity is None:
+        cap = np.full(schedule.size, site.n_replicas, np.int64)
+    else:
+        cap = np.asarray(capacity, dtype=np.int64)
+        try:
+            schedule, cap = (np.broadcast_to(x, np.broadcast_shapes(schedule.shape, cap.shape))
+                             .copy() for x in (schedule, cap))
+        except ValueError:
+            raise SlitInputError("simulate_site", f"capacity has {cap.size} intervals, awake "
+                                 f"{schedule.size}", "give both per interval") from None
+        if (cap < 0).any():
+            raise SlitInputError("simulate_site", "capacity is negative",
+                                 "give replicas >= 0 per interval")
+    if not shed_wait_s > 0.0:
+        raise SlitInputError("simulate_site", f"shed_wait_s = {shed_wait_s}", "give a time > 0")
+    replica = site.replica
+    power = replica_power(replica)
+    horizon = np.inf if horizon_s is None else float(horizon_s)
+    n_bins = int(np.ceil(horizon / interval_s)) if horizon_s is not None else schedule.size
+    cfg, kf = pack_settings(
+        n_rep=int(site.n_replicas), chunked=bool(site.chunked_prefill),
+        dispatcher=DISPATCHERS[site.dispatcher], max_seqs=int(site.max_num_seqs),
+        max_batch_tokens=int(site.max_batch_tokens), kv_blocks=replica.kv_blocks,
+        watermark_blocks=replica.kv_watermark_blocks, max_len=replica.max_model_len,
+        n_bins=n_bins, interval_s=float(interval_s), horizon_s=horizon, idle_w=power.idle_w,
+        standby_w=power.standby_w, prefill_w=power.prefill_dynamic_w,
+        decode_w=power.decode_dynamic_w, wake_up_s=site.load_s,
+        decode_full_w=power.decode_full_dynamic_w, loading_w=loading_power_w(replica),
+        shed_wait_s=float(shed_wait_s))
+    return schedule, cap, cfg, kf
+
+
+def _clipped_tokens(requests: RequestBatch, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output tokens as the replica takes them: vLLM caps max_tokens at
+    max_model_len - prompt, so prompt + output never exceeds the context (a prompt beyond it
+    is refused on arrival and keeps its output)."""
+    prompt = requests.prompt_tokens.astype(np.int64)
+    refused = prompt > max_len
+    asked = requests.output_tokens.astype(np.int64)
+    return prompt, np.where(refused, asked, np.maximum(1, np.minimum(asked, max_len - prompt)))
+
+
+# --- streaming: the same simulation fed one chunk of arrivals at a time ------------------------
+@dataclass(frozen=True)
+class SiteOutcomes:
+    """Per-request results of the requests a ``SiteStream`` handed back, in the order it handed
+    them back (``ids``: their running index over everything fed, in arrival order); the columns
+    mean what ``SiteSimResult``'s do."""
+
+    ids: np.ndarray
+    ttft_s: np.ndarray
+    ttft_with_network_s: np.ndarray
+    tpot_s: np.ndarray
+    e2e_s: np.ndarray
+    energy_j: np.ndarray
+    completed: np.ndarray
+    arrived: np.ndarray
+    refused: np.ndarray
+    handed_off: np.ndarray
+    handoff_s: np.ndarray
+    shed: np.ndarray
+    arrival_s: np.ndarray  # when the user first sent it
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class SiteTotals:
+    """What a ``SiteStream`` reports at its end besides the per-request results: the
+    per-interval tables and the event loop's counters, as ``SiteSimResult`` has them."""
+
+    interval_s: float
+    end_s: float
+    it_energy_j_per_interval: np.ndarray
+    replica_energy_j_per_interval: np.ndarray
+    busy_replica_s_per_interval: np.ndarray
+    loading_energy_j_per_interval: np.ndarray
+    request_area_s: float
+    n_preemptions: int
+    n_loads: int
+    n_load_delayed: int
+    kernel_in_site: int
+    kernel_completed: int
+    kernel_handed: int
+    kernel_shed: int
+
+
+# Payload columns a SiteStream carries with each request through the kernel.
+_P_FIRST, _P_RTT, _P_OUTPUT = range(3)
+
+
+class SiteStream:
+    """``simulate_site`` fed one chunk of arrivals at a time (e.g. one planning interval), in
+    memory bounded by a chunk plus the requests still in the site. Fed the same requests in
+    order, in chunks that each end before the next one's first arrival, it gives the same
+    per-request results and totals as one ``simulate_site`` call, bit for bit (the kernel is
+    ``KernelStream``; the dispatcher's tie-breaks are drawn from the same generator in order).
+
+    ``feed(requests, t_stop)``: requests arriving in [previous t_stop, t_stop), sorted; returns
+    the outcomes of every request that left the site meanwhile. ``finish()``: runs to the end
+    (the horizon, or until the site is empty); returns the outcomes of the rest (in flight, or
+    never arrived before the horizon) and the totals."""
+
+    def __init__(self, site: SiteConfig, awake: np.ndarray | int, interval_s: float = 900.0,
+                 seed: int = 0, horizon_s: float | None = None,
+                 capacity: np.ndarray | int | None = None, shed_wait_s: float = np.inf) -> None:
+        schedule, cap, cfg, kf = _settings(site, awake, interval_s, horizon_s, capacity,
+                                           shed_wait_s)
+        self.site, self.interval_s = site, float(interval_s)
+        self._max_len = site.replica.max_model_len
+        self._tie = np.random.default_rng(seed)
+        self._kernel = KernelStream(schedule, cap, replica_params(site.replica), cfg, kf,
+                                    n_payload=3)
+
+    @property
+    def n_held(self) -> int:
+        return self._kernel.n_held
+
+    def feed(self, requests: RequestBatch, t_stop: float,
+             network_rtt_s: np.ndarray | None = None,
+             first_arrival_s: np.ndarray | None = None) -> SiteOutcomes:
+        n = len(requests)
+        if network_rtt_s is not None and len(network_rtt_s) != n:
+            raise SlitInputError("SiteStream.feed", f"network_rtt_s has {len(network_rtt_s)} "
+                                 "rows", f"give one round trip per request ({n})")
+        if first_arrival_s is not None and len(first_arrival_s) != n:
+            raise SlitInputError("SiteStream.feed", f"first_arrival_s has "
+                                 f"{len(first_arrival_s)} rows", f"give one time per request ({n})")
+        prompt, output = _clipped_tokens(requests, self._max_len)
+        rq = np.empty((n, N_Q), np.int64)
+        rq[:, Q_PROMPT] = prompt
+        rq[:, Q_OUTPUT] = output
+        rq[:, Q_TIE] = self._tie.integers(0, self.site.n_replicas, n)
+        payload = np.empty((n, 3))
+        payload[:, _P_FIRST] = requests.arrival_s if first_arrival_s is None else first_arrival_s
+        payload[:, _P_RTT] = 0.0 if network_rtt_s is None else network_rtt_s
+        payload[:, _P_OUTPUT] = output
+        left = self._kernel.feed(requests.arrival_s.astype(np.float64), rq, float(t_stop),
+                                 payload=payload)
+        return _outcomes(left, self._max_len)
+
+    def finish(self) -> tuple[SiteOutcomes, SiteTotals]:
+        rest, bins, counters, area_s, end_s = self._kernel.finish()
+        n_rep = self.site.n_replicas
+        totals = SiteTotals(
+            interval_s=self.interval_s, end_s=float(end_s),
+            it_energy_j_per_interval=bins[:, :n_rep].sum(axis=1),
+            replica_energy_j_per_interval=bins[:, :n_rep].copy(),
+            busy_replica_s_per_interval=bins[:, n_rep].copy(),
+            loading_energy_j_per_interval=bins[:, n_rep + 1].copy(),
+            request_area_s=float(area_s), n_preemptions=int(counters[G_PREEMPTIONS]),
+            n_loads=int(counters[G_LOADS]), n_load_delayed=int(counters[G_LOAD_DELAYED]),
+            kernel_in_site=int(counters[G_IN_SITE]), kernel_completed=int(counters[G_DONE]),
+            kernel_handed=int(counters[G_HANDED]), kernel_shed=int(counters[G_SHED]))
+        return _outcomes(rest, self._max_len), totals
+
+
+def _outcomes(chunk: KernelChunk, max_len: int) -> SiteOutcomes:
+    """The per-request columns of ``simulate_site`` for the requests of a kernel chunk."""
+    out, payload = chunk.out, chunk.payload
+    first, done = out[:, O_FIRST], out[:, O_DONE]
+    arrival = payload[:, _P_FIRST]
+    output = payload[:, _P_OUTPUT].astype(np.int64)
+    completed = ~np.isnan(done)
+    ttft = first - arrival
+    e2e = done - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(output > 1, (e2e - ttft) / np.maximum(output - 1, 1), 0.0)
+    tpot[~completed] = np.nan
+    arrived = np.asarray(chunk.arrived, bool)
+    return SiteOutcomes(
+        ids=chunk.ids, ttft_s=ttft, ttft_with_network_s=ttft + payload[:, _P_RTT], tpot_s=tpot,
+        e2e_s=e2e, energy_j=out[:, O_ENERGY].copy(), completed=completed, arrived=arrived,
+        refused=(chunk.rq[:, Q_PROMPT] > max_len) & arrived,
+        handed_off=~np.isnan(out[:, O_HANDOFF]), handoff_s=out[:, O_HANDOFF].copy(),
+        shed=~np.isnan(out[:, O_SHED]), arrival_s=arrival, output_tokens=output.astype(np.int32))
