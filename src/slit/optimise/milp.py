@@ -457,7 +457,9 @@ class IntervalMilp:
     integrality: np.ndarray
     capacity_rows: np.ndarray  # rows bounding a site's load from above (kept inside for a plan)
     floor_rows: np.ndarray  # "fewest replicas" rows bounding it from below (likewise)
-    slo_rows: np.ndarray  # the SLO row of each site (kept inside by a margin in s)
+    floor_u: np.ndarray  # the u[s, n] column each floor row is conditioned on
+    slo_rows: np.ndarray  # the SLO rows (kept inside by a margin in s)
+    slo_sites: np.ndarray  # the site of each SLO row
     share_rows: np.ndarray  # rows x <= SHARE_EPS + (1 - SHARE_EPS) w
 
     @classmethod
@@ -479,7 +481,9 @@ class IntervalMilp:
         rows = _Rows()
         capacity_rows: list[int] = []
         floor_rows: list[int] = []
+        floor_u: list[int] = []
         slo_rows: list[int] = []
+        slo_sites: list[int] = []
         share_rows: list[int] = []
         for o in range(n_o):
             rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
@@ -545,7 +549,7 @@ class IntervalMilp:
                     max_tail = max(max_tail, float((seg.tail[:, 0] + seg.tail[:, 1]
                                                     * np.maximum(seg.lo, seg.hi)).max()),
                                    float((seg.tail[:, 0] + seg.tail[:, 1] * seg.lo).max()))
-                if n >= 2:
+                if n >= 2 and len(rtts):
                     # Fewest replicas: n awake only if n - 1 cannot carry the load at the
                     # longest routed round trip (the sizing rule). With c_j the (n - 1)-replica
                     # capacity at level j (non-increasing in j), the staircase w gives
@@ -553,6 +557,7 @@ class IntervalMilp:
                     k = problem.target_index(rtts)
                     c = np.minimum(problem.slo_capacity_rps[s, k, n - 2], max_load)
                     coef = np.concatenate([[c[0]], np.diff(c)])
+                    floor_u.append(int(u[n]))
                     floor_rows.append(rows.add(
                         np.concatenate([[ll[n - 1]], w_cols, [u[n]]]),
                         np.concatenate([[1.0], -coef, [-c[0]]]), -c[0], np.inf))
@@ -567,6 +572,8 @@ class IntervalMilp:
                 float((seg.tail[:, 0] + seg.tail[:, 1] * np.minimum(seg.hi, unrouted_rps))
                       [seg.lo <= unrouted_rps].max(initial=-np.inf)) <= slo
                 for seg in lay.segments[s])
+            if slo_cols and len(rtts):
+                slo_sites.append(s)
             if slo_cols and len(rtts) and idle_ok:
                 slo_rows.append(rows.add(np.concatenate(slo_cols + [w_cols, u[1:]]),
                                          np.concatenate(slo_vals + [steps,
@@ -619,8 +626,9 @@ class IntervalMilp:
             objective[0, tt] = 1.0 / total_demand
         return cls(problem, lay, objective, rows.matrix(lay.n_var), np.array(rows.lo),
                    np.array(rows.hi), Bounds(lb, ub), integrality, np.array(capacity_rows),
-                   np.array(floor_rows, dtype=np.int64), np.array(slo_rows, dtype=np.int64),
-                   np.array(share_rows))
+                   np.array(floor_rows, dtype=np.int64), np.array(floor_u, dtype=np.int64),
+                   np.array(slo_rows, dtype=np.int64),
+                   np.array(slo_sites, dtype=np.int64), np.array(share_rows))
 
     @property
     def size(self) -> dict[str, int]:
@@ -749,11 +757,16 @@ class IntervalMilp:
                           np.minimum(allowed_ub, SHARE_EPS * (1 - margin))).ravel()
         lb[:n] = np.where(routed, SHARE_EPS * (1 + margin), 0.0).ravel()
         lo, hi = self.lo.copy(), self.hi.copy()
-        binary_part = abs(self.constraints[:, ints]) @ fixed
-        size = np.maximum(binary_part, 1e-9)
-        hi[self.capacity_rows] -= margin * size[self.capacity_rows]
-        lo[self.floor_rows] += margin * size[self.floor_rows]
-        hi[self.slo_rows] -= margin
+        # Rows whose binaries are all off bound nothing (e.g. a segment not chosen): no margin.
+        size = abs(self.constraints[:, ints]) @ fixed
+        cap_rows = self.capacity_rows[size[self.capacity_rows] > 0]
+        hi[cap_rows] -= margin * size[cap_rows]
+        # A floor row binds only with its count awake (else it is slack by construction).
+        floor_rows = self.floor_rows[np.round(v[self.floor_u]) == 1]
+        lo[floor_rows] += margin * size[floor_rows]
+        awake = np.array([v[lay.u0[s]] < 0.5 for s in range(lay.n_s)])
+        slo_rows = self.slo_rows[awake[self.slo_sites]]
+        hi[slo_rows] -= margin
         a = self.constraints
         if caps is not None and np.isfinite(caps).any():
             finite = np.isfinite(caps)
