@@ -36,7 +36,11 @@ Constraints besides:
   round trip (with all replicas awake, also any load up to the last one whose tail meets it);
   and "fewest replicas": ``n >= 2`` awake only if the load exceeds what ``n - 1`` carry for the
   longest routed round trip (``load >= cap_s(n - 1, worst level)`` when ``u[s, n]``).
-- A cut ties flow from level ``j`` or farther to ``w[s, j]``.
+- Valid cuts that tighten the LP relaxation: flow from level ``j`` or farther needs ``w[s, j]``;
+  routed means awake (``w[s, 0] <= 1 - u[s, 0]``); the full fleet's capacity at the longest
+  routed round trip as a staircase in ``w`` (no big-M).
+
+Solved by HiGHS through ``highspy`` (``_highs``); the bound is its dual bound.
 
 What is relaxed: mean TTFT (tangents of the per-segment quadratic lie below it; at most
 ``TTFT_TANGENTS`` per segment, so it undershoots by at most a quarter of the quadratic's growth
