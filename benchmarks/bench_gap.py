@@ -4,15 +4,18 @@
 
 For the 12 busiest intervals of the default day (forecast inputs) and each of the 20 weight
 vectors of pymoo's Das-Dennis reference directions (4 objectives, 3 partitions), the weighted sum
-``sum_k w_k f_k / scale_k`` is minimised by the interval MILP (``slit.optimise.milp``, HiGHS);
-its dual bound is a proven lower bound for every feasible plan. ``scale_k`` is
+``sum_k w_k f_k / scale_k`` is minimised by the interval MILP (``slit.optimise.milp``: the exact
+model of the interval problem, HiGHS through highspy); its dual bound is a proven lower bound for
+every feasible plan, and the optimum itself when the solve closes within the time limit (a solve
+stopped by it reports its dual bound, so a gap then includes the bound's own slack: compare
+``solver_gap``). ``scale_k`` is
 ``objective_scales(problem)``: fixed by the problem's own data (the per-request costs at the
 sites' reference operating points), the same scaling SLIT's preference uses, and independent of
 the fronts being compared.
 
 Gap of a plan = (its weighted sum - bound) / bound. For SLIT the plan is the best plan of its
 front for that weight (one search per interval, default settings); the weighted greedy is run with
-that weight; the MILP's own (repaired) plan is judged by ``evaluate_plans`` like the others.
+that weight; the MILP's own (polished) plan is judged by ``evaluate_plans`` like the others.
 ``slit_vs_best_known`` compares SLIT with the best plan any of the three found (how much of the
 gap is SLIT's, as opposed to the bound's slack, which ``solver_gap`` shows inside the model).
 Prints one line per interval and ends with ``gap_median= gap_p90= gap_max=`` (SLIT), the same for

@@ -20,12 +20,15 @@ import numpy as np
 from slit.optimise.baselines import BASELINES, weighted_greedy
 from slit.optimise.horizon import HorizonProblem, fixed_placement
 from slit.optimise.horizon_search import plan_horizon
-from slit.optimise.milp import milp_plan
+from slit.optimise.milp import POLICY_SAFETY_TIME_LIMIT_S, milp_plan
 from slit.optimise.preference import Preference
 from slit.optimise.problem import IntervalProblem
 
 HorizonPlan = tuple[np.ndarray, np.ndarray]  # replicas [H, S, M], routing [H, M, O, S]
-MYOPIC_MILP_TIME_LIMIT_S = 2.0  # per (interval, model) solve, so a day of 96 x 2 stays short
+# per (interval, model) solve: only a safety net, as for the milp policy. The exact interval
+# model (milp.py) stops on its node limit and gap, which take longer than the 2 s this was;
+# a solve stopped by the clock would make runs machine-dependent (test_experiment).
+MYOPIC_MILP_TIME_LIMIT_S = POLICY_SAFETY_TIME_LIMIT_S
 
 
 class HorizonPolicy:

@@ -1,48 +1,54 @@
 """The interval problem as a mixed-integer linear programme: a proven lower bound, and a plan.
 
-The model describes the SAME problem ``evaluate_plans`` judges (see ``problem.py``), relaxed only
-where it must be linear, and every relaxation enlarges the feasible set or lowers a cost. So every
-plan that respects the residency pins (``allowed``) and meets the SLO under ``evaluate_plans``
-maps to a feasible MILP point whose MILP objectives equal (or, where envelopes are used, do not
-exceed) its true objectives: the MILP optimum, and the solver's dual bound on it, is a lower
-bound for every plan SLIT or a baseline can produce, for any non-negative weighting and any
-epsilon-constraint problem.
+The model describes the SAME problem ``evaluate_plans`` judges (see ``problem.py``), exactly
+where the judge is piecewise linear, and relaxed only where it is not: every relaxation enlarges
+the feasible set or lowers a cost. So every plan that respects the residency pins (``allowed``)
+and meets the SLO under ``evaluate_plans`` maps to a feasible MILP point (``IntervalMilp.
+describe``) whose MILP objectives equal (mean TTFT: do not exceed) its true objectives: the MILP
+optimum, and the solver's dual bound on it, is a lower bound for every plan SLIT or a baseline
+can produce, for any non-negative weighting and any epsilon-constraint problem.
 
-Variables (``o`` origin, ``s`` site, ``n`` = 1..installed awake replicas):
+Variables (``o`` origin, ``s`` site, ``n`` = 1..installed awake replicas, ``g`` a segment of the
+site's serving table for ``n`` awake):
 
 - ``x[o, s]`` in [0, 1]: routed share (0 on forbidden pairs); rows sum to 1.
-- ``w[s, j]`` binary: "an origin of round-trip level ``j`` or a farther one is routed to ``s``"
-  in the SLO check's sense (share above ``SHARE_EPS``). A level groups the origins whose round
-  trip to ``s`` leaves the same SLO-budget grid index (``IntervalProblem.target_index``), the
-  only way the sizing table sees the round trip; ``x[o, s] <= SHARE_EPS + (1 - SHARE_EPS)
-  w[s, level(o, s)]`` and ``w[s, j + 1] <= w[s, j]``.
+- ``w[s, j]`` binary: "an origin whose round trip to ``s`` is the ``j``-th shortest distinct
+  one there, or a longer one, is routed to ``s``" in the SLO check's sense (share above
+  ``SHARE_EPS``): ``x[o, s] <= SHARE_EPS + (1 - SHARE_EPS) w[s, level(o, s)]`` and ``w[s, j + 1]
+  <= w[s, j]``. So ``sum_j (r_j - r_{j-1}) w[s, j]`` is the longest routed round trip ``r``.
 - ``u[s, n]`` binary, one per count ``n = 0..installed``, exactly one set: awake replicas.
 - ``l[s, n]`` >= 0: the site's load if ``n`` replicas are awake (0 otherwise), ``sum_n l = load``.
-- ``e[s, n]``: IT energy (kWh) of the awake replicas; ``t[s, n]``: load x site mean TTFT.
+- ``z[s, n, g]`` binary, ``lam[s, n, g]`` >= 0: the site's load lies on segment ``g`` of the
+  table (between two of its grid points, scaled by ``n``), ``sum_g z = u[s, n]``, ``sum_g lam =
+  l[s, n]``, ``lo_g z <= lam <= hi_g z`` (the multiple-choice form of a piecewise-linear
+  function). Adjacent segments on which power, tail and mean TTFT are all collinear are merged.
+- ``e[s, n]``: IT energy (kWh) of the awake replicas, ``= sum_g a_g z + b_g lam`` (the table's own
+  interpolation of power, exact); ``t[s, n] = sum_g tau[s, n, g]``: load x site mean TTFT, with
+  ``tau_g`` above tangents of that product on segment ``g`` (a quadratic there).
 
-Constraints:
+Constraints besides:
 
-- Capacity, per site and level: ``load_s <= sum_n u[s, n] cap_s(n, j)`` when ``w[s, j]``
-  (big-M otherwise), with ``cap_s(n, j)`` the sizing table's ``slo_capacity_rps`` for the
-  level's grid index; with all replicas awake also any load whose interpolated tail still meets
-  the SLO after the level's shortest round trip (a plan past the sizing table keeps every
-  replica awake and is judged by the tail itself). The farthest routed level binds, as the
-  longest routed round trip does in ``evaluate_plans``. A cut ties flow from level ``j`` or
-  farther to ``w[s, j]``.
-- ``e[s, n] >= `` the lower convex envelope of ``n x power(load / n)`` (the table's piecewise
-  linear interpolation, clamped past the grid) on [0, cap_s(n, 0)]: exact at the table's
-  breakpoints, below it between them. (If a per-kWh coefficient is negative, e.g. a negative
-  price, the upper concave envelope bounds ``e`` from above too.)
-- ``t[s, n] >= `` the lower convex envelope of ``load x mean_ttft(load / n)``, a piecewise
-  quadratic; sampled on each grid segment and lowered by the chord's largest error there, so
-  the envelope stays below the function.
+- SLO, per site, exactly ``evaluate_plans``'s check for the longest routed round trip: the
+  table's interpolated tail for the segment's load plus ``r`` at most the planning SLO, when
+  anything is routed there (``w[s, 0]``).
+- Sizing rule, per site and level: ``load <= sum_n u[s, n] cap_s(n, j)`` when ``w[s, j]``
+  (big-M otherwise), ``cap_s(n, j)`` the sizing table's ``slo_capacity_rps`` at level ``j``'s
+  round trip (with all replicas awake, also any load up to the last one whose tail meets it);
+  and "fewest replicas": ``n >= 2`` awake only if the load exceeds what ``n - 1`` carry for the
+  longest routed round trip (``load >= cap_s(n - 1, worst level)`` when ``u[s, n]``).
+- Valid cuts that tighten the LP relaxation: flow from level ``j`` or farther needs ``w[s, j]``;
+  routed means awake (``w[s, 0] <= 1 - u[s, 0]``); the full fleet's capacity at the longest
+  routed round trip as a staircase in ``w`` (no big-M).
 
-What is relaxed: the sizing rule's "fewest replicas" (the MILP may keep more awake than the rule
-would; it never needs fewer, since ``u`` must carry the load within capacity); the nonconvex
-energy and TTFT curves (replaced by their lower convex envelopes); for a fully awake site, the
-tail budget taken at the level's shortest round trip and any load meeting it, not only the
-leading run. Standby power of sleeping replicas and the round-trip part of TTFT are exact. The
-MILP's own plan is therefore re-solved (``_polish``: binaries fixed, exact capacities) before
+Solved by HiGHS through ``highspy`` (``_highs``); the bound is its dual bound.
+
+What is relaxed: mean TTFT (tangents of the per-segment quadratic lie below it; at most
+``TTFT_TANGENTS`` per segment, so it undershoots by at most a quarter of the quadratic's growth
+over a tangent spacing); the fewest-replicas rule and the sizing capacity as closed inequalities
+where the rule is strict; for a fully awake site, the sizing capacity (the tail row is exact).
+Standby power of sleeping replicas, IT energy, the round-trip part of TTFT and the SLO check are
+exact. Within HiGHS's tolerances the MILP's incumbent is a plan ``evaluate_plans`` finds
+feasible; it is re-solved (``_polish``: binaries fixed, every constraint a hair inside) before
 ``evaluate_plans`` judges it.
 """
 
@@ -52,38 +58,30 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, OptimizeResult, milp
-from scipy.sparse import coo_matrix, csr_matrix
+from scipy.optimize import Bounds
+from scipy.sparse import coo_matrix, csr_matrix, vstack
 
 from slit.optimise.baselines import objective_scales, weighted_sum_greedy
 from slit.optimise.preference import Preference
 from slit.optimise.problem import OBJECTIVES, SHARE_EPS, IntervalProblem, evaluate_plans
 from slit.optimise.routing import normalise_rows, repair
 
-# HiGHS's MIP presolve (scipy 1.17's build) crashes the process with a segmentation fault on some
-# of these models (in transformNewIntegerFeasibleSolution); without presolve it has not, and the
-# models are small enough that the solves stay fast.
+# For scipy.optimize.milp callers (horizon_milp's LP relaxation): HiGHS's MIP presolve in scipy
+# 1.17's build crashes the process with a segmentation fault on some of these models (in
+# transformNewIntegerFeasibleSolution). The interval MILP itself is solved through highspy, whose
+# newer HiGHS runs presolve without it.
 HIGHS_PRESOLVE = False
 
 
-def proven_bound(res: OptimizeResult) -> float:
-    """The lower bound a HiGHS result proves: +inf when infeasible, -inf when it proves nothing,
-    else its dual bound (capped by the optimum when it reports one)."""
-    if res.status == 2:
-        return np.inf
-    dual = getattr(res, "mip_dual_bound", None)
-    bound = -np.inf if dual is None or not np.isfinite(dual) else float(dual)
-    if res.status == 0 and res.fun is not None:
-        # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
-        bound = min(bound, float(res.fun)) if np.isfinite(bound) else float(res.fun)
-    return bound
-
 KWH_PER_WS = 1.0 / 3.6e6
-TTFT_SAMPLES_PER_SEGMENT = 8
-MAX_ENVELOPE_LINES = 40  # per (site, awake count); fewer lines only weaken the envelope
-ENVELOPE_TOLERANCE = 1e-4  # relative shortfall below the hull at which no more lines are kept
+# Tangents of load x mean TTFT per segment where it is convex (evenly spaced, ends included):
+# the envelope undershoots by at most (slope / n) (spacing / 2)^2 there.
+TTFT_TANGENTS = 4
+COLLINEAR_TOLERANCE = 1e-9  # relative: a breakpoint where every curve is straight is dropped
 NOISE_SHARE = 1e-9  # shares below this in a solver's solution are its tolerance, not routing
-PLAN_CAPACITY_MARGIN = 1e-6  # relative headroom the MILP's plan keeps below each capacity
+# The plan keeps this far inside every constraint (relative to the row's size; in s for the SLO
+# row), so that HiGHS's feasibility tolerance (1e-7) never turns into an SLO miss.
+PLAN_MARGINS = (1e-6, 1e-4)
 DEFAULT_TIME_LIMIT_S = 10.0
 # The milp policy's solves stop on work, not on the clock, so that the same problem gives the same
 # plan on any machine: HiGHS's branch and bound is deterministic for a given node limit and
@@ -98,7 +96,7 @@ POLICY_SAFETY_TIME_LIMIT_S = 120.0
 class MilpResult:
     """One MILP solve. ``bound`` is the solver's proven lower bound on ``value`` (the objective
     minimised: the scaled weighted sum, or the single objective of an epsilon-constraint
-    problem); ``routing`` the MILP's plan after cleaning/repair, judged by ``evaluate_plans``."""
+    problem); ``routing`` the MILP's plan after polishing/repair, judged by ``evaluate_plans``."""
 
     bound: float  # -inf when the solver proved nothing; +inf when proven infeasible
     value: float  # the MILP incumbent's objective in the model (nan if none)
@@ -116,18 +114,39 @@ class MilpResult:
 
 
 @dataclass(frozen=True)
+class _Segments:
+    """The piecewise-linear pieces of one site's table with ``n`` awake, in site load (req/s)."""
+
+    lo: np.ndarray  # [G] segment's load range
+    hi: np.ndarray
+    energy: np.ndarray  # [G, 2] awake IT energy (kWh) = a + b load on the segment
+    tail: np.ndarray  # [G, 2] interpolated tail TTFT (s) = a + b load
+    mean: np.ndarray  # [G, 2] interpolated mean TTFT (s) = a + b load
+    z0: int  # z[s, n, g] at z0 + g, lam at lam0 + g, tau at tau0 + g
+    lam0: int
+    tau0: int
+
+    def find(self, load: float) -> int:
+        """The segment holding ``load`` (-1 if none)."""
+        inside = np.flatnonzero((self.lo <= load * (1 + 1e-12) + 1e-12)
+                                & (load <= self.hi * (1 + 1e-12) + 1e-12))
+        return int(inside[0]) if len(inside) else -1
+
+
+@dataclass(frozen=True)
 class _Layout:
     n_o: int
     n_s: int
     counts: tuple[int, ...]  # installed per site
     allowed: np.ndarray  # [O, S] pairs the model may route
-    level: np.ndarray  # [O, S] round-trip level of each allowed pair at its site (-1 elsewhere)
-    level_rtt_s: tuple[np.ndarray, ...]  # per site: shortest allowed round trip of each level
+    level: np.ndarray  # [O, S] rank of the pair's round trip among the site's distinct ones
+    level_rtt_s: tuple[np.ndarray, ...]  # per site: the distinct allowed round trips, ascending
     w0: np.ndarray  # [S] index of w[s, 0]; w[s, j] at w0[s] + j
     u0: np.ndarray  # [S] index of u[s, 0]; u[s, n] at u0[s] + n
     l0: np.ndarray  # [S] index of l[s, 1]; l[s, n] at l0[s] + n - 1 (same for e, t)
     e0: np.ndarray
     t0: np.ndarray
+    segments: tuple[tuple[_Segments, ...], ...]  # [s][n - 1]
     n_var: int
 
     def x(self, o: int, s: int) -> int:
@@ -147,6 +166,71 @@ class _Layout:
         return np.concatenate(out).astype(float)
 
 
+def _interp(table_row: np.ndarray, grid: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The table's own interpolation (``SiteServingTable.lookup``), clamped past the grid."""
+    pos = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, len(grid) - 2)
+    frac = np.clip((q - grid[pos]) / (grid[pos + 1] - grid[pos]), 0.0, 1.0)
+    return table_row[pos] * (1.0 - frac) + table_row[pos + 1] * frac
+
+
+def _segment_curves(problem: IntervalProblem, s: int, n: int, top_rps: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Breakpoints (site loads) of the n-awake table on [0, top_rps] and the curves there.
+
+    The table's interpolation is linear between ``n x grid`` points and constant past the last
+    one (clamped), so these breakpoints make energy, tail and mean exactly piecewise linear.
+    Breakpoints where all three are straight are dropped (fewer binaries, same functions).
+    """
+    table = problem.tables[s]
+    grid = table.load_rps_per_replica
+    loads = n * grid
+    points = np.append(loads[loads < top_rps], top_rps)
+    curves = [n * _interp(table.power_w_per_replica[n - 1], grid, points / n)
+              * problem.interval_s * KWH_PER_WS,
+              _interp(table.ttft_tail_s[n - 1], grid, points / n),
+              _interp(table.ttft_mean_s[n - 1], grid, points / n)]
+    keep = np.ones(len(points), dtype=bool)
+    last = 0
+    for i in range(1, len(points) - 1):
+        straight = True
+        for c in curves:
+            left = (c[i] - c[last]) / (points[i] - points[last])
+            right = (c[i + 1] - c[i]) / (points[i + 1] - points[i])
+            scale = max(abs(left), abs(right), 1e-12)
+            if abs(left - right) > COLLINEAR_TOLERANCE * scale:
+                straight = False
+                break
+        if straight:
+            keep[i] = False
+        else:
+            last = i
+    return points[keep], curves[0][keep], curves[1][keep], curves[2][keep], keep
+
+
+def _lines(points: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """[G, 2] (a, b) of the chords between consecutive breakpoints: value = a + b load."""
+    b = np.diff(values) / np.diff(points)
+    return np.stack([values[:-1] - b * points[:-1], b], axis=1)
+
+
+def _ttft_tangents(lo: float, hi: float, mean: tuple[float, float]) -> list[tuple[float, float]]:
+    """Lines ``(a, b)`` below ``f(l) = l (m_a + m_b l)`` on [lo, hi], in ``a z + b lam`` form.
+
+    Convex (``m_b >= 0``): tangents at ``TTFT_TANGENTS`` evenly spaced loads, each below ``f``
+    everywhere. Concave: the chord, below ``f`` on the segment. Both exact at the ends.
+    """
+    ma, mb = mean
+    if mb <= 0:
+        f_lo, f_hi = lo * (ma + mb * lo), hi * (ma + mb * hi)
+        slope = (f_hi - f_lo) / (hi - lo)
+        return [(f_lo - slope * lo, slope)]
+    lines = []
+    for q in np.linspace(lo, hi, TTFT_TANGENTS):
+        slope = ma + 2.0 * mb * q
+        lines.append((q * (ma + mb * q) - slope * q, slope))  # = -mb q^2 + slope l
+    return lines
+
+
 def _layout(problem: IntervalProblem) -> _Layout:
     n_o, n_s = problem.n_origins, problem.n_sites
     allowed = problem.allowed.copy()
@@ -154,18 +238,15 @@ def _layout(problem: IntervalProblem) -> _Layout:
     # allow it everywhere so such plans stay inside the model.
     allowed[~allowed.any(axis=1)] = True
     counts = tuple(int(t.installed) for t in problem.tables)
-    # Capacity depends on the worst round trip only through its SLO-budget grid index (and, for
-    # a fully awake overloaded site, the tail itself): origins sharing the index at a site form
-    # one level, ordered nearest first.
-    index = problem.target_index(problem.rtt_s)
+    # Levels: the distinct round trips of the allowed origins at each site, nearest first (the
+    # SLO check sees the longest routed one exactly, the sizing table its grid index).
     level = np.full((n_o, n_s), -1)
     level_rtt = []
     for s in range(n_s):
         origins = np.flatnonzero(allowed[:, s])
-        keys = np.unique(index[origins, s])[::-1]
-        level[origins, s] = np.searchsorted(-keys, -index[origins, s])
-        level_rtt.append(np.array([problem.rtt_s[origins, s][level[origins, s] == j].min()
-                                   for j in range(len(keys))]))
+        rtts = np.unique(problem.rtt_s[origins, s])
+        level[origins, s] = np.searchsorted(rtts, problem.rtt_s[origins, s])
+        level_rtt.append(rtts)
     nxt = n_o * n_s
     w0, u0, l0, e0, t0 = (np.zeros(n_s, dtype=np.int64) for _ in range(5))
     for s in range(n_s):
@@ -180,7 +261,31 @@ def _layout(problem: IntervalProblem) -> _Layout:
         nxt += n
         t0[s] = nxt
         nxt += n
-    return _Layout(n_o, n_s, counts, allowed, level, tuple(level_rtt), w0, u0, l0, e0, t0, nxt)
+    demand = problem.demand_rps.astype(float)
+    segments = []
+    for s, count in enumerate(counts):
+        origins = np.flatnonzero(allowed[:, s])
+        max_load = float(demand[origins].sum())
+        cmax = site_capacity_rps(problem, s, 0.0, max_load)
+        # Shares at or below SHARE_EPS are not "routed": the SLO check ignores them, so a fully
+        # awake site may carry up to that much whatever its tail (kept inside the model).
+        cmax[-1] = max(cmax[-1], min(SHARE_EPS * max_load, max_load))
+        per_site = []
+        for n in range(1, count + 1):
+            top = float(cmax[n])
+            if top > 0:
+                points, energy, tail, mean, _ = _segment_curves(problem, s, n, top)
+                lo, hi = points[:-1], points[1:]
+                lines = (_lines(points, energy), _lines(points, tail), _lines(points, mean))
+            else:
+                lo = hi = np.zeros(0)
+                lines = (np.zeros((0, 2)),) * 3
+            g = len(lo)
+            per_site.append(_Segments(lo, hi, *lines, z0=nxt, lam0=nxt + g, tau0=nxt + 2 * g))
+            nxt += 3 * g
+        segments.append(tuple(per_site))
+    return _Layout(n_o, n_s, counts, allowed, level, tuple(level_rtt), w0, u0, l0, e0, t0,
+                   tuple(segments), nxt)
 
 
 class _Rows:
@@ -194,13 +299,14 @@ class _Rows:
         self.hi: list[float] = []
 
     def add(self, cols: list[int] | np.ndarray, vals: list[float] | np.ndarray,
-            lo: float, hi: float) -> None:
+            lo: float, hi: float) -> int:
         row = len(self.lo)
         self.r.extend([row] * len(cols))
         self.c.extend(int(c) for c in cols)
         self.v.extend(float(v) for v in vals)
         self.lo.append(lo)
         self.hi.append(hi)
+        return row
 
     def matrix(self, n_var: int) -> csr_matrix:
         return coo_matrix((self.v, (self.r, self.c)), shape=(len(self.lo), n_var)).tocsr()
@@ -271,107 +377,74 @@ def exact_capacity_rps(problem: IntervalProblem, s: int, n: int, worst_rtt_s: fl
     return max(cap, per_replica * n)
 
 
-def _lower_hull(px: np.ndarray, py: np.ndarray) -> list[tuple[float, float]]:
-    """Lines ``(a, b)`` (value a + b x) whose maximum is the lower convex hull of the points."""
-    order = np.lexsort((py, px))
-    pts: list[tuple[float, float]] = []
-    for i in order:
-        p = (float(px[i]), float(py[i]))
-        if pts and p[0] == pts[-1][0]:
-            continue  # same x, larger y: not on the lower hull
-        while len(pts) >= 2:
-            (x1, y1), (x2, y2) = pts[-2], pts[-1]
-            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) <= 0:
-                pts.pop()
-            else:
-                break
-        pts.append(p)
-    if len(pts) == 1:
-        return [(pts[0][1], 0.0)]
-    lines = []
-    for (x1, y1), (x2, y2) in zip(pts[:-1], pts[1:], strict=True):
-        b = (y2 - y1) / (x2 - x1)
-        lines.append((y1 - b * x1, b))
-    if len(lines) > MAX_ENVELOPE_LINES:
-        lines = _fewest_lines(lines, np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    return lines
+@dataclass(frozen=True, slots=True)
+class _Solved:
+    bound: float  # proven lower bound (-inf: none; +inf: infeasible)
+    value: float  # incumbent's objective (nan if none)
+    x: np.ndarray | None
+    status: int  # as scipy.optimize.milp: 0 optimal, 1 limit reached, 2 infeasible, 4 other
+    message: str
 
 
-def _fewest_lines(lines: list[tuple[float, float]], vx: np.ndarray, vy: np.ndarray
-                  ) -> list[tuple[float, float]]:
-    """A subset of the hull's edge lines that stays within a small tolerance of the hull.
+def _highs(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
+           col_lo: np.ndarray, col_hi: np.ndarray, integrality: np.ndarray,
+           time_limit_s: float, node_limit: int | None, rel_gap: float | None,
+           start: np.ndarray | None) -> _Solved:
+    """One (MI)LP through ``highspy``, HiGHS's own API: with its presolve (about halves these
+    solves; scipy 1.17's build of it crashes on some of them), one thread, a fixed seed."""
+    import highspy
 
-    Every hull edge supports the hull from below, so any subset of them is still a lower bound
-    (a looser one): edges are added greedily where the kept ones fall furthest below the hull,
-    until within ``ENVELOPE_TOLERANCE`` of its range or ``MAX_ENVELOPE_LINES`` edges.
-    """
-    a = np.array([ln[0] for ln in lines])
-    b = np.array([ln[1] for ln in lines])
-    values = a[:, None] + b[:, None] * vx[None, :]  # [edges, vertices]
-    tolerance = ENVELOPE_TOLERANCE * max(float(np.ptp(vy)), float(np.abs(vy).max()), 1e-12)
-    keep = [0, len(lines) - 1]
-    while len(keep) < MAX_ENVELOPE_LINES:
-        shortfall = vy - values[keep].max(axis=0)
-        v = int(np.argmax(shortfall))
-        if shortfall[v] <= tolerance:
-            break
-        keep.append(min(v, len(lines) - 1))  # edge v starts at vertex v
-    return [lines[i] for i in sorted(set(keep))]
-
-
-def _breakpoints(grid: np.ndarray, n: int, cmax: float) -> np.ndarray:
-    """Site loads where the n-replica interpolation has a kink, within [0, cmax]."""
-    loads = n * grid
-    inside = loads[loads < cmax]
-    return np.append(inside, cmax) if cmax > 0 else np.array([0.0])
-
-
-def _interp(table_row: np.ndarray, grid: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """The table's own interpolation (``SiteServingTable.lookup``), clamped past the grid."""
-    pos = np.clip(np.searchsorted(grid, q, side="right") - 1, 0, len(grid) - 2)
-    frac = np.clip((q - grid[pos]) / (grid[pos + 1] - grid[pos]), 0.0, 1.0)
-    return table_row[pos] * (1.0 - frac) + table_row[pos + 1] * frac
-
-
-def _energy_lines(problem: IntervalProblem, s: int, n: int, cmax: float, upper: bool
-                  ) -> list[tuple[float, float]]:
-    """Envelope lines of awake IT energy (kWh over the interval) vs site load, n awake."""
-    table = problem.tables[s]
-    grid = table.load_rps_per_replica
-    loads = _breakpoints(grid, n, cmax)
-    energy = n * _interp(table.power_w_per_replica[n - 1], grid, loads / n)
-    energy = energy * problem.interval_s * KWH_PER_WS
-    if upper:  # upper concave hull = minus the lower hull of the negated points
-        return [(-a, -b) for a, b in _lower_hull(loads, -energy)]
-    return _lower_hull(loads, energy)
-
-
-def _ttft_lines(problem: IntervalProblem, s: int, n: int, cmax: float
-                ) -> list[tuple[float, float]]:
-    """Lower envelope lines of load x site mean TTFT (req/s x s) vs site load, n awake.
-
-    On each grid segment the product is a quadratic in load with second derivative
-    ``2 slope / n`` (``slope`` of mean TTFT per unit per-replica load); the chord between
-    samples ``d`` apart exceeds it by at most ``slope d^2 / (4 n)`` where it is convex, so the
-    samples are lowered by that much before taking the hull.
-    """
-    table = problem.tables[s]
-    grid = table.load_rps_per_replica
-    mean = table.ttft_mean_s[n - 1]
-    knots = _breakpoints(grid, n, cmax)
-    xs, ys = [np.array([0.0])], [np.array([0.0])]
-    for a, b in zip(knots[:-1], knots[1:], strict=True):
-        samples = np.linspace(a, b, TTFT_SAMPLES_PER_SEGMENT + 1)
-        q = samples / n
-        value = samples * _interp(mean, grid, q)
-        mid = 0.5 * (a + b) / n
-        pos = int(np.clip(np.searchsorted(grid, mid, side="right") - 1, 0, len(grid) - 2))
-        slope = (mean[pos + 1] - mean[pos]) / (grid[pos + 1] - grid[pos]) if mid < grid[-1] else 0.0
-        step = (b - a) / TTFT_SAMPLES_PER_SEGMENT
-        err = max(slope, 0.0) * step**2 / (4.0 * n)
-        xs.append(samples)
-        ys.append(value - err * (1.0 + 1e-9) - 1e-12)
-    return _lower_hull(np.concatenate(xs), np.concatenate(ys))
+    csc = a.tocsc()
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = int(csc.shape[1]), int(csc.shape[0])
+    lp.col_cost_ = np.asarray(c, dtype=float)
+    lp.col_lower_ = np.where(np.isfinite(col_lo), col_lo, -inf)
+    lp.col_upper_ = np.where(np.isfinite(col_hi), col_hi, inf)
+    lp.row_lower_ = np.where(np.isfinite(row_lo), row_lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(row_hi), row_hi, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr
+    lp.a_matrix_.index_ = csc.indices
+    lp.a_matrix_.value_ = csc.data
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
+    is_mip = bool(np.any(integrality))
+    if is_mip:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if v else
+                           highspy.HighsVarType.kContinuous for v in integrality]
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("time_limit", float(time_limit_s))
+    solver.setOptionValue("threads", 1)
+    solver.setOptionValue("random_seed", 0)
+    if node_limit is not None:
+        solver.setOptionValue("mip_max_nodes", int(node_limit))
+    if rel_gap is not None:
+        solver.setOptionValue("mip_rel_gap", float(rel_gap))
+    solver.passModel(lp)
+    if start is not None:
+        solver.setSolution(len(start), np.arange(len(start), dtype=np.int32),
+                           np.asarray(start, dtype=float))
+    solver.run()
+    status = solver.getModelStatus()
+    info = solver.getInfo()
+    ms = highspy.HighsModelStatus
+    message = solver.modelStatusToString(status)
+    if status == ms.kInfeasible:
+        return _Solved(np.inf, float("nan"), None, 2, message)
+    has_x = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    x = np.array(solver.getSolution().col_value) if has_x else None
+    value = float(info.objective_function_value) if has_x else float("nan")
+    bound = float(info.mip_dual_bound) if is_mip else (value if status == ms.kOptimal
+                                                         else -np.inf)
+    if not np.isfinite(bound):
+        bound = -np.inf
+    if status == ms.kOptimal and has_x:
+        # Proven optimal within HiGHS's relative gap: its dual bound is the one to use.
+        bound = min(bound, value) if np.isfinite(bound) else value
+        return _Solved(bound, value, x, 0, message)
+    limited = status in (ms.kTimeLimit, ms.kIterationLimit, ms.kSolutionLimit, ms.kInterrupt)
+    return _Solved(bound, value, x, 1 if limited else 4, message)
 
 
 @dataclass
@@ -386,7 +459,11 @@ class IntervalMilp:
     hi: np.ndarray
     bounds: Bounds
     integrality: np.ndarray
-    capacity_rows: np.ndarray  # rows bounding a site's load (tightened for the plan)
+    capacity_rows: np.ndarray  # rows bounding a site's load from above (kept inside for a plan)
+    floor_rows: np.ndarray  # "fewest replicas" rows bounding it from below (likewise)
+    floor_u: np.ndarray  # the u[s, n] column each floor row is conditioned on
+    slo_rows: np.ndarray  # the SLO rows (kept inside by a margin in s)
+    slo_sites: np.ndarray  # the site of each SLO row
     share_rows: np.ndarray  # rows x <= SHARE_EPS + (1 - SHARE_EPS) w
 
     @classmethod
@@ -395,6 +472,7 @@ class IntervalMilp:
         n_o, n_s = lay.n_o, lay.n_s
         allowed = lay.allowed
         demand = problem.demand_rps.astype(float)
+        slo = float(problem.planning_slo_ttft_s)
         lb = np.zeros(lay.n_var)
         ub = np.full(lay.n_var, np.inf)
         integrality = np.zeros(lay.n_var)
@@ -404,16 +482,18 @@ class IntervalMilp:
         integrality[w_all] = 1
         per_kwh = np.stack([problem.carbon_kg_per_kwh_it, problem.water_l_per_kwh_it,
                             problem.cost_usd_per_kwh_it])
-        need_upper = bool((per_kwh < 0).any())
         rows = _Rows()
         capacity_rows: list[int] = []
+        floor_rows: list[int] = []
+        floor_u: list[int] = []
+        slo_rows: list[int] = []
+        slo_sites: list[int] = []
         share_rows: list[int] = []
         for o in range(n_o):
             rows.add([lay.x(o, s) for s in range(n_s)], [1.0] * n_s, 1.0, 1.0)
             for s in np.flatnonzero(allowed[o]).tolist():
-                share_rows.append(len(rows.lo))
-                rows.add([lay.x(o, s), lay.w(s, int(lay.level[o, s]))],
-                         [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS)
+                share_rows.append(rows.add([lay.x(o, s), lay.w(s, int(lay.level[o, s]))],
+                                           [1.0, -(1.0 - SHARE_EPS)], -np.inf, SHARE_EPS))
         objective = np.zeros((len(OBJECTIVES), lay.n_var))
         total_demand = max(float(demand.sum()), 1e-12)
         for o in range(n_o):
@@ -426,35 +506,113 @@ class IntervalMilp:
             tt = lay.t0[s] + np.arange(n_max)
             integrality[u] = 1
             ub[u] = 1.0
-            lb[ee] = -np.inf if need_upper else 0.0
+            lb[ee] = -np.inf  # defined by equality rows
             lb[tt] = -np.inf
             rows.add(u, np.ones(n_max + 1), 1.0, 1.0)
             origins = np.flatnonzero(allowed[:, s])
             rows.add(np.concatenate([[lay.x(int(o), s) for o in origins], ll]),
                      np.concatenate([demand[origins], -np.ones(n_max)]), 0.0, 0.0)
             max_load = float(demand[origins].sum())
-            cmax = site_capacity_rps(problem, s, 0.0, max_load)
+            rtts = lay.level_rtt_s[s]
+            w_cols = lay.w0[s] + np.arange(len(rtts))
+            if len(rtts):
+                # Routed -> awake (a routed share is load, and a loaded site wakes a replica):
+                # with x <= SHARE_EPS + w this is the facility-location cut x[o, s] <= open[s]
+                # that keeps the LP relaxation from opening a site in proportion to its load.
+                rows.add([int(w_cols[0]), int(u[0])], [1.0, 1.0], -np.inf, 1.0)
+            slo_cols: list[np.ndarray] = []
+            slo_vals: list[np.ndarray] = []
+            max_tail = 0.0
             for n in range(1, n_max + 1):
-                capacity_rows.append(len(rows.lo))
-                rows.add([ll[n - 1], u[n]], [1.0, -cmax[n]], -np.inf, 0.0)
-                for a, b in _energy_lines(problem, s, n, cmax[n], upper=False):
-                    rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
-                if need_upper:
-                    for a, b in _energy_lines(problem, s, n, cmax[n], upper=True):
-                        rows.add([ee[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], -np.inf, 0.0)
-                for a, b in _ttft_lines(problem, s, n, cmax[n]):
-                    rows.add([tt[n - 1], u[n], ll[n - 1]], [1.0, -a, -b], 0.0, np.inf)
-            for j, rtt in enumerate(lay.level_rtt_s[s]):
+                seg = lay.segments[s][n - 1]
+                g = len(seg.lo)
+                z = seg.z0 + np.arange(g)
+                lam = seg.lam0 + np.arange(g)
+                tau = seg.tau0 + np.arange(g)
+                integrality[z] = 1
+                ub[z] = 1.0
+                lb[tau] = -np.inf
+                rows.add(np.concatenate([z, [u[n]]]), np.concatenate([np.ones(g), [-1.0]]),
+                         0.0, 0.0)
+                rows.add(np.concatenate([lam, [ll[n - 1]]]),
+                         np.concatenate([np.ones(g), [-1.0]]), 0.0, 0.0)
+                for i in range(g):
+                    rows.add([lam[i], z[i]], [1.0, -seg.lo[i]], 0.0, np.inf)
+                    capacity_rows.append(rows.add([lam[i], z[i]], [1.0, -seg.hi[i]],
+                                                  -np.inf, 0.0))
+                    for a, b in _ttft_tangents(float(seg.lo[i]), float(seg.hi[i]),
+                                               (float(seg.mean[i, 0]), float(seg.mean[i, 1]))):
+                        rows.add([tau[i], z[i], lam[i]], [1.0, -a, -b], 0.0, np.inf)
+                rows.add(np.concatenate([[ee[n - 1]], z, lam]),
+                         np.concatenate([[1.0], -seg.energy[:, 0], -seg.energy[:, 1]]), 0.0, 0.0)
+                rows.add(np.concatenate([[tt[n - 1]], tau]),
+                         np.concatenate([[1.0], -np.ones(g)]), 0.0, 0.0)
+                slo_cols += [z, lam]
+                slo_vals += [seg.tail[:, 0], seg.tail[:, 1]]
+                if g:
+                    max_tail = max(max_tail, float((seg.tail[:, 0] + seg.tail[:, 1]
+                                                    * np.maximum(seg.lo, seg.hi)).max()),
+                                   float((seg.tail[:, 0] + seg.tail[:, 1] * seg.lo).max()))
+                if n >= 2 and len(rtts):
+                    # Fewest replicas: n awake only if n - 1 cannot carry the load at the
+                    # longest routed round trip (the sizing rule). With c_j the (n - 1)-replica
+                    # capacity at level j (non-increasing in j), the staircase w gives
+                    # c(worst) = c_0 w_0 + sum_{j >= 1} (c_j - c_{j-1}) w_j.
+                    k = problem.target_index(rtts)
+                    c = np.minimum(problem.slo_capacity_rps[s, k, n - 2], max_load)
+                    coef = np.concatenate([[c[0]], np.diff(c)])
+                    floor_u.append(int(u[n]))
+                    floor_rows.append(rows.add(
+                        np.concatenate([[ll[n - 1]], w_cols, [u[n]]]),
+                        np.concatenate([[1.0], -coef, [-c[0]]]), -c[0], np.inf))
+            # The SLO: tail + longest routed round trip <= SLO, when anything is routed. In
+            # perspective form (SLO x awake on the right) when a site carrying only unrouted
+            # shares (at most SHARE_EPS of each origin, which the check ignores) meets the SLO
+            # anyway, which holds unless even its idle tail misses it; else with a big-M on
+            # w[s, 0].
+            steps = np.diff(np.concatenate([[0.0], rtts]))
+            unrouted_rps = SHARE_EPS * max_load
+            idle_ok = all(
+                float((seg.tail[:, 0] + seg.tail[:, 1] * np.minimum(seg.hi, unrouted_rps))
+                      [seg.lo <= unrouted_rps].max(initial=-np.inf)) <= slo
+                for seg in lay.segments[s])
+            if slo_cols and len(rtts):
+                slo_sites.append(s)
+            if slo_cols and len(rtts) and idle_ok:
+                slo_rows.append(rows.add(np.concatenate(slo_cols + [w_cols, u[1:]]),
+                                         np.concatenate(slo_vals + [steps,
+                                                                    np.full(n_max, -slo)]),
+                                         -np.inf, 0.0))
+            elif slo_cols and len(rtts):
+                big_m = max(max_tail + float(rtts.max()) - slo, 0.0)
+                coef_w = steps.copy()
+                coef_w[0] += big_m
+                slo_rows.append(rows.add(np.concatenate(slo_cols + [w_cols]),
+                                         np.concatenate(slo_vals + [coef_w]),
+                                         -np.inf, slo + big_m))
+            if len(rtts):
+                # The full fleet's capacity at the longest routed round trip, as a staircase
+                # in w (no big-M; exact for integer w): load <= cap_N(worst) + unrouted shares.
+                cap_n = np.array([site_capacity_rps(problem, s, float(r), max_load)[-1]
+                                  for r in rtts])
+                rows.add(np.concatenate([ll, w_cols]),
+                         np.concatenate([np.ones(n_max), -np.concatenate([[cap_n[0]],
+                                                                          np.diff(cap_n)])]),
+                         -np.inf, unrouted_rps)
+            cmax = site_capacity_rps(problem, s, 0.0, max_load)
+            cmax[-1] = max(cmax[-1], min(SHARE_EPS * max_load, max_load))
+            for j, rtt in enumerate(rtts):
                 w = lay.w(s, j)
-                if j + 1 < len(lay.level_rtt_s[s]):  # a farther level routed implies this one
+                if j + 1 < len(rtts):  # a farther level routed implies this one
                     rows.add([lay.w(s, j + 1), w], [1.0, -1.0], -np.inf, 0.0)
                 cap = site_capacity_rps(problem, s, float(rtt), max_load)
-                big_m = max(float((cmax - cap).max()), 0.0)
-                # load - sum_n cap_n u_n + M w <= M: binding only when level j (or farther)
-                # is routed here.
-                capacity_rows.append(len(rows.lo))
-                rows.add(np.concatenate([ll, u, [w]]),
-                         np.concatenate([np.ones(n_max), -cap, [big_m]]), -np.inf, big_m)
+                big = max(float((cmax - cap).max()), 0.0)
+                if big > 0:
+                    # load - sum_n cap_n u_n + M w <= M: binding only when level j (or
+                    # farther) is routed here.
+                    capacity_rows.append(rows.add(np.concatenate([ll, u, [w]]),
+                                                  np.concatenate([np.ones(n_max), -cap, [big]]),
+                                                  -np.inf, big))
                 # Flow from this level or farther needs w: at most SHARE_EPS of each such
                 # origin's demand otherwise (a valid cut that tightens the LP relaxation).
                 far = origins[lay.level[origins, s] >= j]
@@ -467,12 +625,14 @@ class IntervalMilp:
             energy_cols = np.concatenate([ee, u])
             energy_vals = np.concatenate([np.ones(n_max),
                                           standby_kwh * (n_max - np.arange(n_max + 1))])
-            for k in range(3):
-                objective[k + 1, energy_cols] += per_kwh[k, s] * energy_vals
+            for k3 in range(3):
+                objective[k3 + 1, energy_cols] += per_kwh[k3, s] * energy_vals
             objective[0, tt] = 1.0 / total_demand
         return cls(problem, lay, objective, rows.matrix(lay.n_var), np.array(rows.lo),
                    np.array(rows.hi), Bounds(lb, ub), integrality, np.array(capacity_rows),
-                   np.array(share_rows))
+                   np.array(floor_rows, dtype=np.int64), np.array(floor_u, dtype=np.int64),
+                   np.array(slo_rows, dtype=np.int64),
+                   np.array(slo_sites, dtype=np.int64), np.array(share_rows))
 
     @property
     def size(self) -> dict[str, int]:
@@ -480,55 +640,81 @@ class IntervalMilp:
         return {"variables": self.layout.n_var, "binaries": int(self.integrality.sum()),
                 "constraints": int(self.constraints.shape[0])}
 
+    def describe(self, routing: np.ndarray) -> np.ndarray:
+        """The MILP point of a plan exactly as ``evaluate_plans`` judges it: its shares, routed
+        levels, awake counts by the sizing rule, loads on their table segments, energy and
+        load x mean TTFT. For a plan ``evaluate_plans`` finds feasible it satisfies every row,
+        and ``objective_rows`` there are at most the plan's objectives (``tests/test_milp.py``
+        checks both: the relaxation argument)."""
+        p, lay = self.problem, self.layout
+        ev = evaluate_plans(p, routing)
+        v = np.zeros(lay.n_var)
+        n_pairs = p.n_origins * p.n_sites
+        v[:n_pairs] = np.asarray(routing).ravel()
+        v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(np.asarray(routing))
+        for s, table in enumerate(p.tables):
+            awake = int(ev.awake[0, s])
+            v[lay.u0[s] + awake] = 1.0
+            if not awake:
+                continue
+            load = float(ev.load_rps[0, s])
+            mean, _, power = table.lookup(np.array([load]), np.array([awake]))
+            awake_w = power[0] - (table.installed - awake) * table.standby_w_per_replica
+            v[lay.l0[s] + awake - 1] = load
+            v[lay.e0[s] + awake - 1] = awake_w * p.interval_s * KWH_PER_WS
+            v[lay.t0[s] + awake - 1] = load * mean[0]
+            seg = lay.segments[s][awake - 1]
+            g = seg.find(load)
+            if g >= 0:  # else the load is past what the model allows: rows show it
+                v[seg.z0 + g] = 1.0
+                v[seg.lam0 + g] = load
+                v[seg.tau0 + g] = load * mean[0]
+        return v
+
     def solve(self, weights: np.ndarray, caps: np.ndarray | None = None,
               time_limit_s: float = DEFAULT_TIME_LIMIT_S, node_limit: int | None = None,
-              rel_gap: float | None = None) -> MilpResult:
+              rel_gap: float | None = None, start: np.ndarray | None = None) -> MilpResult:
         """Minimise ``sum_k weights[k] f_k`` with ``f_k <= caps[k]`` for finite caps.
 
         ``node_limit`` and ``rel_gap`` (HiGHS's ``mip_rel_gap``; its own default when None) stop
-        the branch and bound on work done; the bound returned is still the solver's proven one."""
+        the branch and bound on work done; the bound returned is still the solver's proven one.
+        ``start``: a routing ([O, S]) whose description (``describe``) is HiGHS's first
+        incumbent if it is feasible in the model (prunes; the bound does not depend on it)."""
         weights = np.asarray(weights, dtype=float)
         c = weights @ self.objective_rows
-        constraints = [LinearConstraint(self.constraints, self.lo, self.hi)]
+        a, lo, hi = self.constraints, self.lo, self.hi
         if caps is not None:
             finite = np.isfinite(caps)
             if finite.any():
-                constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
-                                                    np.asarray(caps)[finite]))
+                a = vstack([a, csr_matrix(self.objective_rows[finite])], format="csr")
+                lo = np.concatenate([lo, np.full(int(finite.sum()), -np.inf)])
+                hi = np.concatenate([hi, np.asarray(caps, dtype=float)[finite]])
         started = time.perf_counter()
-        options: dict[str, float | int | bool] = {"time_limit": float(time_limit_s),
-                                                  "disp": False, "presolve": HIGHS_PRESOLVE}
-        if node_limit is not None:
-            options["node_limit"] = int(node_limit)
-        if rel_gap is not None:
-            options["mip_rel_gap"] = float(rel_gap)
-        res = milp(c, integrality=self.integrality, bounds=self.bounds, constraints=constraints,
-                   options=options)
+        solved = _highs(c, a, lo, hi, self.bounds.lb, self.bounds.ub, self.integrality,
+                        time_limit_s, node_limit, rel_gap,
+                        None if start is None else self.describe(start))
         solve_s = time.perf_counter() - started
-        bound = proven_bound(res)
         routing = None
-        value = float("nan")
-        if res.x is not None:
-            value = float(res.fun)
-            routing = self._plan(res.x, weights, caps)
-        return MilpResult(bound, value, routing, solve_s, int(res.status), str(res.message))
+        if solved.x is not None:
+            routing = self._plan(solved.x, weights, caps)
+        return MilpResult(solved.bound, solved.value, routing, solve_s, solved.status,
+                          solved.message)
 
     def _plan(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
         """The MILP's routing, made feasible under ``evaluate_plans`` if it is not already.
 
-        Candidates: the MILP's solution and its polished LP re-solve (``_polish``), each as is and
-        with the shares the MILP left "unrouted" (below SHARE_EPS) dropped, each also repaired;
-        the best by the objective among those that meet the SLO is returned (if none does, the
-        least violating).
+        Candidates: the polished LP re-solves (``_polish``, at each of ``PLAN_MARGINS``) and the
+        MILP's solution itself, each as is and with the shares the MILP left "unrouted" (at most
+        SHARE_EPS) dropped, each also repaired; the best by the objective among those that meet
+        the SLO (and the caps) is returned (if none does, the least violating).
         """
         p = self.problem
         n = p.n_origins * p.n_sites
         candidates = [v]
-        polished = self._polish(v, weights, caps)
-        if polished is None:
-            polished = self._polish(v, weights, caps, all_awake=True)
-        if polished is not None:
-            candidates.insert(0, polished)
+        for margin in PLAN_MARGINS[::-1]:
+            polished = self._polish(v, weights, caps, margin)
+            if polished is not None:
+                candidates.insert(0, polished)
         plans_list = []
         lay = self.layout
         for cand in candidates:
@@ -551,60 +737,49 @@ class IntervalMilp:
         return plans[int(np.argmin(ev.slo_violation_s))]
 
     def _polish(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None,
-                all_awake: bool = False) -> np.ndarray | None:
-        """Re-solve the LP with the MILP's binaries fixed and every load kept a hair
-        (``PLAN_CAPACITY_MARGIN``) inside its capacity, so that the plan does not miss the SLO
-        by the solver's feasibility tolerance when ``evaluate_plans`` judges it."""
+                margin: float) -> np.ndarray | None:
+        """Re-solve the LP with the MILP's binaries fixed and every constraint a hair inside
+        (``margin``: relative for loads and shares, in s for the SLO row), so that the plan
+        does not miss the SLO, or size a different fleet, by the solver's feasibility tolerance
+        when ``evaluate_plans`` judges it. The routed pairs stay routed (above SHARE_EPS) and the
+        others unrouted, so the longest routed round trip, hence the sizing, is the MILP's."""
         ints = self.integrality == 1
         v = v.copy()
-        n = self.problem.n_origins * self.problem.n_sites
+        p, lay = self.problem, self.layout
+        n = p.n_origins * p.n_sites
         # Levels are re-marked from the flows: one the MILP marked routed but sent (almost)
-        # nothing would otherwise demand a margin below a zero capacity.
-        lay = self.layout
+        # nothing to would otherwise stand for a longer round trip than the plan has.
+        x = v[:n].reshape(lay.n_o, lay.n_s)
         routed_above = SHARE_EPS * (1 + 1e-4)  # at SHARE_EPS the MILP rides free, by design
-        v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(v[:n].reshape(lay.n_o, lay.n_s),
-                                                    routed_above)
-        if all_awake:  # fallback: every loaded site fully awake (most capacity)
-            for s, c in enumerate(lay.counts):
-                if v[lay.u0[s]] < 0.5:
-                    v[lay.u0[s]: lay.u0[s] + c + 1] = 0.0
-                    v[lay.u0[s] + c] = 1.0
-                    v[lay.l0[s]: lay.l0[s] + c] = 0.0
+        routed = x > routed_above
+        v[lay.w0[0]: lay.u0[0]] = lay.levels_routed(x, routed_above)
         fixed = np.round(v[ints])
         lb, ub = self.bounds.lb.copy(), self.bounds.ub.copy()
         lb[ints] = ub[ints] = fixed
-        hi = self.hi.copy()
-        binary_part = abs(self.constraints[:, ints]) @ fixed
-        hi[self.capacity_rows] -= PLAN_CAPACITY_MARGIN * np.maximum(binary_part[self.capacity_rows],
-                                                                    1e-9)
-        hi[self.share_rows] -= PLAN_CAPACITY_MARGIN * SHARE_EPS
-        # The model's capacities are relaxed per round-trip level; the plan must meet the exact
-        # ones: pairs left unrouted stay below SHARE_EPS, and each site's load stays within
-        # what its awake replicas carry for the worst round trip actually routed there.
-        p = self.problem
-        x = v[:n].reshape(lay.n_o, lay.n_s)
-        routed = x > routed_above
-        ub[:n] = np.where(routed, ub[:n].reshape(routed.shape),
-                          np.minimum(ub[:n].reshape(routed.shape),
-                                     SHARE_EPS * (1 - PLAN_CAPACITY_MARGIN))).ravel()
-        awake = np.array([int(np.argmax(v[lay.u0[s]: lay.u0[s] + c + 1]))
-                          for s, c in enumerate(lay.counts)])
-        site_rows = np.zeros((lay.n_s, lay.n_var))
-        site_caps = np.zeros(lay.n_s)
-        for s in range(lay.n_s):
-            worst = float(p.rtt_s[routed[:, s], s].max()) if routed[:, s].any() else 0.0
-            site_rows[s, [lay.x(o, s) for o in range(lay.n_o)]] = p.demand_rps
-            site_caps[s] = (exact_capacity_rps(p, s, int(awake[s]), worst)
-                            * (1 - PLAN_CAPACITY_MARGIN))
-        constraints = [LinearConstraint(self.constraints, self.lo, hi),
-                       LinearConstraint(site_rows, -np.inf, site_caps)]
+        allowed_ub = ub[:n].reshape(routed.shape)
+        ub[:n] = np.where(routed, allowed_ub,
+                          np.minimum(allowed_ub, SHARE_EPS * (1 - margin))).ravel()
+        lb[:n] = np.where(routed, SHARE_EPS * (1 + margin), 0.0).ravel()
+        lo, hi = self.lo.copy(), self.hi.copy()
+        # Rows whose binaries are all off bound nothing (e.g. a segment not chosen): no margin.
+        size = abs(self.constraints[:, ints]) @ fixed
+        cap_rows = self.capacity_rows[size[self.capacity_rows] > 0]
+        hi[cap_rows] -= margin * size[cap_rows]
+        # A floor row binds only with its count awake (else it is slack by construction).
+        floor_rows = self.floor_rows[np.round(v[self.floor_u]) == 1]
+        lo[floor_rows] += margin * size[floor_rows]
+        awake = np.array([v[lay.u0[s]] < 0.5 for s in range(lay.n_s)])
+        slo_rows = self.slo_rows[awake[self.slo_sites]]
+        hi[slo_rows] -= margin
+        a = self.constraints
         if caps is not None and np.isfinite(caps).any():
             finite = np.isfinite(caps)
-            constraints.append(LinearConstraint(self.objective_rows[finite], -np.inf,
-                                                np.asarray(caps)[finite] * (1 + 1e-9)))
-        res = milp(weights @ self.objective_rows, bounds=Bounds(lb, ub), constraints=constraints,
-                   options={"time_limit": 10.0, "disp": False, "presolve": HIGHS_PRESOLVE})
-        return res.x if res.x is not None else None
+            a = vstack([a, csr_matrix(self.objective_rows[finite])], format="csr")
+            lo = np.concatenate([lo, np.full(int(finite.sum()), -np.inf)])
+            hi = np.concatenate([hi, np.asarray(caps, dtype=float)[finite] * (1 + 1e-9)])
+        solved = _highs(weights @ self.objective_rows, a, lo, hi, lb, ub,
+                        np.zeros_like(self.integrality), 10.0, None, None, None)
+        return solved.x
 
     def solve_weighted(self, weights: np.ndarray, scales: np.ndarray,
                        time_limit_s: float = DEFAULT_TIME_LIMIT_S, node_limit: int | None = None,
