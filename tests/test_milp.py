@@ -252,3 +252,17 @@ def test_the_milp_plan_is_feasible_and_at_its_incumbent(seed: int, w: tuple[floa
     score = float((mine.objectives[0] / scales) @ np.array(w))
     assert result.bound <= score * (1 + 1e-9)
     assert score == pytest.approx(result.value, rel=1e-3)
+
+
+def test_highs_prints_no_banner_on_standard_output() -> None:
+    """HiGHS writes its banner to fd 1 when its first instance is built; ``silent_highs`` keeps
+    it out of the command's output (checked in a fresh process: the banner comes once per
+    process)."""
+    import subprocess
+    import sys
+
+    code = ("from slit.optimise.milp import silent_highs\n"
+            "silent_highs(); silent_highs(); print('only this')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "only this\n"

@@ -46,7 +46,13 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import block_diag, coo_matrix, csr_matrix, hstack, vstack
 
 from slit.optimise.horizon import HorizonProblem, released_tables
-from slit.optimise.milp import HIGHS_PRESOLVE, IntervalMilp, site_capacity_rps
+from slit.optimise.milp import (
+    HIGHS_PRESOLVE,
+    IntervalMilp,
+    highs_lp,
+    silent_highs,
+    site_capacity_rps,
+)
 from slit.optimise.problem import OBJECTIVES
 
 DEFAULT_HORIZON_TIME_LIMIT_S = 60.0
@@ -266,24 +272,8 @@ def _highs_solve(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.nd
     presolve crash does not occur in highspy's newer HiGHS)."""
     import highspy
 
-    csc = a.tocsc()
-    inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = int(csc.shape[1]), int(csc.shape[0])
-    lp.col_cost_ = np.asarray(c, dtype=float)
-    lp.col_lower_ = np.where(np.isfinite(col_lo), col_lo, -inf)
-    lp.col_upper_ = np.where(np.isfinite(col_hi), col_hi, inf)
-    lp.row_lower_ = np.where(np.isfinite(row_lo), row_lo, -inf)
-    lp.row_upper_ = np.where(np.isfinite(row_hi), row_hi, inf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = csc.indptr
-    lp.a_matrix_.index_ = csc.indices
-    lp.a_matrix_.value_ = csc.data
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
-    lp.integrality_ = [highspy.HighsVarType.kInteger if v else highspy.HighsVarType.kContinuous
-                       for v in integrality]
-    solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
+    lp = highs_lp(c, a, row_lo, row_hi, col_lo, col_hi, integrality)
+    solver = silent_highs()
     solver.setOptionValue("time_limit", float(time_limit_s))
     solver.setOptionValue("threads", int(threads))
     solver.setOptionValue("random_seed", 0)

@@ -54,8 +54,11 @@ feasible; it is re-solved (``_polish``: binaries fixed, every constraint a hair 
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds
@@ -386,12 +389,39 @@ class _Solved:
     message: str
 
 
-def _highs(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
-           col_lo: np.ndarray, col_hi: np.ndarray, integrality: np.ndarray,
-           time_limit_s: float, node_limit: int | None, rel_gap: float | None,
-           start: np.ndarray | None) -> _Solved:
-    """One (MI)LP through ``highspy``, HiGHS's own API: with its presolve (about halves these
-    solves; scipy 1.17's build of it crashes on some of them), one thread, a fixed seed."""
+_BANNER_SILENCED = False
+
+
+def silent_highs() -> Any:
+    """A HiGHS instance that prints nothing. HiGHS writes its banner straight to the process's
+    standard output (file descriptor 1) when its first instance is built, before any option can
+    turn output off; for that one construction fd 1 points at /dev/null, so the banner does not
+    land in `slit run`'s table or a plan written to stdout."""
+    global _BANNER_SILENCED
+    import highspy
+
+    if _BANNER_SILENCED:
+        solver = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 1)
+                solver = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _BANNER_SILENCED = True
+    solver.setOptionValue("output_flag", False)
+    return solver
+
+
+def highs_lp(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
+             col_lo: np.ndarray, col_hi: np.ndarray, integrality: np.ndarray | None) -> Any:
+    """``min c x`` s.t. ``row_lo <= a x <= row_hi``, ``col_lo <= x <= col_hi`` as a
+    ``highspy.HighsLp`` (infinite bounds as HiGHS's infinity); ``integrality``: a flag per column
+    (None: an LP)."""
     import highspy
 
     csc = a.tocsc()
@@ -408,12 +438,23 @@ def _highs(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
     lp.a_matrix_.index_ = csc.indices
     lp.a_matrix_.value_ = csc.data
     lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = lp.num_col_, lp.num_row_
-    is_mip = bool(np.any(integrality))
-    if is_mip:
+    if integrality is not None:
         lp.integrality_ = [highspy.HighsVarType.kInteger if v else
                            highspy.HighsVarType.kContinuous for v in integrality]
-    solver = highspy.Highs()
-    solver.setOptionValue("output_flag", False)
+    return lp
+
+
+def _highs(c: np.ndarray, a: csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray,
+           col_lo: np.ndarray, col_hi: np.ndarray, integrality: np.ndarray,
+           time_limit_s: float, node_limit: int | None, rel_gap: float | None,
+           start: np.ndarray | None) -> _Solved:
+    """One (MI)LP through ``highspy``, HiGHS's own API: with its presolve (about halves these
+    solves; scipy 1.17's build of it crashes on some of them), one thread, a fixed seed."""
+    import highspy
+
+    is_mip = bool(np.any(integrality))
+    lp = highs_lp(c, a, row_lo, row_hi, col_lo, col_hi, integrality if is_mip else None)
+    solver = silent_highs()
     solver.setOptionValue("time_limit", float(time_limit_s))
     solver.setOptionValue("threads", 1)
     solver.setOptionValue("random_seed", 0)
