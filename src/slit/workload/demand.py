@@ -143,11 +143,7 @@ class DemandModel:
     def generate(self, start_utc: pd.Timestamp | str, end_utc: pd.Timestamp | str, seed: int,
                  source: DataSource = EMBEDDED) -> RequestBatch:
         """A Poisson request stream over [start, end); same seed, same stream."""
-        start, end = to_utc(start_utc), to_utc(end_utc)
-        duration_s = (end - start).total_seconds()
-        if duration_s <= 0:
-            raise SlitInputError("workload period", f"end {end} is not after start {start}",
-                                 "give an end time later than the start")
+        start, end, duration_s = workload_period(start_utc, end_utc)
         count_rng, time_rng, kind_rng, token_rng = (
             np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
         bin_starts_s, bin_lengths_s, counts = self._bin_counts(start, duration_s, count_rng)
@@ -234,3 +230,13 @@ def interval_counts(batch: RequestBatch, n_origins: int, interval_s: float,
     flat = slot[keep] * n_origins + batch.origin[keep].astype(np.int64)
     return np.bincount(flat, minlength=n_intervals * n_origins).reshape(n_intervals, n_origins)
 
+
+def workload_period(start_utc: pd.Timestamp | str, end_utc: pd.Timestamp | str
+                    ) -> tuple[pd.Timestamp, pd.Timestamp, float]:
+    """[start, end) in UTC and its length in seconds; an empty or reversed period is refused."""
+    start, end = to_utc(start_utc), to_utc(end_utc)
+    duration_s = (end - start).total_seconds()
+    if duration_s <= 0:
+        raise SlitInputError("workload period", f"end {end} is not after start {start}",
+                             "give an end time later than the start")
+    return start, end, duration_s

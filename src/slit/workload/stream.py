@@ -24,8 +24,7 @@ import pandas as pd
 
 from slit.data.source import EMBEDDED, DataSource
 from slit.errors import SlitInputError
-from slit.timeutil import to_utc
-from slit.workload.demand import DemandModel
+from slit.workload.demand import DemandModel, workload_period
 from slit.workload.requests import RequestBatch
 from slit.workload.tokens import TokenSampler
 
@@ -51,11 +50,7 @@ class RequestStream:
     def __init__(self, demand: DemandModel, start_utc: pd.Timestamp | str,
                  end_utc: pd.Timestamp | str, seed: int, chunk_s: float,
                  source: DataSource = EMBEDDED) -> None:
-        start, end = to_utc(start_utc), to_utc(end_utc)
-        duration_s = (end - start).total_seconds()
-        if duration_s <= 0:
-            raise SlitInputError("workload period", f"end {end} is not after start {start}",
-                                 "give an end time later than the start")
+        start, end, duration_s = workload_period(start_utc, end_utc)
         ratio = chunk_s / demand.bin_s
         if not chunk_s > 0 or abs(ratio - round(ratio)) > 1e-9:
             raise SlitInputError("request stream", f"chunk of {chunk_s:g} s is not a multiple "
