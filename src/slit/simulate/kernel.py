@@ -52,10 +52,15 @@ IDLE, STEP, RUN = 0, 1, 2
 R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
     R_STEP_FIRST, R_SUM_N, R_SUM_REM, R_SUM_CTX, R_SUM_NEED, R_TREE = range(16)
 R_NCOLS = 16
-# Columns of the float replica table.
+# Columns of the float replica table; then, from F_SLOT_E on, one per slot: the energy (J)
+# attributed so far to the request in the slot, written back to its result row (O_ENERGY) when it
+# leaves the slot, so that the hottest loop (a decode run's end) adds to a contiguous column
+# instead of scattered result rows. A request's shares are added in the same order either way.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
+F_SLOT_E = F_NCOLS
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
 # KV blocks held, admission sequence number (the preemption victim is the latest admitted).
+# The slot table is [replica, column, slot]: each column of a replica's slots is contiguous.
 S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK, S_BLK, S_ADM = range(7)
 S_NCOLS = 7
 # Dispatchers.
@@ -126,6 +131,10 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
 # (``_nrt`` is a private option of numba's, hence not in its type stubs.)
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _hot = numba.njit(cache=True, **_NO_RUNTIME)
+
+
+# No decode tokens left to bound the next run (a sentinel above any output length).
+_NO_REM = 1 << 62
 
 
 @_hot
@@ -237,22 +246,23 @@ def _push_front(r, j, ri, rq):
 
 
 @_hot
-def _preempt_latest(r, ri, sl, rq, st):
+def _preempt_latest(r, ri, rf, sl, rq, out, st):
     """Preempt (recompute) the most recently admitted running request of replica r."""
     v = 0
     for s in range(1, ri[r, R_NRUN]):
-        if sl[r, s, S_ADM] > sl[r, v, S_ADM]:
+        if sl[r, S_ADM, s] > sl[r, S_ADM, v]:
             v = s
-    j = sl[r, v, S_REQ]
-    if sl[r, v, S_PREF] == 0:
+    j = sl[r, S_REQ, v]
+    if sl[r, S_PREF, v] == 0:
         # Prefilled: recompute the context and the last sampled token, whose KV is not written
         # yet; what is left to generate shrinks by the tokens already produced.
-        rq[j, Q_PREFILL] = sl[r, v, S_CTX] + 1
-        rq[j, Q_TODO] = sl[r, v, S_REM]
+        rq[j, Q_PREFILL] = sl[r, S_CTX, v] + 1
+        rq[j, Q_TODO] = sl[r, S_REM, v]
     rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PREFILL])
     rq[j, Q_PREEMPTED] += 1
-    ri[r, R_KV] -= sl[r, v, S_BLK]
-    _remove_slot(r, v, ri, sl)
+    out[j, O_ENERGY] = rf[r, F_SLOT_E + v]
+    ri[r, R_KV] -= sl[r, S_BLK, v]
+    _remove_slot(r, v, ri, rf, sl)
     _push_front(r, j, ri, rq)
     st[G_PREEMPTIONS] += 1
 
@@ -262,18 +272,18 @@ def _blocks_for_next_step(r, ri, sl):
     """Blocks replica r holds after giving each decoding sequence room for one more token."""
     total = 0
     for s in range(ri[r, R_NRUN]):
-        if sl[r, s, S_PREF] == 0:
-            total += _blocks(sl[r, s, S_CTX] + 1)
+        if sl[r, S_PREF, s] == 0:
+            total += _blocks(sl[r, S_CTX, s] + 1)
         else:
-            total += sl[r, s, S_BLK]
+            total += sl[r, S_BLK, s]
     return total
 
 
 @_hot
-def _make_room(r, ri, sl, rq, st, cfg):
+def _make_room(r, ri, rf, sl, rq, out, st, cfg):
     """Preempt the latest admitted requests until the next step's decode blocks fit."""
     while ri[r, R_NRUN] > 0 and _blocks_for_next_step(r, ri, sl) > cfg[C_KV_BLOCKS]:
-        _preempt_latest(r, ri, sl, rq, st)
+        _preempt_latest(r, ri, rf, sl, rq, out, st)
 
 
 @_hot
@@ -285,7 +295,7 @@ def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
         mid = (lo + hi + 1) // 2
         need = 0
         for s in range(n_run):
-            need += _blocks(sl[r, s, S_CTX] + mid)
+            need += _blocks(sl[r, S_CTX, s] + mid)
         if need <= kv_blocks:
             lo = mid
         else:
@@ -302,14 +312,14 @@ def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
 
 
 @_hot
-def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+def _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
-    _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
     _tree_update(r, ri, rf)
 
 
 @_hot
-def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
     """``_start_work`` but for the event tree."""
     chunked = cfg[C_CHUNKED] != 0
     max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
@@ -322,22 +332,22 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     grow = 0
     if chunked:
         # Every step carries the decodes: give them their next token's blocks first.
-        _make_room(r, ri, sl, rq, st, cfg)
+        _make_room(r, ri, rf, sl, rq, out, st, cfg)
         n_run = ri[r, R_NRUN]
         for s in range(n_run):
-            if sl[r, s, S_PREF] == 0:
+            if sl[r, S_PREF, s] == 0:
                 n_dec += 1
-                dec_ctx += sl[r, s, S_CTX]
-                grow += _blocks(sl[r, s, S_CTX] + 1) - sl[r, s, S_BLK]
+                dec_ctx += sl[r, S_CTX, s]
+                grow += _blocks(sl[r, S_CTX, s] + 1) - sl[r, S_BLK, s]
         budget -= n_dec
         for s in range(n_run):
-            pref = sl[r, s, S_PREF]
+            pref = sl[r, S_PREF, s]
             if pref > 0 and budget > 0:
                 c = min(pref, budget)
-                sl[r, s, S_CHUNK] = c
+                sl[r, S_CHUNK, s] = c
                 budget -= c
                 prefill_tokens += c
-                pairs += c * (sl[r, s, S_CTX] + (c + 1.0) / 2.0)
+                pairs += c * (sl[r, S_CTX, s] + (c + 1.0) / 2.0)
                 if c == pref:
                     finishing += 1
     ri[r, R_STEP_FIRST] = 0 if chunked else ri[r, R_NRUN]
@@ -361,13 +371,14 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         ri[r, R_KV] += rq[j, Q_BLOCKS]
         s = ri[r, R_NRUN]
         ri[r, R_NRUN] += 1
-        sl[r, s, S_REQ] = j
-        sl[r, s, S_REM] = rq[j, Q_TODO] - 1
-        sl[r, s, S_CTX] = 0
-        sl[r, s, S_PREF] = prompt
-        sl[r, s, S_CHUNK] = c
-        sl[r, s, S_BLK] = rq[j, Q_BLOCKS]
-        sl[r, s, S_ADM] = st[G_ADMITTED]
+        sl[r, S_REQ, s] = j
+        sl[r, S_REM, s] = rq[j, Q_TODO] - 1
+        sl[r, S_CTX, s] = 0
+        sl[r, S_PREF, s] = prompt
+        sl[r, S_CHUNK, s] = c
+        sl[r, S_BLK, s] = rq[j, Q_BLOCKS]
+        sl[r, S_ADM, s] = st[G_ADMITTED]
+        rf[r, F_SLOT_E + s] = out[j, O_ENERGY]  # 0, or what it drew before a preemption
         st[G_ADMITTED] += 1
         budget -= c
         prefill_tokens += c
@@ -377,8 +388,8 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     if prefill_tokens > 0:
         if chunked:  # the decodes of this step take their blocks now
             for s in range(ri[r, R_NRUN]):
-                if sl[r, s, S_PREF] == 0:
-                    sl[r, s, S_BLK] = _blocks(sl[r, s, S_CTX] + 1)
+                if sl[r, S_PREF, s] == 0:
+                    sl[r, S_BLK, s] = _blocks(sl[r, S_CTX, s] + 1)
             ri[r, R_KV] += grow
         ri[r, R_KIND] = STEP
         ri[r, R_STEP_TOKENS] = prefill_tokens + n_dec
@@ -397,17 +408,17 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         if m > 0:
             k, ctx_tokens, need = ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED]
         else:
-            k, ctx_tokens, need = sl[r, 0, S_REM], 0, 0
+            k, ctx_tokens, need = sl[r, S_REM, 0], 0, 0
         for s in range(m, n_run):
-            k = min(k, sl[r, s, S_REM])
-            c = sl[r, s, S_CTX]
+            k = min(k, sl[r, S_REM, s])
+            c = sl[r, S_CTX, s]
             ctx_tokens += c
             need += _blocks(c + 1)
         # An integer sum converted once: the same float as summing in floats (exact below 2**53).
         ctx = float(ctx_tokens)
         if need <= cfg[C_KV_BLOCKS]:
             break
-        _preempt_latest(r, ri, sl, rq, st)
+        _preempt_latest(r, ri, rf, sl, rq, out, st)
         n_run = ri[r, R_NRUN]
         if n_run == 0:  # cannot happen within max_model_len; never loop on it
             ri[r, R_KIND] = IDLE
@@ -447,21 +458,23 @@ def _cut_run(r, t, ri, rf):
 
 
 @_hot
-def _remove_slot(r, s, ri, sl):
+def _remove_slot(r, s, ri, rf, sl):
     last = ri[r, R_NRUN] - 1
     if s != last:
         for col in range(S_NCOLS):
-            sl[r, s, col] = sl[r, last, col]
+            sl[r, col, s] = sl[r, col, last]
+        rf[r, F_SLOT_E + s] = rf[r, F_SLOT_E + last]
     ri[r, R_NRUN] = last
     if s < ri[r, R_SUM_N]:
         ri[r, R_SUM_N] = 0
 
 
 @_hot
-def _complete(r, s, j, t, ri, sl, out):
+def _complete(r, s, j, t, ri, rf, sl, out):
     out[j, O_DONE] = t
-    ri[r, R_KV] -= sl[r, s, S_BLK]
-    _remove_slot(r, s, ri, sl)
+    out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+    ri[r, R_KV] -= sl[r, S_BLK, s]
+    _remove_slot(r, s, ri, rf, sl)
 
 
 @_hot
@@ -483,21 +496,21 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         _book(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
-            j = sl[r, s, S_REQ]
-            c = sl[r, s, S_CHUNK]
+            j = sl[r, S_REQ, s]
+            c = sl[r, S_CHUNK, s]
             if c > 0:
-                out[j, O_ENERGY] += share * c
-                sl[r, s, S_CTX] += c
-                sl[r, s, S_PREF] -= c
-                sl[r, s, S_CHUNK] = 0
-                if sl[r, s, S_PREF] == 0 and np.isnan(out[j, O_FIRST]):
+                rf[r, F_SLOT_E + s] += share * c
+                sl[r, S_CTX, s] += c
+                sl[r, S_PREF, s] -= c
+                sl[r, S_CHUNK, s] = 0
+                if sl[r, S_PREF, s] == 0 and np.isnan(out[j, O_FIRST]):
                     out[j, O_FIRST] = t1
-            elif chunked and sl[r, s, S_PREF] == 0:
-                out[j, O_ENERGY] += share
-                sl[r, s, S_CTX] += 1
-                sl[r, s, S_REM] -= 1
-            if sl[r, s, S_PREF] == 0 and sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, out)
+            elif chunked and sl[r, S_PREF, s] == 0:
+                rf[r, F_SLOT_E + s] += share
+                sl[r, S_CTX, s] += 1
+                sl[r, S_REM, s] -= 1
+            if sl[r, S_PREF, s] == 0 and sl[r, S_REM, s] == 0:
+                _complete(r, s, j, t1, ri, rf, sl, out)
                 completed += 1
     else:
         decode_w = _decode_w(ri[r, R_NRUN], kf)
@@ -505,34 +518,45 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
         share = (idle_w + decode_w) * dur / n_run
-        # The hottest loop of the simulation (every sequence, every run): the replica's counters
-        # live in locals, written back once.
+        # The hottest loops of the simulation (every sequence, every run), over contiguous
+        # columns. The first gives every sequence its k tokens and share without a branch (the
+        # replica's counters in locals, written back once) and sums the survivors' summary for
+        # the next run (see R_SUM_N); the second, only when some finished, takes those out.
+        for s in range(n_run):
+            rf[r, F_SLOT_E + s] += share
         kv = ri[r, R_KV]
-        # The survivors' summary for the next run (see R_SUM_N): each is visited once here.
-        min_rem, sum_ctx, sum_need = 1 << 62, 0, 0
-        for s in range(n_run - 1, -1, -1):
-            j = sl[r, s, S_REQ]
-            out[j, O_ENERGY] += share
-            rem = sl[r, s, S_REM] - k
-            if rem == 0:
-                # Done: the blocks it held (grown or not) are freed; the last slot moves here.
+        min_rem, sum_ctx, sum_need, n_done = _NO_REM, 0, 0, 0
+        for s in range(n_run):
+            rem = sl[r, S_REM, s] - k
+            ctx = sl[r, S_CTX, s] + k
+            held = _blocks(ctx)
+            kv += held - sl[r, S_BLK, s]
+            sl[r, S_REM, s] = rem
+            sl[r, S_CTX, s] = ctx
+            sl[r, S_BLK, s] = held
+            min_rem = min(min_rem, rem if rem > 0 else _NO_REM)
+            sum_ctx += ctx
+            sum_need += _blocks(ctx + 1)
+            n_done += rem == 0
+        if n_done > 0:
+            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``).
+            for s in range(n_run - 1, -1, -1):
+                if sl[r, S_REM, s] != 0:
+                    continue
+                j = sl[r, S_REQ, s]
                 out[j, O_DONE] = t1
-                kv -= sl[r, s, S_BLK]
+                out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+                # Its blocks are freed (the first pass's growth taken back with them).
+                ctx = sl[r, S_CTX, s]
+                kv -= sl[r, S_BLK, s]
+                sum_ctx -= ctx
+                sum_need -= _blocks(ctx + 1)
                 n_run -= 1
                 if s != n_run:
                     for col in range(S_NCOLS):
-                        sl[r, s, col] = sl[r, n_run, col]
-                completed += 1
-            else:
-                ctx = sl[r, s, S_CTX] + k
-                held = _blocks(ctx)
-                kv += held - sl[r, s, S_BLK]
-                sl[r, s, S_CTX] = ctx
-                sl[r, s, S_REM] = rem
-                sl[r, s, S_BLK] = held
-                min_rem = min(min_rem, rem)
-                sum_ctx += ctx
-                sum_need += _blocks(ctx + 1)
+                        sl[r, col, s] = sl[r, col, n_run]
+                    rf[r, F_SLOT_E + s] = rf[r, F_SLOT_E + n_run]
+            completed += n_done
         ri[r, R_NRUN] = n_run
         ri[r, R_KV] = kv
         ri[r, R_SUM_N] = n_run
@@ -567,7 +591,7 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
 
 
 @_hot
-def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
     if was_empty:
@@ -578,7 +602,7 @@ def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     ri[r, R_QLEN] += 1
     ri[r, R_QKV] += rq[j, Q_BLOCKS]
     if ri[r, R_KIND] == IDLE:
-        _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
     elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < cfg[C_MAX_SEQS]
           and _admit_fits(r, j, ri, rq, cfg, 0)):
         _cut_run(r, t, ri, rf)
@@ -648,7 +672,7 @@ def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv
     completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
-    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         _change_state(r, ASLEEP, t, ri, rf, bins, kf)
     return False
@@ -735,7 +759,9 @@ def _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf):
         bins = _accumulate(bins, n_rep, rf[r, F_START], t, 1.0, interval_s)
         ri[r, R_KIND] = IDLE
     for s in range(ri[r, R_NRUN]):
-        _hand_off(sl[r, s, S_REQ], t, out, st)
+        j = sl[r, S_REQ, s]
+        out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+        _hand_off(j, t, out, st)
     ri[r, R_NRUN] = 0
     ri[r, R_SUM_N] = 0
     ri[r, R_KV] = 0
@@ -820,11 +846,11 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode
                 st[G_LOAD_DELAYED] += 1
                 break
     else:
-        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
 
 
 @_hot
-def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
     """Hand waiting site-queue requests to ready replicas, in order."""
     while st[G_LEN] > 0:
         j = st[G_HEAD]
@@ -834,7 +860,7 @@ def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         st[G_HEAD] = rq[j, Q_NEXT]
         rq[j, Q_NEXT] = -1
         st[G_LEN] -= 1
-        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
 
 
 @numba.njit(cache=True)
@@ -883,7 +909,7 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     ri, rf, sl, st, fs, bins, decode_a = kernel_init(awake, cap, p, cfg)
     bins = kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins,
                       decode_a, np.inf)
-    bins, area_s, end_s = kernel_close(ri, rf, st, fs, bins, cfg, kf, awake.shape[0])
+    bins, area_s, end_s = kernel_close(ri, rf, sl, st, fs, out, bins, cfg, kf, awake.shape[0])
     return out, bins, st, area_s, end_s
 
 
@@ -916,8 +942,8 @@ def kernel_init(awake, cap, p, cfg):
     n_rep = cfg[C_N_REP]
     bins = np.zeros((cfg[C_N_BINS], n_rep + 2))
     ri = np.zeros((n_rep, R_NCOLS), np.int64)
-    rf = np.zeros((n_rep, F_NCOLS))
-    sl = np.zeros((n_rep, cfg[C_MAX_SEQS], S_NCOLS), np.int64)
+    rf = np.zeros((n_rep, F_NCOLS + cfg[C_MAX_SEQS]))
+    sl = np.zeros((n_rep, S_NCOLS, cfg[C_MAX_SEQS]), np.int64)
     ri[:, R_QHEAD] = -1
     ri[:, R_QTAIL] = -1
     st = np.zeros(N_G, np.int64)
@@ -975,16 +1001,20 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
             _on_arrival(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
                         decode_a, kv_b)
         if dispatch:
-            _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+            _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
     fs[FS_T] = t
     fs[FS_AREA] = area_s
     return bins
 
 
 @numba.njit(cache=True)
-def kernel_close(ri, rf, st, fs, bins, cfg, kf, n_sched):
-    """After the last ``kernel_run`` (t_stop = inf): book what is left; returns (bins cut to the
+def kernel_close(ri, rf, sl, st, fs, out, bins, cfg, kf, n_sched):
+    """After the last ``kernel_run`` (t_stop = inf): book what is left, write the energy of the
+    requests still in a slot (cut by the horizon) to their result rows; returns (bins cut to the
     reported intervals, the time integral of the requests in the site, end time)."""
+    for r in range(cfg[C_N_REP]):
+        for s in range(ri[r, R_NRUN]):
+            out[sl[r, S_REQ, s], O_ENERGY] = rf[r, F_SLOT_E + s]
     area_s = fs[FS_AREA]
     horizon_s = kf[K_HORIZON_S]
     if horizon_s != np.inf:
@@ -1074,7 +1104,8 @@ class KernelStream:
         self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
                                self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
                                self.bins, self.decode_a, np.inf)
-        bins, area_s, end_s = kernel_close(self.ri, self.rf, self.st, self.fs, self.bins,
+        bins, area_s, end_s = kernel_close(self.ri, self.rf, self.sl, self.st, self.fs,
+                                           self.out, self.bins,
                                            self.cfg, self.kf, self.awake.shape[0])
         self.finished = True
         rest = KernelChunk(self.ids, self.rq, self.out, self.payload,
@@ -1111,7 +1142,7 @@ class KernelStream:
         renumber = np.full(n + 1, -1, np.int64)
         renumber[:n][keep] = np.arange(int(keep.sum()))
         ri, sl = self.ri, self.sl
-        sl[:, :, S_REQ] = renumber[sl[:, :, S_REQ]]
+        sl[:, S_REQ, :] = renumber[sl[:, S_REQ, :]]
         queued = ri[:, R_QLEN] > 0
         ri[:, R_QHEAD] = np.where(queued, renumber[ri[:, R_QHEAD]], -1)
         ri[:, R_QTAIL] = np.where(queued, renumber[ri[:, R_QTAIL]], -1)
