@@ -34,7 +34,23 @@ from typing import Any
 import numba
 import numpy as np
 
-from slit.serving.iteration import kv_read_s_per_token, step_time_s
+from slit.serving.iteration import (
+    BYTES,
+    P_ATTN_EFF,
+    P_HEAD_DIM,
+    P_HEADS,
+    P_HIDDEN,
+    P_LAYERS,
+    P_PEAK,
+    P_STEP,
+    P_TP,
+    P_VOCAB,
+    _gemm_s,
+    allreduce_s,
+    kv_read_s_per_token,
+    layer_linear_s,
+    step_time_s,
+)
 from slit.serving.power import DECODE_FULL_BATCH
 
 # Replica states.
@@ -219,14 +235,60 @@ def _run_time(a, b, c, n, k):
     return k * a + b * (k * c + n * k * (k - 1.0) / 2.0)
 
 
+# The step-time table ``steps`` (one float vector, S = max_num_seqs + 1, M = ``_steps_m``):
+# [0, S): the context-free part a(n) of a decode step of n sequences (``step_time_s`` of n
+# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + M): one
+# layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
+# activations (tensor parallel only), both filled the first time a step of m tokens is timed
+# (NaN until then). ``_step_s`` puts them together as ``step_time_s`` does, operation for
+# operation, so that a step's time is the same float; the model's terms that depend on the
+# tokens alone (its logarithms, exponentials and divisions) are then computed once per size.
+@_hot
+def _steps_m(cfg):
+    """Largest step in tokens plus one: a prefill without chunking admits one prompt of up to
+    max_model_len (a recomputed one too) or several within max_batch_tokens; the decodes of a
+    chunked step add one each."""
+    return max(cfg[C_MAX_LEN], cfg[C_MAX_BATCH_TOKENS]) + cfg[C_MAX_SEQS] + 1
+
+
 @numba.njit(cache=True)
-def _decode_step_table(p, max_seqs):
-    """Context-free part a(n) of a decode step of n sequences, n = 0..max_seqs: computed once,
-    since a run's start would otherwise re-evaluate the whole step-time model."""
-    table = np.zeros(max_seqs + 1)
-    for n in range(1, max_seqs + 1):
+def _step_table(p, cfg):
+    """The table ``steps`` (see above) with the decode and LM-head parts filled."""
+    n_seq = cfg[C_MAX_SEQS] + 1
+    big = _steps_m(cfg)
+    table = np.empty(2 * n_seq + 2 * big)
+    table[:] = np.nan
+    table[0] = 0.0
+    table[n_seq] = 0.0
+    for n in range(1, n_seq):
         table[n] = step_time_s(p, float(n), float(n), 0.0, 0.0)
+        table[n_seq + n] = _gemm_s(p, float(n), p[P_HIDDEN], p[P_VOCAB] / p[P_TP])
     return table
+
+
+@_hot
+def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
+    """``step_time_s(p, m, m_out, pairs, dec_ctx)`` from the table (m, m_out integers; kv_b is
+    ``kv_read_s_per_token(p)``): the same operations in the same order on the same values."""
+    n_seq = cfg[C_MAX_SEQS] + 1
+    big = _steps_m(cfg)
+    if m >= big or m_out >= n_seq:  # beyond the table (not reached): the model itself
+        return step_time_s(p, float(m), float(m_out), pairs, dec_ctx)
+    at = 2 * n_seq + m
+    tp = p[P_TP]
+    layer = steps[at]
+    if layer != layer:  # NaN: the first step of m tokens
+        layer = layer_linear_s(p, float(m))
+        steps[at] = layer
+        if tp > 1.0:
+            steps[at + big] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
+    layer += 4.0 * p[P_HEADS] / tp * p[P_HEAD_DIM] * pairs / (p[P_PEAK] * p[P_ATTN_EFF])
+    if tp > 1.0:
+        layer += steps[at + big]
+    total = p[P_LAYERS] * layer + kv_b * dec_ctx
+    if m_out > 0:
+        total += steps[n_seq + m_out]
+    return total + p[P_STEP]
 
 
 @numba.njit(cache=True)
@@ -312,14 +374,14 @@ def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
 
 
 @_hot
-def _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
+def _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
-    _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+    _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     _tree_update(r, ri, rf)
 
 
 @_hot
-def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
+def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """``_start_work`` but for the event tree."""
     chunked = cfg[C_CHUNKED] != 0
     max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
@@ -394,8 +456,8 @@ def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
         ri[r, R_KIND] = STEP
         ri[r, R_STEP_TOKENS] = prefill_tokens + n_dec
         rf[r, F_START] = t
-        rf[r, F_END] = t + step_time_s(p, float(prefill_tokens + n_dec), float(finishing + n_dec),
-                                       pairs, dec_ctx)
+        rf[r, F_END] = t + _step_s(p, steps, cfg, prefill_tokens + n_dec, finishing + n_dec,
+                                   pairs, dec_ctx, kv_b)
         return
     n_run = ri[r, R_NRUN]
     if n_run == 0:
@@ -429,7 +491,7 @@ def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
         k = _run_steps_within_blocks(r, n_run, k, sl, cfg[C_KV_BLOCKS])
     ri[r, R_KIND] = RUN
     ri[r, R_RUNK] = k
-    rf[r, F_A] = decode_a[n_run]
+    rf[r, F_A] = steps[n_run]
     rf[r, F_B] = kv_b
     rf[r, F_C] = ctx
     rf[r, F_START] = t
@@ -591,7 +653,7 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
 
 
 @_hot
-def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
+def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
     if was_empty:
@@ -602,7 +664,7 @@ def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
     ri[r, R_QLEN] += 1
     ri[r, R_QKV] += rq[j, Q_BLOCKS]
     if ri[r, R_KIND] == IDLE:
-        _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+        _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < cfg[C_MAX_SEQS]
           and _admit_fits(r, j, ri, rq, cfg, 0)):
         _cut_run(r, t, ri, rf)
@@ -662,7 +724,7 @@ def _tree_build(ri, rf):
 
 
 @_hot
-def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up) at t, the table having a row for t (see
     ``_bins_up_to``); returns whether the site queue may now be dispatched."""
     if ri[r, R_KIND] == IDLE:
@@ -672,18 +734,18 @@ def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv
     completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
-    _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+    _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         _change_state(r, ASLEEP, t, ri, rf, bins, kf)
     return False
 
 
 @numba.njit(cache=True)
-def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
     be dispatched)."""
     bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
-    return bins, _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b)
+    return bins, _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b)
 
 
 @numba.njit(cache=True)
@@ -809,7 +871,7 @@ def _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf):
 
 
 @_hot
-def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode_a, kv_b):
+def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps, kv_b):
     """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
     input validation); handed off if the site has no capacity left (``limit`` 0); shed if the
     oldest request waiting ahead of it has waited longer than the admission limit; else to the
@@ -846,11 +908,11 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode
                 st[G_LOAD_DELAYED] += 1
                 break
     else:
-        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
 
 
 @_hot
-def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
+def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Hand waiting site-queue requests to ready replicas, in order."""
     while st[G_LEN] > 0:
         j = st[G_HEAD]
@@ -860,7 +922,7 @@ def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b):
         st[G_HEAD] = rq[j, Q_NEXT]
         rq[j, Q_NEXT] = -1
         st[G_LEN] -= 1
-        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
 
 
 @numba.njit(cache=True)
@@ -906,9 +968,9 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     ``KernelStream`` feeds it interval by interval): the results are the same bit for bit.
     """
     out = kernel_new_requests(rq, 0)
-    ri, rf, sl, st, fs, bins, decode_a = kernel_init(awake, cap, p, cfg)
+    ri, rf, sl, st, fs, bins, steps = kernel_init(awake, cap, p, cfg)
     bins = kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins,
-                      decode_a, np.inf)
+                      steps, np.inf)
     bins, area_s, end_s = kernel_close(ri, rf, sl, st, fs, out, bins, cfg, kf, awake.shape[0])
     return out, bins, st, area_s, end_s
 
@@ -950,14 +1012,14 @@ def kernel_init(awake, cap, p, cfg):
     st[G_HEAD] = -1
     st[G_TAIL] = -1
     fs = np.zeros(N_FS)
-    decode_a = _decode_step_table(p, cfg[C_MAX_SEQS])
+    steps = _step_table(p, cfg)
     for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
-    return ri, rf, sl, st, fs, bins, decode_a
+    return ri, rf, sl, st, fs, bins, steps
 
 
 @numba.njit(cache=True)
-def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, decode_a,
+def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps,
                t_stop):
     """Handle every event before ``t_stop`` (and before the horizon); returns the bins.
 
@@ -990,7 +1052,7 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
             if int(t / interval_s) >= bins.shape[0]:
                 bins = _bins_up_to(bins, t, interval_s)
             dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                      decode_a, kv_b)
+                                      steps, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]
@@ -999,9 +1061,9 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
                                                    rf, bins, st, cfg, kf)
         else:
             _on_arrival(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
-                        decode_a, kv_b)
+                        steps, kv_b)
         if dispatch:
-            _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, decode_a, kv_b)
+            _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     fs[FS_T] = t
     fs[FS_AREA] = area_s
     return bins
@@ -1054,7 +1116,7 @@ class KernelStream:
     def __init__(self, awake: np.ndarray, cap: np.ndarray, p: np.ndarray, cfg: np.ndarray,
                  kf: np.ndarray, n_payload: int = 0) -> None:
         self.awake, self.cap, self.p, self.cfg, self.kf = awake, cap, p, cfg, kf
-        self.ri, self.rf, self.sl, self.st, self.fs, self.bins, self.decode_a = kernel_init(
+        self.ri, self.rf, self.sl, self.st, self.fs, self.bins, self.steps = kernel_init(
             awake, cap, p, cfg)
         self.arrival_s = np.zeros(0)
         self.rq = np.zeros((0, N_Q), np.int64)
@@ -1094,7 +1156,7 @@ class KernelStream:
                      np.asarray(payload, np.float64))
         self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
                                self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
-                               self.bins, self.decode_a, float(t_stop))
+                               self.bins, self.steps, float(t_stop))
         self.t_stop = float(t_stop)
         return self._compact()
 
@@ -1103,7 +1165,7 @@ class KernelStream:
         the requests in the site, end time) as ``simulate_kernel`` does."""
         self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
                                self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
-                               self.bins, self.decode_a, np.inf)
+                               self.bins, self.steps, np.inf)
         bins, area_s, end_s = kernel_close(self.ri, self.rf, self.sl, self.st, self.fs,
                                            self.out, self.bins,
                                            self.cfg, self.kf, self.awake.shape[0])
