@@ -188,6 +188,22 @@ def _book(bins, col, t0, t1, rate, interval_s):
         k += 1
 
 
+@_hot
+def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
+    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once."""
+    if t1 <= t0:
+        return
+    last = int(t1 / interval_s)
+    k = int(t0 / interval_s)
+    while k <= last and k < bins.shape[0]:
+        lo = max(t0, k * interval_s)
+        hi = min(t1, (k + 1) * interval_s)
+        if hi > lo:
+            bins[k, col] += rate * (hi - lo)
+            bins[k, busy_col] += 1.0 * (hi - lo)
+        k += 1
+
+
 @numba.njit(cache=True)
 def _accumulate(bins, col, t0, t1, rate, interval_s):
     """Add rate x overlap of [t0, t1) to each interval bin; grows the table when needed."""
@@ -555,7 +571,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         chunked = cfg[C_CHUNKED] != 0
         if chunked:  # every decoding slot takes a token
             ri[r, R_SUM_N] = 0
-        _book(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, S_REQ, s]
@@ -576,7 +592,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 completed += 1
     else:
         decode_w = _decode_w(ri[r, R_NRUN], kf)
-        _book(bins, r, t0, t1, decode_w, interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
         share = (idle_w + decode_w) * dur / n_run
@@ -623,7 +639,6 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         ri[r, R_KV] = kv
         ri[r, R_SUM_N] = n_run
         ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED] = min_rem, sum_ctx, sum_need
-    _book(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
     return completed
 
