@@ -147,6 +147,10 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
 # (``_nrt`` is a private option of numba's, hence not in its type stubs.)
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _hot = numba.njit(cache=True, **_NO_RUNTIME)
+# The handlers' helpers are inlined (by numba, into the handler's own code): a call passes each
+# array as its pointer, shape, strides and more, some eighty words for a handler's tables, which
+# took more time than the work of the smaller helpers.
+_inlined = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
 
 
 # No decode tokens left to bound the next run (a sentinel above any output length).
@@ -188,7 +192,7 @@ def _book(bins, col, t0, t1, rate, interval_s):
         k += 1
 
 
-@_hot
+@_inlined
 def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
     """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once."""
     if t1 <= t0:
@@ -381,7 +385,7 @@ def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
     return lo
 
 
-@_hot
+@_inlined
 def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     """vLLM's admission test: the prompt's blocks fit with the watermark free, plus one block per
     running sequence (this one included) for the next decode step."""
@@ -389,14 +393,14 @@ def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     return need <= cfg[C_KV_BLOCKS] - cfg[C_WATERMARK]
 
 
-@_hot
+@_inlined
 def _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
     _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     _tree_update(r, ri, rf)
 
 
-@_hot
+@_inlined
 def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """``_start_work`` but for the event tree."""
     chunked = cfg[C_CHUNKED] != 0
@@ -514,7 +518,7 @@ def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     rf[r, F_END] = t + _run_time(rf[r, F_A], kv_b, ctx, float(n_run), float(k))
 
 
-@_hot
+@_inlined
 def _cut_run(r, t, ri, rf):
     """End replica r's decode run at the first step boundary at or after t."""
     a, b, c, n = rf[r, F_A], rf[r, F_B], rf[r, F_C], float(ri[r, R_NRUN])
@@ -535,7 +539,7 @@ def _cut_run(r, t, ri, rf):
         _tree_update(r, ri, rf)
 
 
-@_hot
+@_inlined
 def _remove_slot(r, s, ri, rf, sl):
     last = ri[r, R_NRUN] - 1
     if s != last:
@@ -547,7 +551,7 @@ def _remove_slot(r, s, ri, rf, sl):
         ri[r, R_SUM_N] = 0
 
 
-@_hot
+@_inlined
 def _complete(r, s, j, t, ri, rf, sl, out):
     out[j, O_DONE] = t
     out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
@@ -555,7 +559,7 @@ def _complete(r, s, j, t, ri, rf, sl, out):
     _remove_slot(r, s, ri, rf, sl)
 
 
-@_hot
+@_inlined
 def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     """Apply replica r's finished step or run (the table has a row for its end); returns the
     requests completed.
@@ -643,7 +647,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     return completed
 
 
-@_hot
+@_inlined
 def _pick_replica(ri, n_rep, dispatcher, offset):
     """Ready replica with the least load (requests held, or KV blocks held and queued); ties
     rotate by offset."""
@@ -667,7 +671,7 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
     return best
 
 
-@_hot
+@_inlined
 def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
@@ -700,7 +704,7 @@ def _next_replica_event(ri, rf, n_rep):
 # 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
 # change) updates its path to the root. An all-zero R_TREE is the tree of a fleet without
 # events (every time infinite, replica 0 wins every tie), so the table starts valid.
-@_hot
+@_inlined
 def _event_time(r, ri, rf):
     """When replica r's work ends or its loading does; inf if neither is pending."""
     if ri[r, R_KIND] != IDLE:
@@ -710,7 +714,7 @@ def _event_time(r, ri, rf):
     return np.inf
 
 
-@_hot
+@_inlined
 def _tree_node(i, ri, rf, n_rep):
     """Play node i's match: the earlier of its children's winners, the lower on a tie."""
     a, b = 2 * i, 2 * i + 1
@@ -720,7 +724,7 @@ def _tree_node(i, ri, rf, n_rep):
     ri[i, R_TREE] = a if ta < tb or (ta == tb and a < b) else b
 
 
-@_hot
+@_inlined
 def _tree_update(r, ri, rf):
     """Replica r's event changed: replay the matches on its path to the root."""
     n_rep = ri.shape[0]
