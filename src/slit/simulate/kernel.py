@@ -689,7 +689,7 @@ def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
         _cut_run(r, t, ri, rf)
 
 
-@_hot
+@_inlined
 def _next_replica_event(ri, rf, n_rep):
     """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none;
     the lowest replica on a tie. Read at the root of the event tree instead of scanning the
@@ -742,7 +742,7 @@ def _tree_build(ri, rf):
         _tree_node(i, ri, rf, n_rep)
 
 
-@_hot
+@_inlined
 def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up) at t, the table having a row for t (see
     ``_bins_up_to``); returns whether the site queue may now be dispatched."""
@@ -764,7 +764,8 @@ def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv
     """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
     be dispatched)."""
     bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
-    return bins, _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b)
+    return bins, _replica_event_cold(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
+                                     kv_b)
 
 
 @numba.njit(cache=True)
@@ -889,7 +890,7 @@ def _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf):
     return bins
 
 
-@_hot
+@_inlined
 def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps, kv_b):
     """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
     input validation); handed off if the site has no capacity left (``limit`` 0); shed if the
@@ -930,7 +931,7 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps,
         _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
 
 
-@_hot
+@_inlined
 def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Hand waiting site-queue requests to ready replicas, in order."""
     while st[G_LEN] > 0:
@@ -1052,14 +1053,18 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
     n_sched = awake.shape[0]
     interval_s, horizon_s = kf[K_INTERVAL_S], kf[K_HORIZON_S]
     stop_s = min(horizon_s, t_stop)
-    area_s = fs[FS_AREA]
-    t = fs[FS_T]
     while True:
+        k_int = st[G_INTERVAL]
+        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
+        # Replica events and arrivals in a loop compiled without the runtime, their handlers
+        # inlined; it hands back the next event when it is any other (or the stop).
+        _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps, kv_b,
+                    stop_s, t_bound)
+        area_s = fs[FS_AREA]
+        t = fs[FS_T]
         i = st[G_NEXT]
         t_arr = arrival_s[i] if i < n_req else np.inf
         t_rep, rr = _next_replica_event(ri, rf, n_rep)
-        k_int = st[G_INTERVAL]
-        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
         t_next = min(t_arr, t_rep, t_bound)
         if t_next >= stop_s or t_next == np.inf:
             break
@@ -1067,25 +1072,71 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
         t = t_next
         dispatch = False
         if t_rep == t_next:
-            # _on_replica_event without its reference counting of 12 arrays (the hot path).
             if int(t / interval_s) >= bins.shape[0]:
                 bins = _bins_up_to(bins, t, interval_s)
-            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                      steps, kv_b)
+            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
+                                           steps, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]
             bins = _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf)
             bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], limit, n_rep), ri,
                                                    rf, bins, st, cfg, kf)
+        else:  # (the loop above takes every arrival)
+            _on_arrival_cold(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
+                             steps, kv_b)
+        if dispatch:
+            _dispatch_site_queue_cold(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
+        fs[FS_T] = t
+        fs[FS_AREA] = area_s
+    return bins
+
+
+@_hot
+def _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps, kv_b,
+                stop_s, t_bound):
+    """``kernel_run``'s loop over the events that need neither an interval boundary nor a
+    larger bins table: replica events and arrivals before ``t_bound`` and ``stop_s``, in the same
+    order (replica event first on a tie); returns at the first other event, the time and the
+    time integral of the requests in the site left in ``fs``."""
+    n_req = arrival_s.shape[0]
+    n_rep = cfg[C_N_REP]
+    interval_s = kf[K_INTERVAL_S]
+    n_bins = bins.shape[0]
+    limit = cap[st[G_INTERVAL]]
+    area_s = fs[FS_AREA]
+    t = fs[FS_T]
+    while True:
+        i = st[G_NEXT]
+        t_arr = arrival_s[i] if i < n_req else np.inf
+        t_rep, rr = _next_replica_event(ri, rf, n_rep)
+        t_next = min(t_arr, t_rep, t_bound)
+        if t_next >= stop_s or t_next == np.inf:
+            break
+        if t_rep == t_next:
+            if int(t_next / interval_s) >= n_bins:
+                break
+            area_s += st[G_IN_SITE] * (t_next - t)
+            t = t_next
+            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
+                                      kv_b)
+        elif t_bound == t_next:
+            break
         else:
-            _on_arrival(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
-                        steps, kv_b)
+            area_s += st[G_IN_SITE] * (t_next - t)
+            t = t_next
+            _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps, kv_b)
+            dispatch = False
         if dispatch:
             _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     fs[FS_T] = t
     fs[FS_AREA] = area_s
-    return bins
+
+
+# The handlers compiled on their own, for the rare events ``kernel_run`` takes itself.
+_replica_event_cold = _hot(_replica_event.py_func)
+_on_arrival_cold = _hot(_on_arrival.py_func)
+_dispatch_site_queue_cold = _hot(_dispatch_site_queue.py_func)
 
 
 @numba.njit(cache=True)
