@@ -8,6 +8,11 @@ schedule, hand-offs, preemption with a small KV cache, refused prompts, few sequ
 batch, a large fleet, and streaming (chunk by chunk = one shot). Every per-request array, table,
 counter and scalar is compared with ``np.array_equal`` (NaN where NaN). Prints one line per
 configuration and ``identical=<all>``; exits 1 on any difference.
+
+``--speed N``: then times both on ``bench_des.py``'s site (200 k requests, 16 replicas), in
+turns in this one process, N times each: ``old_cpu_requests_per_s=``, ``new_cpu_requests_per_s=``
+(best, per CPU second) and ``speedup=``; on a shared machine a ratio measured in turns is steadier
+than two separate runs.
 """
 
 from __future__ import annotations
@@ -216,6 +221,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--scale", type=float, default=1.0, help="requests per case, relative")
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--speed", type=int, default=0, help="timed turns of each (0: none)")
     args = parser.parse_args()
     ref = args.ref or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
                                      check=True, capture_output=True, text=True).stdout.strip()
@@ -251,7 +257,30 @@ def main() -> None:
         print(f"{case.name:28s} {stats} {time.perf_counter() - start:6.1f} s  {verdict}",
               flush=True)
     print(f"identical={all_same}")
+    if args.speed > 0:
+        speed(old_site, args.data_dir, args.speed)
     sys.exit(0 if all_same else 1)
+
+
+def speed(old_site: ModuleType, data_dir: Path, turns: int) -> None:
+    """Old and new ``simulate_site`` on bench_des.py's site, in turns; best CPU time of each."""
+    trace = load_trace(data_dir, "conv")
+    rate = 0.7 * 16 * max_throughput_rps(H100_70B, float(np.mean(trace.prompt_tokens)),
+                                         float(np.mean(trace.output_tokens)))
+    requests = poisson_from_trace(trace, rate, 200_000 / rate, seed=1)
+    best = {"old": np.inf, "new": np.inf}
+    modules = {"old": old_site, "new": new_site}
+    for module in modules.values():  # compile or load, untimed
+        module.simulate_site(requests.take(np.arange(100)), module.SiteConfig(H100_70B, 16), 16)
+    for _ in range(turns):
+        for name, module in modules.items():
+            start = time.process_time()
+            module.simulate_site(requests, module.SiteConfig(H100_70B, 16), 16)
+            best[name] = min(best[name], time.process_time() - start)
+    n = len(requests)
+    print(f"old_cpu_requests_per_s={n / best['old']:.0f}")
+    print(f"new_cpu_requests_per_s={n / best['new']:.0f}")
+    print(f"speedup={best['old'] / best['new']:.2f}")
 
 
 if __name__ == "__main__":
