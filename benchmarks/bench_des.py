@@ -19,9 +19,12 @@ Measured (issue 14's target: ``requests_per_s`` >= 1,000,000 per core): before t
 work, on an idle machine, requests_per_s=686562, kernel_requests_per_s=730968. After it (slot
 table by columns with the energy kept in the slot, the step-time table, one-pass wrapper, the
 handlers inlined into a loop compiled without numba's runtime; outputs identical bit for bit,
-``benchmarks/compare_kernel.py``): 1.7x to 1.9x per CPU second of the same process
-(``compare_kernel.py --speed``); the wall-clock figures of the change log were taken on a machine
-shared with three other users (load average 5-6 on 2 cores) and are labelled so.
+``benchmarks/compare_kernel.py``): 1.83x per CPU second, old and new timed in turns in one
+process (``compare_kernel.py --speed 8``). Shared machine (three other users, load average
+6.5-6.9 on 2 cores, 2026-11-26 21:19 UTC), two runs: requests_per_s=507730 / 609646,
+kernel_requests_per_s=532390 / 687117, cpu_requests_per_s=921577 / 1245155,
+kernel_cpu_requests_per_s=967343 / 1396560, peak_rss_mb=282; scale_site_requests_per_s=179067 /
+224890, scale_site_peak_rss_mb=790. Wall time on an idle machine not measured yet.
 """
 
 from __future__ import annotations
