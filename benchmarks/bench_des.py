@@ -5,14 +5,26 @@ resampled from the Azure conversation trace (``--data-dir``, default ../shared/d
 call on a tiny batch compiles the kernel (or loads it from numba's cache); its time is printed and
 left out of the figure. Ends with ``requests_per_s=N`` (simulated requests per second of wall
 time, best of ``--repeats``), ``kernel_requests_per_s=N`` (the same for the compiled event loop
-alone, without ``simulate_site``'s preparation and results), ``cpu_requests_per_s=N`` (per second
-of this process's CPU time, best of ``--repeats``: on a shared machine, less sensitive to the
-other users' load than wall time) and ``peak_rss_mb=N`` (peak resident memory of the process).
+alone, without ``simulate_site``'s preparation and results), ``cpu_requests_per_s=N`` and
+``kernel_cpu_requests_per_s=N`` (the same per second of this process's CPU time: on a shared
+machine, less sensitive to the other users' load than wall time) and ``peak_rss_mb=N`` (peak
+resident memory of the process).
 
 Then the busiest site of the realistic-scale day (``scenarios/scale.yaml``: 2,000 req/s
 worldwide) is simulated for ``--scale-hours`` at its region's peak rate, in a fresh process so
 its memory is its own: ``scale_site_requests=``, ``scale_site_requests_per_s=`` and
 ``scale_site_peak_rss_mb=`` (``--no-scale`` skips it).
+
+Measured (issue 14's target: ``requests_per_s`` >= 1,000,000 per core): before this round of
+work, on an idle machine, requests_per_s=686562, kernel_requests_per_s=730968. After it (slot
+table by columns with the energy kept in the slot, the step-time table, one-pass wrapper, the
+handlers inlined into a loop compiled without numba's runtime; outputs identical bit for bit,
+``benchmarks/compare_kernel.py``): 1.83x per CPU second, old and new timed in turns in one
+process (``compare_kernel.py --speed 8``). Shared machine (three other users, load average
+6.5-6.9 on 2 cores, 2026-11-26 21:19 UTC), two runs: requests_per_s=507730 / 609646,
+kernel_requests_per_s=532390 / 687117, cpu_requests_per_s=921577 / 1245155,
+kernel_cpu_requests_per_s=967343 / 1396560, peak_rss_mb=282; scale_site_requests_per_s=179067 /
+224890, scale_site_peak_rss_mb=790. Wall time on an idle machine not measured yet.
 """
 
 from __future__ import annotations
@@ -66,12 +78,14 @@ def main() -> None:
 
     # The event loop's own time: simulate_site calls it once per run.
     kernel_s: list[float] = []
+    kernel_cpu_s: list[float] = []
     kernel = site_module.simulate_kernel
 
     def timed_kernel(*kernel_args: Any) -> Any:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         outputs = kernel(*kernel_args)
         kernel_s.append(time.perf_counter() - start)
+        kernel_cpu_s.append(time.process_time() - start_cpu)
         return outputs
 
     site_module.simulate_kernel = timed_kernel
@@ -92,6 +106,7 @@ def main() -> None:
     print(f"requests_per_s={len(requests) / best:.0f}")
     print(f"kernel_requests_per_s={len(requests) / min(kernel_s):.0f}")
     print(f"cpu_requests_per_s={len(requests) / best_cpu:.0f}")
+    print(f"kernel_cpu_requests_per_s={len(requests) / min(kernel_cpu_s):.0f}")
     # ru_maxrss is in KiB on Linux: the whole process (interpreter, numba, the batch, results).
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     if not args.no_scale:

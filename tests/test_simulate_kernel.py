@@ -75,3 +75,33 @@ def test_dispatcher_scan_rotates_from_the_offset(dispatcher: int) -> None:
                 # The first ready replica in rotation order among the least loaded.
                 expected = min(ready, key=lambda r: (load[r], order.index(r))) if ready else -1
                 assert k._pick_replica(ri, n_rep, dispatcher, offset) == expected
+
+
+@pytest.mark.parametrize("gpu, tp", [("H100-SXM5-80GB", 1), ("H100-SXM5-80GB", 4),
+                                     ("A100-SXM4-80GB", 2), ("A100-SXM4-80GB", 8)])
+def test_step_table_times_a_step_as_the_model_does_bit_for_bit(gpu: str, tp: int) -> None:
+    from slit.serving.catalog import ReplicaSpec
+    from slit.serving.iteration import kv_read_s_per_token, replica_params, step_time_s
+
+    replica = ReplicaSpec("Llama-3.1-70B", gpu, tp)
+    p = replica_params(replica)
+    max_seqs = 32
+    cfg, _ = k.pack_settings(1, False, k.JSQ, max_seqs, 2048, replica.kv_blocks,
+                             replica.kv_watermark_blocks, 3000, 1, 60.0, np.inf, 1.0, 1.0, 1.0,
+                             1.0, 0.0)
+    steps = k._step_table(p, cfg)
+    kv_b = kv_read_s_per_token(p)
+    big = k._steps_m(cfg)
+    rng = np.random.default_rng(tp)
+    # Twice over the same sizes: the first call fills the table, the second reads it; and sizes
+    # beyond the table, which the model times itself.
+    sizes = rng.integers(1, big + 50, 300)
+    for m in np.concatenate([sizes, sizes, [big - 1, big, 1]]):
+        m_out = int(rng.integers(0, max_seqs + 1))
+        pairs = float(rng.integers(0, m * (m + 1) // 2 + 1)) if rng.random() < 0.8 else 0.0
+        ctx = float(rng.integers(0, 10**6)) if rng.random() < 0.5 else 0.0
+        expected = step_time_s(p, float(m), float(m_out), pairs, ctx)
+        got = k._step_s(p, steps, cfg, int(m), m_out, pairs, ctx, kv_b)
+        assert got == expected, (m, m_out, pairs, ctx)
+    for n in range(1, max_seqs + 1):  # the decode part: a step of n tokens without context
+        assert steps[n] == step_time_s(p, float(n), float(n), 0.0, 0.0)

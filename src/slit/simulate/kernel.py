@@ -34,7 +34,23 @@ from typing import Any
 import numba
 import numpy as np
 
-from slit.serving.iteration import kv_read_s_per_token, step_time_s
+from slit.serving.iteration import (
+    BYTES,
+    P_ATTN_EFF,
+    P_HEAD_DIM,
+    P_HEADS,
+    P_HIDDEN,
+    P_LAYERS,
+    P_PEAK,
+    P_STEP,
+    P_TP,
+    P_VOCAB,
+    _gemm_s,
+    allreduce_s,
+    kv_read_s_per_token,
+    layer_linear_s,
+    step_time_s,
+)
 from slit.serving.power import DECODE_FULL_BATCH
 
 # Replica states.
@@ -52,10 +68,15 @@ IDLE, STEP, RUN = 0, 1, 2
 R_STATE, R_KIND, R_NRUN, R_KV, R_QHEAD, R_QTAIL, R_QLEN, R_QKV, R_RUNK, R_STEP_TOKENS, \
     R_STEP_FIRST, R_SUM_N, R_SUM_REM, R_SUM_CTX, R_SUM_NEED, R_TREE = range(16)
 R_NCOLS = 16
-# Columns of the float replica table.
+# Columns of the float replica table; then, from F_SLOT_E on, one per slot: the energy (J)
+# attributed so far to the request in the slot, written back to its result row (O_ENERGY) when it
+# leaves the slot, so that the hottest loop (a decode run's end) adds to a contiguous column
+# instead of scattered result rows. A request's shares are added in the same order either way.
 F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
+F_SLOT_E = F_NCOLS
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
 # KV blocks held, admission sequence number (the preemption victim is the latest admitted).
+# The slot table is [replica, column, slot]: each column of a replica's slots is contiguous.
 S_REQ, S_REM, S_CTX, S_PREF, S_CHUNK, S_BLK, S_ADM = range(7)
 S_NCOLS = 7
 # Dispatchers.
@@ -126,6 +147,14 @@ def pack_settings(n_rep: int, chunked: bool, dispatcher: int, max_seqs: int,
 # (``_nrt`` is a private option of numba's, hence not in its type stubs.)
 _NO_RUNTIME: dict[str, Any] = {"_nrt": False}
 _hot = numba.njit(cache=True, **_NO_RUNTIME)
+# The handlers' helpers are inlined (by numba, into the handler's own code): a call passes each
+# array as its pointer, shape, strides and more, some eighty words for a handler's tables, which
+# took more time than the work of the smaller helpers.
+_inlined = numba.njit(cache=True, inline="always", **_NO_RUNTIME)
+
+
+# No decode tokens left to bound the next run (a sentinel above any output length).
+_NO_REM = 1 << 62
 
 
 @_hot
@@ -160,6 +189,22 @@ def _book(bins, col, t0, t1, rate, interval_s):
         hi = min(t1, (k + 1) * interval_s)
         if hi > lo:
             bins[k, col] += rate * (hi - lo)
+        k += 1
+
+
+@_inlined
+def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
+    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once."""
+    if t1 <= t0:
+        return
+    last = int(t1 / interval_s)
+    k = int(t0 / interval_s)
+    while k <= last and k < bins.shape[0]:
+        lo = max(t0, k * interval_s)
+        hi = min(t1, (k + 1) * interval_s)
+        if hi > lo:
+            bins[k, col] += rate * (hi - lo)
+            bins[k, busy_col] += 1.0 * (hi - lo)
         k += 1
 
 
@@ -210,14 +255,60 @@ def _run_time(a, b, c, n, k):
     return k * a + b * (k * c + n * k * (k - 1.0) / 2.0)
 
 
+# The step-time table ``steps`` (one float vector, S = max_num_seqs + 1, M = ``_steps_m``):
+# [0, S): the context-free part a(n) of a decode step of n sequences (``step_time_s`` of n
+# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + M): one
+# layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
+# activations (tensor parallel only), both filled the first time a step of m tokens is timed
+# (NaN until then). ``_step_s`` puts them together as ``step_time_s`` does, operation for
+# operation, so that a step's time is the same float; the model's terms that depend on the
+# tokens alone (its logarithms, exponentials and divisions) are then computed once per size.
+@_hot
+def _steps_m(cfg):
+    """Largest step in tokens plus one: a prefill without chunking admits one prompt of up to
+    max_model_len (a recomputed one too) or several within max_batch_tokens; the decodes of a
+    chunked step add one each."""
+    return max(cfg[C_MAX_LEN], cfg[C_MAX_BATCH_TOKENS]) + cfg[C_MAX_SEQS] + 1
+
+
 @numba.njit(cache=True)
-def _decode_step_table(p, max_seqs):
-    """Context-free part a(n) of a decode step of n sequences, n = 0..max_seqs: computed once,
-    since a run's start would otherwise re-evaluate the whole step-time model."""
-    table = np.zeros(max_seqs + 1)
-    for n in range(1, max_seqs + 1):
+def _step_table(p, cfg):
+    """The table ``steps`` (see above) with the decode and LM-head parts filled."""
+    n_seq = cfg[C_MAX_SEQS] + 1
+    big = _steps_m(cfg)
+    table = np.empty(2 * n_seq + 2 * big)
+    table[:] = np.nan
+    table[0] = 0.0
+    table[n_seq] = 0.0
+    for n in range(1, n_seq):
         table[n] = step_time_s(p, float(n), float(n), 0.0, 0.0)
+        table[n_seq + n] = _gemm_s(p, float(n), p[P_HIDDEN], p[P_VOCAB] / p[P_TP])
     return table
+
+
+@_hot
+def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
+    """``step_time_s(p, m, m_out, pairs, dec_ctx)`` from the table (m, m_out integers; kv_b is
+    ``kv_read_s_per_token(p)``): the same operations in the same order on the same values."""
+    n_seq = cfg[C_MAX_SEQS] + 1
+    big = _steps_m(cfg)
+    if m >= big or m_out >= n_seq:  # beyond the table (not reached): the model itself
+        return step_time_s(p, float(m), float(m_out), pairs, dec_ctx)
+    at = 2 * n_seq + m
+    tp = p[P_TP]
+    layer = steps[at]
+    if layer != layer:  # NaN: the first step of m tokens
+        layer = layer_linear_s(p, float(m))
+        steps[at] = layer
+        if tp > 1.0:
+            steps[at + big] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
+    layer += 4.0 * p[P_HEADS] / tp * p[P_HEAD_DIM] * pairs / (p[P_PEAK] * p[P_ATTN_EFF])
+    if tp > 1.0:
+        layer += steps[at + big]
+    total = p[P_LAYERS] * layer + kv_b * dec_ctx
+    if m_out > 0:
+        total += steps[n_seq + m_out]
+    return total + p[P_STEP]
 
 
 @numba.njit(cache=True)
@@ -237,22 +328,23 @@ def _push_front(r, j, ri, rq):
 
 
 @_hot
-def _preempt_latest(r, ri, sl, rq, st):
+def _preempt_latest(r, ri, rf, sl, rq, out, st):
     """Preempt (recompute) the most recently admitted running request of replica r."""
     v = 0
     for s in range(1, ri[r, R_NRUN]):
-        if sl[r, s, S_ADM] > sl[r, v, S_ADM]:
+        if sl[r, S_ADM, s] > sl[r, S_ADM, v]:
             v = s
-    j = sl[r, v, S_REQ]
-    if sl[r, v, S_PREF] == 0:
+    j = sl[r, S_REQ, v]
+    if sl[r, S_PREF, v] == 0:
         # Prefilled: recompute the context and the last sampled token, whose KV is not written
         # yet; what is left to generate shrinks by the tokens already produced.
-        rq[j, Q_PREFILL] = sl[r, v, S_CTX] + 1
-        rq[j, Q_TODO] = sl[r, v, S_REM]
+        rq[j, Q_PREFILL] = sl[r, S_CTX, v] + 1
+        rq[j, Q_TODO] = sl[r, S_REM, v]
     rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PREFILL])
     rq[j, Q_PREEMPTED] += 1
-    ri[r, R_KV] -= sl[r, v, S_BLK]
-    _remove_slot(r, v, ri, sl)
+    out[j, O_ENERGY] = rf[r, F_SLOT_E + v]
+    ri[r, R_KV] -= sl[r, S_BLK, v]
+    _remove_slot(r, v, ri, rf, sl)
     _push_front(r, j, ri, rq)
     st[G_PREEMPTIONS] += 1
 
@@ -262,18 +354,18 @@ def _blocks_for_next_step(r, ri, sl):
     """Blocks replica r holds after giving each decoding sequence room for one more token."""
     total = 0
     for s in range(ri[r, R_NRUN]):
-        if sl[r, s, S_PREF] == 0:
-            total += _blocks(sl[r, s, S_CTX] + 1)
+        if sl[r, S_PREF, s] == 0:
+            total += _blocks(sl[r, S_CTX, s] + 1)
         else:
-            total += sl[r, s, S_BLK]
+            total += sl[r, S_BLK, s]
     return total
 
 
 @_hot
-def _make_room(r, ri, sl, rq, st, cfg):
+def _make_room(r, ri, rf, sl, rq, out, st, cfg):
     """Preempt the latest admitted requests until the next step's decode blocks fit."""
     while ri[r, R_NRUN] > 0 and _blocks_for_next_step(r, ri, sl) > cfg[C_KV_BLOCKS]:
-        _preempt_latest(r, ri, sl, rq, st)
+        _preempt_latest(r, ri, rf, sl, rq, out, st)
 
 
 @_hot
@@ -285,7 +377,7 @@ def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
         mid = (lo + hi + 1) // 2
         need = 0
         for s in range(n_run):
-            need += _blocks(sl[r, s, S_CTX] + mid)
+            need += _blocks(sl[r, S_CTX, s] + mid)
         if need <= kv_blocks:
             lo = mid
         else:
@@ -293,7 +385,7 @@ def _run_steps_within_blocks(r, n_run, k, sl, kv_blocks):
     return lo
 
 
-@_hot
+@_inlined
 def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     """vLLM's admission test: the prompt's blocks fit with the watermark free, plus one block per
     running sequence (this one included) for the next decode step."""
@@ -301,15 +393,15 @@ def _admit_fits(r, j, ri, rq, cfg, extra_blocks):
     return need <= cfg[C_KV_BLOCKS] - cfg[C_WATERMARK]
 
 
-@_hot
-def _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+@_inlined
+def _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Pick the next step of replica r at time t (vLLM scheduler: prefill first)."""
-    _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     _tree_update(r, ri, rf)
 
 
-@_hot
-def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+@_inlined
+def _plan_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """``_start_work`` but for the event tree."""
     chunked = cfg[C_CHUNKED] != 0
     max_batch_tokens = cfg[C_MAX_BATCH_TOKENS]
@@ -322,22 +414,22 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     grow = 0
     if chunked:
         # Every step carries the decodes: give them their next token's blocks first.
-        _make_room(r, ri, sl, rq, st, cfg)
+        _make_room(r, ri, rf, sl, rq, out, st, cfg)
         n_run = ri[r, R_NRUN]
         for s in range(n_run):
-            if sl[r, s, S_PREF] == 0:
+            if sl[r, S_PREF, s] == 0:
                 n_dec += 1
-                dec_ctx += sl[r, s, S_CTX]
-                grow += _blocks(sl[r, s, S_CTX] + 1) - sl[r, s, S_BLK]
+                dec_ctx += sl[r, S_CTX, s]
+                grow += _blocks(sl[r, S_CTX, s] + 1) - sl[r, S_BLK, s]
         budget -= n_dec
         for s in range(n_run):
-            pref = sl[r, s, S_PREF]
+            pref = sl[r, S_PREF, s]
             if pref > 0 and budget > 0:
                 c = min(pref, budget)
-                sl[r, s, S_CHUNK] = c
+                sl[r, S_CHUNK, s] = c
                 budget -= c
                 prefill_tokens += c
-                pairs += c * (sl[r, s, S_CTX] + (c + 1.0) / 2.0)
+                pairs += c * (sl[r, S_CTX, s] + (c + 1.0) / 2.0)
                 if c == pref:
                     finishing += 1
     ri[r, R_STEP_FIRST] = 0 if chunked else ri[r, R_NRUN]
@@ -361,13 +453,14 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         ri[r, R_KV] += rq[j, Q_BLOCKS]
         s = ri[r, R_NRUN]
         ri[r, R_NRUN] += 1
-        sl[r, s, S_REQ] = j
-        sl[r, s, S_REM] = rq[j, Q_TODO] - 1
-        sl[r, s, S_CTX] = 0
-        sl[r, s, S_PREF] = prompt
-        sl[r, s, S_CHUNK] = c
-        sl[r, s, S_BLK] = rq[j, Q_BLOCKS]
-        sl[r, s, S_ADM] = st[G_ADMITTED]
+        sl[r, S_REQ, s] = j
+        sl[r, S_REM, s] = rq[j, Q_TODO] - 1
+        sl[r, S_CTX, s] = 0
+        sl[r, S_PREF, s] = prompt
+        sl[r, S_CHUNK, s] = c
+        sl[r, S_BLK, s] = rq[j, Q_BLOCKS]
+        sl[r, S_ADM, s] = st[G_ADMITTED]
+        rf[r, F_SLOT_E + s] = out[j, O_ENERGY]  # 0, or what it drew before a preemption
         st[G_ADMITTED] += 1
         budget -= c
         prefill_tokens += c
@@ -377,14 +470,14 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     if prefill_tokens > 0:
         if chunked:  # the decodes of this step take their blocks now
             for s in range(ri[r, R_NRUN]):
-                if sl[r, s, S_PREF] == 0:
-                    sl[r, s, S_BLK] = _blocks(sl[r, s, S_CTX] + 1)
+                if sl[r, S_PREF, s] == 0:
+                    sl[r, S_BLK, s] = _blocks(sl[r, S_CTX, s] + 1)
             ri[r, R_KV] += grow
         ri[r, R_KIND] = STEP
         ri[r, R_STEP_TOKENS] = prefill_tokens + n_dec
         rf[r, F_START] = t
-        rf[r, F_END] = t + step_time_s(p, float(prefill_tokens + n_dec), float(finishing + n_dec),
-                                       pairs, dec_ctx)
+        rf[r, F_END] = t + _step_s(p, steps, cfg, prefill_tokens + n_dec, finishing + n_dec,
+                                   pairs, dec_ctx, kv_b)
         return
     n_run = ri[r, R_NRUN]
     if n_run == 0:
@@ -397,17 +490,17 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         if m > 0:
             k, ctx_tokens, need = ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED]
         else:
-            k, ctx_tokens, need = sl[r, 0, S_REM], 0, 0
+            k, ctx_tokens, need = sl[r, S_REM, 0], 0, 0
         for s in range(m, n_run):
-            k = min(k, sl[r, s, S_REM])
-            c = sl[r, s, S_CTX]
+            k = min(k, sl[r, S_REM, s])
+            c = sl[r, S_CTX, s]
             ctx_tokens += c
             need += _blocks(c + 1)
         # An integer sum converted once: the same float as summing in floats (exact below 2**53).
         ctx = float(ctx_tokens)
         if need <= cfg[C_KV_BLOCKS]:
             break
-        _preempt_latest(r, ri, sl, rq, st)
+        _preempt_latest(r, ri, rf, sl, rq, out, st)
         n_run = ri[r, R_NRUN]
         if n_run == 0:  # cannot happen within max_model_len; never loop on it
             ri[r, R_KIND] = IDLE
@@ -418,14 +511,14 @@ def _plan_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         k = _run_steps_within_blocks(r, n_run, k, sl, cfg[C_KV_BLOCKS])
     ri[r, R_KIND] = RUN
     ri[r, R_RUNK] = k
-    rf[r, F_A] = decode_a[n_run]
+    rf[r, F_A] = steps[n_run]
     rf[r, F_B] = kv_b
     rf[r, F_C] = ctx
     rf[r, F_START] = t
     rf[r, F_END] = t + _run_time(rf[r, F_A], kv_b, ctx, float(n_run), float(k))
 
 
-@_hot
+@_inlined
 def _cut_run(r, t, ri, rf):
     """End replica r's decode run at the first step boundary at or after t."""
     a, b, c, n = rf[r, F_A], rf[r, F_B], rf[r, F_C], float(ri[r, R_NRUN])
@@ -446,25 +539,27 @@ def _cut_run(r, t, ri, rf):
         _tree_update(r, ri, rf)
 
 
-@_hot
-def _remove_slot(r, s, ri, sl):
+@_inlined
+def _remove_slot(r, s, ri, rf, sl):
     last = ri[r, R_NRUN] - 1
     if s != last:
         for col in range(S_NCOLS):
-            sl[r, s, col] = sl[r, last, col]
+            sl[r, col, s] = sl[r, col, last]
+        rf[r, F_SLOT_E + s] = rf[r, F_SLOT_E + last]
     ri[r, R_NRUN] = last
     if s < ri[r, R_SUM_N]:
         ri[r, R_SUM_N] = 0
 
 
-@_hot
-def _complete(r, s, j, t, ri, sl, out):
+@_inlined
+def _complete(r, s, j, t, ri, rf, sl, out):
     out[j, O_DONE] = t
-    ri[r, R_KV] -= sl[r, s, S_BLK]
-    _remove_slot(r, s, ri, sl)
+    out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+    ri[r, R_KV] -= sl[r, S_BLK, s]
+    _remove_slot(r, s, ri, rf, sl)
 
 
-@_hot
+@_inlined
 def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     """Apply replica r's finished step or run (the table has a row for its end); returns the
     requests completed.
@@ -480,69 +575,79 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         chunked = cfg[C_CHUNKED] != 0
         if chunked:  # every decoding slot takes a token
             ri[r, R_SUM_N] = 0
-        _book(bins, r, t0, t1, kf[K_PREFILL_W], interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
-            j = sl[r, s, S_REQ]
-            c = sl[r, s, S_CHUNK]
+            j = sl[r, S_REQ, s]
+            c = sl[r, S_CHUNK, s]
             if c > 0:
-                out[j, O_ENERGY] += share * c
-                sl[r, s, S_CTX] += c
-                sl[r, s, S_PREF] -= c
-                sl[r, s, S_CHUNK] = 0
-                if sl[r, s, S_PREF] == 0 and np.isnan(out[j, O_FIRST]):
+                rf[r, F_SLOT_E + s] += share * c
+                sl[r, S_CTX, s] += c
+                sl[r, S_PREF, s] -= c
+                sl[r, S_CHUNK, s] = 0
+                if sl[r, S_PREF, s] == 0 and np.isnan(out[j, O_FIRST]):
                     out[j, O_FIRST] = t1
-            elif chunked and sl[r, s, S_PREF] == 0:
-                out[j, O_ENERGY] += share
-                sl[r, s, S_CTX] += 1
-                sl[r, s, S_REM] -= 1
-            if sl[r, s, S_PREF] == 0 and sl[r, s, S_REM] == 0:
-                _complete(r, s, j, t1, ri, sl, out)
+            elif chunked and sl[r, S_PREF, s] == 0:
+                rf[r, F_SLOT_E + s] += share
+                sl[r, S_CTX, s] += 1
+                sl[r, S_REM, s] -= 1
+            if sl[r, S_PREF, s] == 0 and sl[r, S_REM, s] == 0:
+                _complete(r, s, j, t1, ri, rf, sl, out)
                 completed += 1
     else:
         decode_w = _decode_w(ri[r, R_NRUN], kf)
-        _book(bins, r, t0, t1, decode_w, interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
         share = (idle_w + decode_w) * dur / n_run
-        # The hottest loop of the simulation (every sequence, every run): the replica's counters
-        # live in locals, written back once.
+        # The hottest loops of the simulation (every sequence, every run), over contiguous
+        # columns. The first gives every sequence its k tokens and share without a branch (the
+        # replica's counters in locals, written back once) and sums the survivors' summary for
+        # the next run (see R_SUM_N); the second, only when some finished, takes those out.
+        for s in range(n_run):
+            rf[r, F_SLOT_E + s] += share
         kv = ri[r, R_KV]
-        # The survivors' summary for the next run (see R_SUM_N): each is visited once here.
-        min_rem, sum_ctx, sum_need = 1 << 62, 0, 0
-        for s in range(n_run - 1, -1, -1):
-            j = sl[r, s, S_REQ]
-            out[j, O_ENERGY] += share
-            rem = sl[r, s, S_REM] - k
-            if rem == 0:
-                # Done: the blocks it held (grown or not) are freed; the last slot moves here.
+        min_rem, sum_ctx, sum_need, n_done = _NO_REM, 0, 0, 0
+        for s in range(n_run):
+            rem = sl[r, S_REM, s] - k
+            ctx = sl[r, S_CTX, s] + k
+            held = _blocks(ctx)
+            kv += held - sl[r, S_BLK, s]
+            sl[r, S_REM, s] = rem
+            sl[r, S_CTX, s] = ctx
+            sl[r, S_BLK, s] = held
+            min_rem = min(min_rem, rem if rem > 0 else _NO_REM)
+            sum_ctx += ctx
+            sum_need += _blocks(ctx + 1)
+            n_done += rem == 0
+        if n_done > 0:
+            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``).
+            for s in range(n_run - 1, -1, -1):
+                if sl[r, S_REM, s] != 0:
+                    continue
+                j = sl[r, S_REQ, s]
                 out[j, O_DONE] = t1
-                kv -= sl[r, s, S_BLK]
+                out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+                # Its blocks are freed (the first pass's growth taken back with them).
+                ctx = sl[r, S_CTX, s]
+                kv -= sl[r, S_BLK, s]
+                sum_ctx -= ctx
+                sum_need -= _blocks(ctx + 1)
                 n_run -= 1
                 if s != n_run:
                     for col in range(S_NCOLS):
-                        sl[r, s, col] = sl[r, n_run, col]
-                completed += 1
-            else:
-                ctx = sl[r, s, S_CTX] + k
-                held = _blocks(ctx)
-                kv += held - sl[r, s, S_BLK]
-                sl[r, s, S_CTX] = ctx
-                sl[r, s, S_REM] = rem
-                sl[r, s, S_BLK] = held
-                min_rem = min(min_rem, rem)
-                sum_ctx += ctx
-                sum_need += _blocks(ctx + 1)
+                        sl[r, col, s] = sl[r, col, n_run]
+                    rf[r, F_SLOT_E + s] = rf[r, F_SLOT_E + n_run]
+            completed += n_done
         ri[r, R_NRUN] = n_run
         ri[r, R_KV] = kv
         ri[r, R_SUM_N] = n_run
         ri[r, R_SUM_REM], ri[r, R_SUM_CTX], ri[r, R_SUM_NEED] = min_rem, sum_ctx, sum_need
-    _book(bins, n_rep, t0, t1, 1.0, interval_s)
     ri[r, R_KIND] = IDLE
     return completed
 
 
-@_hot
+@_inlined
 def _pick_replica(ri, n_rep, dispatcher, offset):
     """Ready replica with the least load (requests held, or KV blocks held and queued); ties
     rotate by offset."""
@@ -566,8 +671,8 @@ def _pick_replica(ri, n_rep, dispatcher, offset):
     return best
 
 
-@_hot
-def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+@_inlined
+def _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Queue request j at replica r; start or cut the replica's work so that j joins soon."""
     was_empty = ri[r, R_QLEN] == 0
     if was_empty:
@@ -578,13 +683,13 @@ def _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
     ri[r, R_QLEN] += 1
     ri[r, R_QKV] += rq[j, Q_BLOCKS]
     if ri[r, R_KIND] == IDLE:
-        _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     elif (ri[r, R_KIND] == RUN and was_empty and ri[r, R_NRUN] < cfg[C_MAX_SEQS]
           and _admit_fits(r, j, ri, rq, cfg, 0)):
         _cut_run(r, t, ri, rf)
 
 
-@_hot
+@_inlined
 def _next_replica_event(ri, rf, n_rep):
     """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none;
     the lowest replica on a tie. Read at the root of the event tree instead of scanning the
@@ -599,7 +704,7 @@ def _next_replica_event(ri, rf, n_rep):
 # 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
 # change) updates its path to the root. An all-zero R_TREE is the tree of a fleet without
 # events (every time infinite, replica 0 wins every tie), so the table starts valid.
-@_hot
+@_inlined
 def _event_time(r, ri, rf):
     """When replica r's work ends or its loading does; inf if neither is pending."""
     if ri[r, R_KIND] != IDLE:
@@ -609,7 +714,7 @@ def _event_time(r, ri, rf):
     return np.inf
 
 
-@_hot
+@_inlined
 def _tree_node(i, ri, rf, n_rep):
     """Play node i's match: the earlier of its children's winners, the lower on a tie."""
     a, b = 2 * i, 2 * i + 1
@@ -619,7 +724,7 @@ def _tree_node(i, ri, rf, n_rep):
     ri[i, R_TREE] = a if ta < tb or (ta == tb and a < b) else b
 
 
-@_hot
+@_inlined
 def _tree_update(r, ri, rf):
     """Replica r's event changed: replay the matches on its path to the root."""
     n_rep = ri.shape[0]
@@ -637,8 +742,8 @@ def _tree_build(ri, rf):
         _tree_node(i, ri, rf, n_rep)
 
 
-@_hot
-def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+@_inlined
+def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up) at t, the table having a row for t (see
     ``_bins_up_to``); returns whether the site queue may now be dispatched."""
     if ri[r, R_KIND] == IDLE:
@@ -648,18 +753,19 @@ def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv
     completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
-    _start_work(r, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+    _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         _change_state(r, ASLEEP, t, ri, rf, bins, kf)
     return False
 
 
 @numba.njit(cache=True)
-def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b):
+def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
     be dispatched)."""
     bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
-    return bins, _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, decode_a, kv_b)
+    return bins, _replica_event_cold(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
+                                     kv_b)
 
 
 @numba.njit(cache=True)
@@ -735,7 +841,9 @@ def _kill_replica(r, t, ri, rf, sl, rq, out, bins, st, cfg, kf):
         bins = _accumulate(bins, n_rep, rf[r, F_START], t, 1.0, interval_s)
         ri[r, R_KIND] = IDLE
     for s in range(ri[r, R_NRUN]):
-        _hand_off(sl[r, s, S_REQ], t, out, st)
+        j = sl[r, S_REQ, s]
+        out[j, O_ENERGY] = rf[r, F_SLOT_E + s]
+        _hand_off(j, t, out, st)
     ri[r, R_NRUN] = 0
     ri[r, R_SUM_N] = 0
     ri[r, R_KV] = 0
@@ -782,8 +890,8 @@ def _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf):
     return bins
 
 
-@_hot
-def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode_a, kv_b):
+@_inlined
+def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps, kv_b):
     """The next request arrives: refused if its prompt exceeds max_model_len (vLLM rejects it at
     input validation); handed off if the site has no capacity left (``limit`` 0); shed if the
     oldest request waiting ahead of it has waited longer than the admission limit; else to the
@@ -820,11 +928,11 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, decode
                 st[G_LOAD_DELAYED] += 1
                 break
     else:
-        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
 
 
-@_hot
-def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
+@_inlined
+def _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b):
     """Hand waiting site-queue requests to ready replicas, in order."""
     while st[G_LEN] > 0:
         j = st[G_HEAD]
@@ -834,7 +942,7 @@ def _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b):
         st[G_HEAD] = rq[j, Q_NEXT]
         rq[j, Q_NEXT] = -1
         st[G_LEN] -= 1
-        _enqueue(r, j, t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
+        _enqueue(r, j, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
 
 
 @numba.njit(cache=True)
@@ -880,10 +988,10 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
     ``KernelStream`` feeds it interval by interval): the results are the same bit for bit.
     """
     out = kernel_new_requests(rq, 0)
-    ri, rf, sl, st, fs, bins, decode_a = kernel_init(awake, cap, p, cfg)
+    ri, rf, sl, st, fs, bins, steps = kernel_init(awake, cap, p, cfg)
     bins = kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins,
-                      decode_a, np.inf)
-    bins, area_s, end_s = kernel_close(ri, rf, st, fs, bins, cfg, kf, awake.shape[0])
+                      steps, np.inf)
+    bins, area_s, end_s = kernel_close(ri, rf, sl, st, fs, out, bins, cfg, kf, awake.shape[0])
     return out, bins, st, area_s, end_s
 
 
@@ -916,22 +1024,22 @@ def kernel_init(awake, cap, p, cfg):
     n_rep = cfg[C_N_REP]
     bins = np.zeros((cfg[C_N_BINS], n_rep + 2))
     ri = np.zeros((n_rep, R_NCOLS), np.int64)
-    rf = np.zeros((n_rep, F_NCOLS))
-    sl = np.zeros((n_rep, cfg[C_MAX_SEQS], S_NCOLS), np.int64)
+    rf = np.zeros((n_rep, F_NCOLS + cfg[C_MAX_SEQS]))
+    sl = np.zeros((n_rep, S_NCOLS, cfg[C_MAX_SEQS]), np.int64)
     ri[:, R_QHEAD] = -1
     ri[:, R_QTAIL] = -1
     st = np.zeros(N_G, np.int64)
     st[G_HEAD] = -1
     st[G_TAIL] = -1
     fs = np.zeros(N_FS)
-    decode_a = _decode_step_table(p, cfg[C_MAX_SEQS])
+    steps = _step_table(p, cfg)
     for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
-    return ri, rf, sl, st, fs, bins, decode_a
+    return ri, rf, sl, st, fs, bins, steps
 
 
 @numba.njit(cache=True)
-def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, decode_a,
+def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps,
                t_stop):
     """Handle every event before ``t_stop`` (and before the horizon); returns the bins.
 
@@ -945,14 +1053,18 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
     n_sched = awake.shape[0]
     interval_s, horizon_s = kf[K_INTERVAL_S], kf[K_HORIZON_S]
     stop_s = min(horizon_s, t_stop)
-    area_s = fs[FS_AREA]
-    t = fs[FS_T]
     while True:
+        k_int = st[G_INTERVAL]
+        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
+        # Replica events and arrivals in a loop compiled without the runtime, their handlers
+        # inlined; it hands back the next event when it is any other (or the stop).
+        _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps, kv_b,
+                    stop_s, t_bound)
+        area_s = fs[FS_AREA]
+        t = fs[FS_T]
         i = st[G_NEXT]
         t_arr = arrival_s[i] if i < n_req else np.inf
         t_rep, rr = _next_replica_event(ri, rf, n_rep)
-        k_int = st[G_INTERVAL]
-        t_bound = (k_int + 1) * interval_s if k_int + 1 < n_sched else np.inf
         t_next = min(t_arr, t_rep, t_bound)
         if t_next >= stop_s or t_next == np.inf:
             break
@@ -960,31 +1072,81 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
         t = t_next
         dispatch = False
         if t_rep == t_next:
-            # _on_replica_event without its reference counting of 12 arrays (the hot path).
             if int(t / interval_s) >= bins.shape[0]:
                 bins = _bins_up_to(bins, t, interval_s)
-            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                      decode_a, kv_b)
+            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
+                                           steps, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]
             bins = _enforce_cap(t, limit, ri, rf, sl, rq, out, bins, st, cfg, kf)
             bins, dispatch = _on_interval_boundary(t, min(awake[k_int + 1], limit, n_rep), ri,
                                                    rf, bins, st, cfg, kf)
-        else:
-            _on_arrival(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
-                        decode_a, kv_b)
+        else:  # (the loop above takes every arrival)
+            _on_arrival_cold(t, cap[k_int], arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf,
+                             steps, kv_b)
         if dispatch:
-            _dispatch_site_queue(t, ri, rf, sl, rq, st, p, cfg, decode_a, kv_b)
-    fs[FS_T] = t
-    fs[FS_AREA] = area_s
+            _dispatch_site_queue_cold(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
+        fs[FS_T] = t
+        fs[FS_AREA] = area_s
     return bins
 
 
+@_hot
+def _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, steps, kv_b,
+                stop_s, t_bound):
+    """``kernel_run``'s loop over the events that need neither an interval boundary nor a
+    larger bins table: replica events and arrivals before ``t_bound`` and ``stop_s``, in the same
+    order (replica event first on a tie); returns at the first other event, the time and the
+    time integral of the requests in the site left in ``fs``."""
+    n_req = arrival_s.shape[0]
+    n_rep = cfg[C_N_REP]
+    interval_s = kf[K_INTERVAL_S]
+    n_bins = bins.shape[0]
+    limit = cap[st[G_INTERVAL]]
+    area_s = fs[FS_AREA]
+    t = fs[FS_T]
+    while True:
+        i = st[G_NEXT]
+        t_arr = arrival_s[i] if i < n_req else np.inf
+        t_rep, rr = _next_replica_event(ri, rf, n_rep)
+        t_next = min(t_arr, t_rep, t_bound)
+        if t_next >= stop_s or t_next == np.inf:
+            break
+        if t_rep == t_next:
+            if int(t_next / interval_s) >= n_bins:
+                break
+            area_s += st[G_IN_SITE] * (t_next - t)
+            t = t_next
+            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
+                                      kv_b)
+        elif t_bound == t_next:
+            break
+        else:
+            area_s += st[G_IN_SITE] * (t_next - t)
+            t = t_next
+            _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps, kv_b)
+            dispatch = False
+        if dispatch:
+            _dispatch_site_queue(t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
+    fs[FS_T] = t
+    fs[FS_AREA] = area_s
+
+
+# The handlers compiled on their own, for the rare events ``kernel_run`` takes itself.
+_replica_event_cold = _hot(_replica_event.py_func)
+_on_arrival_cold = _hot(_on_arrival.py_func)
+_dispatch_site_queue_cold = _hot(_dispatch_site_queue.py_func)
+
+
 @numba.njit(cache=True)
-def kernel_close(ri, rf, st, fs, bins, cfg, kf, n_sched):
-    """After the last ``kernel_run`` (t_stop = inf): book what is left; returns (bins cut to the
+def kernel_close(ri, rf, sl, st, fs, out, bins, cfg, kf, n_sched):
+    """After the last ``kernel_run`` (t_stop = inf): book what is left, write the energy of the
+    requests still in a slot (cut by the horizon) to their result rows; returns (bins cut to the
     reported intervals, the time integral of the requests in the site, end time)."""
+    for r in range(cfg[C_N_REP]):
+        for s in range(ri[r, R_NRUN]):
+            out[sl[r, S_REQ, s], O_ENERGY] = rf[r, F_SLOT_E + s]
     area_s = fs[FS_AREA]
     horizon_s = kf[K_HORIZON_S]
     if horizon_s != np.inf:
@@ -1024,7 +1186,7 @@ class KernelStream:
     def __init__(self, awake: np.ndarray, cap: np.ndarray, p: np.ndarray, cfg: np.ndarray,
                  kf: np.ndarray, n_payload: int = 0) -> None:
         self.awake, self.cap, self.p, self.cfg, self.kf = awake, cap, p, cfg, kf
-        self.ri, self.rf, self.sl, self.st, self.fs, self.bins, self.decode_a = kernel_init(
+        self.ri, self.rf, self.sl, self.st, self.fs, self.bins, self.steps = kernel_init(
             awake, cap, p, cfg)
         self.arrival_s = np.zeros(0)
         self.rq = np.zeros((0, N_Q), np.int64)
@@ -1064,7 +1226,7 @@ class KernelStream:
                      np.asarray(payload, np.float64))
         self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
                                self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
-                               self.bins, self.decode_a, float(t_stop))
+                               self.bins, self.steps, float(t_stop))
         self.t_stop = float(t_stop)
         return self._compact()
 
@@ -1073,8 +1235,9 @@ class KernelStream:
         the requests in the site, end time) as ``simulate_kernel`` does."""
         self.bins = kernel_run(self.arrival_s, self.rq, self.out, self.awake, self.cap, self.p,
                                self.cfg, self.kf, self.ri, self.rf, self.sl, self.st, self.fs,
-                               self.bins, self.decode_a, np.inf)
-        bins, area_s, end_s = kernel_close(self.ri, self.rf, self.st, self.fs, self.bins,
+                               self.bins, self.steps, np.inf)
+        bins, area_s, end_s = kernel_close(self.ri, self.rf, self.sl, self.st, self.fs,
+                                           self.out, self.bins,
                                            self.cfg, self.kf, self.awake.shape[0])
         self.finished = True
         rest = KernelChunk(self.ids, self.rq, self.out, self.payload,
@@ -1111,7 +1274,7 @@ class KernelStream:
         renumber = np.full(n + 1, -1, np.int64)
         renumber[:n][keep] = np.arange(int(keep.sum()))
         ri, sl = self.ri, self.sl
-        sl[:, :, S_REQ] = renumber[sl[:, :, S_REQ]]
+        sl[:, S_REQ, :] = renumber[sl[:, S_REQ, :]]
         queued = ri[:, R_QLEN] > 0
         ri[:, R_QHEAD] = np.where(queued, renumber[ri[:, R_QHEAD]], -1)
         ri[:, R_QTAIL] = np.where(queued, renumber[ri[:, R_QTAIL]], -1)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from slit.errors import SlitInputError
@@ -248,54 +249,90 @@ def simulate_site(requests: RequestBatch, site: SiteConfig, awake: np.ndarray | 
     if network_rtt_s is not None and len(network_rtt_s) != n:
         raise SlitInputError("simulate_site", f"network_rtt_s has {len(network_rtt_s)} rows",
                              f"give one round trip per request ({n})")
+    if first_arrival_s is not None and len(first_arrival_s) != n:
+        raise SlitInputError("simulate_site", f"first_arrival_s has {len(first_arrival_s)} "
+                             "rows", f"give one time per request ({n})")
     replica = site.replica
-    prompt, output = _clipped_tokens(requests, replica.max_model_len)
-    refused = prompt > replica.max_model_len
+    max_len = replica.max_model_len
     rq = np.empty((n, N_Q), np.int64)
-    rq[:, Q_PROMPT] = prompt
-    rq[:, Q_OUTPUT] = output
+    _fill_tokens(requests.prompt_tokens, requests.output_tokens, max_len, rq)
     rq[:, Q_TIE] = np.random.default_rng(seed).integers(0, site.n_replicas, n)
     # The kernel only reads the arrivals: no copy when they are float64 already.
     out, bins, counters, area_s, end_s = simulate_kernel(
         np.ascontiguousarray(requests.arrival_s, dtype=np.float64), rq, schedule, cap,
         replica_params(replica), cfg, kf)
-    first, done, energy = out[:, O_FIRST], out[:, O_DONE], out[:, O_ENERGY].copy()
-    if first_arrival_s is not None and len(first_arrival_s) != n:
-        raise SlitInputError("simulate_site", f"first_arrival_s has {len(first_arrival_s)} "
-                             "rows", f"give one time per request ({n})")
     arrival = requests.arrival_s if first_arrival_s is None else np.asarray(first_arrival_s,
                                                                             np.float64)
-    arrived = np.zeros(n, bool)
-    arrived[: counters[G_NEXT]] = True  # arrivals are handled in order
-    completed = ~np.isnan(done)
-    ttft = first - arrival
-    e2e = done - arrival
-    # (e2e - ttft) / (output - 1) where output > 1, else 0, in place (whole-array temporaries
-    # dominate this wrapper's time).
-    tpot = e2e - ttft
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot /= np.maximum(output - 1, 1)
-    tpot[output <= 1] = 0.0
-    tpot[~completed] = np.nan  # refused and in-flight requests
-    ttft_net = ttft.copy() if network_rtt_s is None else ttft + np.asarray(network_rtt_s,
-                                                                           np.float64)
+    rtt = np.zeros(0) if network_rtt_s is None else np.asarray(network_rtt_s, np.float64)
+    (ttft, ttft_net, tpot, e2e, energy, completed, arrived, refused, output, handed_off,
+     handoff_s, shed) = _results(out, rq, np.ascontiguousarray(arrival, dtype=np.float64),
+                                 rtt, max_len, int(counters[G_NEXT]))
     return SiteSimResult(
         ttft_s=ttft, ttft_with_network_s=ttft_net, tpot_s=tpot, e2e_s=e2e, energy_j=energy,
         completed=completed, arrived=arrived, arrival_s=arrival,
-        output_tokens=output.astype(np.int32),
+        output_tokens=output,
         interval_s=float(interval_s), end_s=float(end_s),
         it_energy_j_per_interval=bins[:, : site.n_replicas].sum(axis=1),
         replica_energy_j_per_interval=bins[:, : site.n_replicas].copy(),
         busy_replica_s_per_interval=bins[:, site.n_replicas].copy(),
-        request_area_s=float(area_s), refused=refused & arrived,
+        request_area_s=float(area_s), refused=refused,
         n_preemptions=int(counters[G_PREEMPTIONS]), kernel_in_site=int(counters[G_IN_SITE]),
         kernel_completed=int(counters[G_DONE]),
         loading_energy_j_per_interval=bins[:, site.n_replicas + 1].copy(),
         n_loads=int(counters[G_LOADS]), n_load_delayed=int(counters[G_LOAD_DELAYED]),
-        handed_off=~np.isnan(out[:, O_HANDOFF]), handoff_s=out[:, O_HANDOFF].copy(),
-        shed=~np.isnan(out[:, O_SHED]), kernel_handed=int(counters[G_HANDED]),
-        kernel_shed=int(counters[G_SHED]),
+        handed_off=handed_off, handoff_s=handoff_s, shed=shed,
+        kernel_handed=int(counters[G_HANDED]), kernel_shed=int(counters[G_SHED]),
     )
+
+
+# simulate_site's preparation and results in one pass each: with whole-array operations their
+# temporaries and strided passes over the result rows took about a tenth of a site's time.
+@numba.njit(cache=True)
+def _fill_tokens(prompt_tokens, output_tokens, max_len, rq):
+    """rq's prompt and output columns as ``_clipped_tokens`` gives them."""
+    for i in range(prompt_tokens.shape[0]):
+        prompt = np.int64(prompt_tokens[i])
+        asked = np.int64(output_tokens[i])
+        rq[i, Q_PROMPT] = prompt
+        rq[i, Q_OUTPUT] = asked if prompt > max_len else max(1, min(asked, max_len - prompt))
+
+
+@numba.njit(cache=True)
+def _results(out, rq, arrival, rtt, max_len, n_arrived):
+    """The per-request columns of ``SiteSimResult`` from the kernel's result rows (``rtt``
+    empty: no network); the same operations as the whole-array form in ``_outcomes``."""
+    n = out.shape[0]
+    ttft, ttft_net, tpot, e2e = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    energy, handoff_s = np.empty(n), np.empty(n)
+    completed, arrived = np.empty(n, np.bool_), np.empty(n, np.bool_)
+    refused, handed, shed = np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.bool_)
+    output = np.empty(n, np.int32)
+    with_rtt = rtt.shape[0] > 0
+    for i in range(n):
+        first, done = out[i, O_FIRST], out[i, O_DONE]
+        to_first = first - arrival[i]
+        to_done = done - arrival[i]
+        ttft[i] = to_first
+        e2e[i] = to_done
+        ttft_net[i] = to_first + rtt[i] if with_rtt else to_first
+        tokens = rq[i, Q_OUTPUT]
+        output[i] = tokens
+        done_ok = not np.isnan(done)
+        completed[i] = done_ok
+        if not done_ok:
+            tpot[i] = np.nan  # refused and in-flight requests
+        elif tokens <= 1:
+            tpot[i] = 0.0
+        else:
+            tpot[i] = (to_done - to_first) / float(tokens - 1)
+        energy[i] = out[i, O_ENERGY]
+        handoff_s[i] = out[i, O_HANDOFF]
+        handed[i] = not np.isnan(out[i, O_HANDOFF])
+        shed[i] = not np.isnan(out[i, O_SHED])
+        arrived[i] = i < n_arrived  # arrivals are handled in order
+        refused[i] = rq[i, Q_PROMPT] > max_len and i < n_arrived
+    return (ttft, ttft_net, tpot, e2e, energy, completed, arrived, refused, output, handed,
+            handoff_s, shed)
 
 
 def _settings(site: SiteConfig, awake: np.ndarray | int, interval_s: float,
