@@ -43,6 +43,7 @@ the incumbent judged, feasible or not). Target: horizon_gap_median <= 5 %.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from types import SimpleNamespace
@@ -214,6 +215,8 @@ def main() -> None:
           f"(incumbent vs bound inside the model; 0 = proven optimal)")
     print(f"milp_solve_s_median={statistics.median(solve_s):.2f} "
           f"milp_time_limit_s={args.time_limit:g}")
+    # Shared machine: a loaded one stops more solves at the clock (compare solver_gap).
+    print(f"load_average_1min={os.getloadavg()[0]:.2f}")
     print(_summary("", slit_gaps))
 
 

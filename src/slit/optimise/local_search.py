@@ -94,6 +94,7 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
         order = np.argsort(all_scores, kind="stable")
         taken = np.zeros(problem.n_sites, dtype=bool)
         current = current.copy()
+        first = float(all_scores[order[0]])
         gain = 0.0
         for i in order[: int(np.searchsorted(all_scores[order], best - margin))]:
             a, b = site_a[i], site_b[i]
@@ -105,7 +106,9 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
             # against evaluate_plans); the caller judges the final plan with evaluate_plans.
             blocks[k][3](current, int(i - offsets[k]))
             gain += best - all_scores[i]
-        best = best - gain
+        # From a plan that misses the SLO every feasible move touches the failing site, so
+        # only the first is taken.
+        best = best - gain if np.isfinite(best) else first
     return current
 
 
