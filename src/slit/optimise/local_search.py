@@ -36,6 +36,7 @@ FINE_STEPS = (0.0625, 0.125, 0.5)
 COLUMN_MOVES = True
 # Swap moves (two origins exchange shares between two loaded sites, see ``swap_moves``).
 SWAP_MOVES = True
+MULTI_MOVES = True
 LOCAL_TARGETS = 15
 
 PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf if infeasible
@@ -78,7 +79,7 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
             c_src, c_dst = column_moves(problem, current)
             blocks.append((column_move_scores(problem, current, linear, c_src, c_dst), c_src,
                            c_dst, partial(_apply_column, src=c_src, dst=c_dst)))
-        if SWAP_MOVES:
+        if SWAP_MOVES and linear[0] > 0:
             swaps = swap_moves(problem, current)
             blocks.append((swap_move_scores(problem, current, linear, swaps), swaps.a, swaps.b,
                            partial(apply_swap, swaps=swaps)))
@@ -106,6 +107,8 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
             # against evaluate_plans); the caller judges the final plan with evaluate_plans.
             blocks[k][3](current, int(i - offsets[k]))
             gain += best - all_scores[i]
+            if not MULTI_MOVES:
+                break
         # From a plan that misses the SLO every feasible move touches the failing site, so
         # only the first is taken.
         best = best - gain if np.isfinite(best) else first
