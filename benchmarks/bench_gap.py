@@ -19,8 +19,9 @@ that weight; the MILP's own (polished) plan is judged by ``evaluate_plans`` like
 ``slit_vs_best_known`` compares SLIT with the best plan any of the three found (how much of the
 gap is SLIT's, as opposed to the bound's slack, which ``solver_gap`` shows inside the model).
 Prints one line per interval and ends with ``gap_median= gap_p90= gap_max=`` (SLIT), the same for
-the greedy and the MILP plan, and ``milp_solve_s_median=``. Target: gap_median <= 1 %,
-gap_p90 <= 3 %.
+the greedy and the MILP plan, ``milp_solve_s_median=`` and ``load_average_1min=`` (on a loaded
+machine more solves stop at the time limit before closing: check ``solver_gap``, and raise
+``--time-limit`` until it is ~0). Target: gap_median <= 1 %, gap_p90 <= 3 %.
 
     python benchmarks/bench_gap.py --horizon [--time-limit 60] [--intervals 12]
 
@@ -43,6 +44,7 @@ the incumbent judged, feasible or not). Target: horizon_gap_median <= 5 %.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from types import SimpleNamespace
@@ -214,6 +216,8 @@ def main() -> None:
           f"(incumbent vs bound inside the model; 0 = proven optimal)")
     print(f"milp_solve_s_median={statistics.median(solve_s):.2f} "
           f"milp_time_limit_s={args.time_limit:g}")
+    # Shared machine: a loaded one stops more solves at the clock (compare solver_gap).
+    print(f"load_average_1min={os.getloadavg()[0]:.2f}")
     print(_summary("", slit_gaps))
 
 
