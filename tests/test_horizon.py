@@ -311,3 +311,33 @@ def test_interval_cuts_keep_the_exact_optimum(problem: HorizonProblem) -> None:
     assert cut.bound <= plain.value * (1 + TOL) + TOL
     assert np.isclose(cut.value, plain.value, rtol=1e-4, atol=1e-6)
     assert cut.bound >= cut.interval_bound
+
+
+def test_spread_uses_the_committed_routing_only_where_it_fits() -> None:
+    """``_spread``: the committed interval's routing replaces a later (interval, model) only
+    where every site's load it routes stays within what the site's whole pool of the model
+    carries (else the original routing stays), and the first interval is always replaced."""
+    from slit.optimise.horizon_search import _Scorer, _spread
+
+    problem = small_horizon(17, 3, 4, 1.5)  # the routing fits one of the later six slots
+    weights = np.asarray(Preference().weights)
+    scorer = _Scorer(problem, weights)
+    n_o, n_s = problem.n_origins, problem.n_sites
+    routing = np.zeros((problem.n_steps, problem.n_models, n_o, n_s))
+    routing[..., 0] = 1.0  # everything to site 0
+    first = np.zeros((problem.n_models, n_o, n_s))
+    first[..., 1] = 1.0  # everything to site 1
+    out = _spread(problem, scorer, routing, first)
+    assert out is not None
+    assert np.allclose(out[0], first)
+    fitted = 0
+    for k in range(1, problem.n_steps):
+        for m in range(problem.n_models):
+            slot = scorer.slot(k, m, first[m])
+            fits = slot.load[1] <= slot.cap[1][problem.max_replicas[1, m]]
+            fitted += int(fits)
+            assert np.allclose(out[k, m], first[m] if fits else routing[k, m]), (k, m)
+    assert 0 < fitted < (problem.n_steps - 1) * problem.n_models  # both cases exercised
+    # Where it fits nowhere after the first interval, nothing is spread.
+    heavy = small_horizon(17, 3, 4, 3.0)
+    assert _spread(heavy, _Scorer(heavy, weights), routing, first) is None
