@@ -265,3 +265,79 @@ def test_warm_start_from_a_horizon_of_another_length() -> None:
         again = plan_horizon(short, previous=(first.replicas, first.routing))
         assert again.replicas.shape[0] == 3 and again.routing.shape[0] == 3
         assert again.feasible
+
+
+def test_block_weights_split_the_horizon_objective() -> None:
+    """The interval cuts' algebra: at any point of the horizon model, the blocks' parts of the
+    objective (``block_weights`` on each block's own rows) plus the loading energy's columns
+    sum to the horizon objective. A wrong TTFT share or scale would break it."""
+    problem = small_horizon(13, 2, 3, 0.4)
+    model = HorizonMilp(problem)
+    rng = np.random.default_rng(0)
+    c_weights = rng.uniform(0.1, 1.0, 4) / problem.scales()
+    v = rng.uniform(0.0, 1.0, model.n_var)
+    per_block = model.block_weights(c_weights)
+    total = 0.0
+    for k in range(problem.n_steps):
+        for m in range(problem.n_models):
+            block = model.blocks[k][m]
+            base = int(model.offset[k, m])
+            total += float(per_block[k, m] @ block.objective_rows
+                           @ v[base: base + block.layout.n_var])
+    c = c_weights @ model.objective_rows
+    loading = float(c[model.blocks_end:] @ v[model.blocks_end:])
+    assert loading > 0  # the a columns carry the loading energy
+    assert np.isclose(total + loading, float(c @ v), rtol=1e-12)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(problem=st.builds(small_horizon, st.integers(0, 10_000), st.integers(1, 2),
+                         st.integers(2, 3), st.floats(0.1, 0.6)))
+def test_interval_cuts_keep_the_exact_optimum(problem: HorizonProblem) -> None:
+    """On instances small enough to close, the horizon MILP without cuts proves its optimum;
+    with the blocks' bounds as cuts it must prove the same optimum (a cut that removed the
+    optimal plan would raise it), and the blocks' bounds summed stay below it."""
+    weights = np.asarray(Preference().weights)
+    model = HorizonMilp(problem)
+    plain = model.solve_weighted(weights, time_limit_s=60.0, interval_time_limit_s=None)
+    cut = model.solve_weighted(weights, time_limit_s=60.0, interval_time_limit_s=30.0)
+    if plain.status == 2:
+        assert cut.status == 2 and cut.bound == np.inf
+        return
+    assert plain.status == 0 and cut.status == 0
+    assert np.isfinite(cut.interval_bound)
+    assert cut.interval_bound <= plain.value * (1 + TOL) + TOL
+    assert cut.bound <= plain.value * (1 + TOL) + TOL
+    assert np.isclose(cut.value, plain.value, rtol=1e-4, atol=1e-6)
+    assert cut.bound >= cut.interval_bound
+
+
+def test_spread_uses_the_committed_routing_only_where_it_fits() -> None:
+    """``_spread``: the committed interval's routing replaces a later (interval, model) only
+    where every site's load it routes stays within what the site's whole pool of the model
+    carries (else the original routing stays), and the first interval is always replaced."""
+    from slit.optimise.horizon_search import _Scorer, _spread
+
+    problem = small_horizon(17, 3, 4, 1.5)  # the routing fits one of the later six slots
+    weights = np.asarray(Preference().weights)
+    scorer = _Scorer(problem, weights)
+    n_o, n_s = problem.n_origins, problem.n_sites
+    routing = np.zeros((problem.n_steps, problem.n_models, n_o, n_s))
+    routing[..., 0] = 1.0  # everything to site 0
+    first = np.zeros((problem.n_models, n_o, n_s))
+    first[..., 1] = 1.0  # everything to site 1
+    out = _spread(problem, scorer, routing, first)
+    assert out is not None
+    assert np.allclose(out[0], first)
+    fitted = 0
+    for k in range(1, problem.n_steps):
+        for m in range(problem.n_models):
+            slot = scorer.slot(k, m, first[m])
+            fits = slot.load[1] <= slot.cap[1][problem.max_replicas[1, m]]
+            fitted += int(fits)
+            assert np.allclose(out[k, m], first[m] if fits else routing[k, m]), (k, m)
+    assert 0 < fitted < (problem.n_steps - 1) * problem.n_models  # both cases exercised
+    # Where it fits nowhere after the first interval, nothing is spread.
+    heavy = small_horizon(17, 3, 4, 3.0)
+    assert _spread(heavy, _Scorer(heavy, weights), routing, first) is None
