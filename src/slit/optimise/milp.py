@@ -86,6 +86,9 @@ NOISE_SHARE = 1e-9  # shares below this in a solver's solution are its tolerance
 # row), so that HiGHS's feasibility tolerance (1e-7) never turns into an SLO miss.
 PLAN_MARGINS = (1e-6, 1e-4)
 DEFAULT_TIME_LIMIT_S = 10.0
+# A binary of the LP relaxation's optimum this close to 0 or 1 counts as integral (HiGHS's own
+# MIP integrality tolerance is 1e-6; the relaxations that are integral here are so to ~1e-13).
+INTEGRAL_TOLERANCE = 1e-9
 # The milp policy's solves stop on work, not on the clock, so that the same problem gives the same
 # plan on any machine: HiGHS's branch and bound is deterministic for a given node limit and
 # relative gap. The time limit is only a safety net far above what these limits take (measured
@@ -731,15 +734,39 @@ class IntervalMilp:
                 lo = np.concatenate([lo, np.full(int(finite.sum()), -np.inf)])
                 hi = np.concatenate([hi, np.asarray(caps, dtype=float)[finite]])
         started = time.perf_counter()
-        solved = _highs(c, a, lo, hi, self.bounds.lb, self.bounds.ub, self.integrality,
-                        time_limit_s, node_limit, rel_gap,
-                        None if start is None else self.describe(start))
+        solved = self._integral_relaxation(c, a, lo, hi, time_limit_s)
+        if solved is None:
+            solved = _highs(c, a, lo, hi, self.bounds.lb, self.bounds.ub, self.integrality,
+                            time_limit_s, node_limit, rel_gap,
+                            None if start is None else self.describe(start))
         solve_s = time.perf_counter() - started
         routing = None
         if solved.x is not None:
             routing = self._plan(solved.x, weights, caps)
         return MilpResult(solved.bound, solved.value, routing, solve_s, solved.status,
                           solved.message)
+
+    def _integral_relaxation(self, c: np.ndarray, a: csr_matrix, lo: np.ndarray,
+                             hi: np.ndarray, time_limit_s: float) -> _Solved | None:
+        """The LP relaxation's optimum when every binary in it is integral (to
+        ``INTEGRAL_TOLERANCE``), else None.
+
+        Such a vertex is a point of the MILP whose objective is the relaxation's, a lower bound
+        on the MILP's: it is the MILP's optimum, proven, and no branch and bound can find a
+        better plan. On the default day the small model's intervals are of this kind (their
+        relaxation is integral; HiGHS's MIP presolve spent most of their solve probing to find
+        that out), the large model's are not: for them the MIP runs as before, on the same
+        model with the same options (same plans), after this one LP (docs/scheduler.md)."""
+        solved = _highs(c, a, lo, hi, self.bounds.lb, self.bounds.ub,
+                        np.zeros_like(self.integrality), time_limit_s, None, None, None)
+        if solved.status != 0 or solved.x is None:
+            return None
+        x = solved.x.copy()
+        ints = self.integrality == 1
+        if np.abs(x[ints] - np.round(x[ints])).max(initial=0.0) > INTEGRAL_TOLERANCE:
+            return None
+        x[ints] = np.round(x[ints])
+        return _Solved(solved.value, solved.value, x, 0, "Optimal (integral LP relaxation)")
 
     def _plan(self, v: np.ndarray, weights: np.ndarray, caps: np.ndarray | None) -> np.ndarray:
         """The MILP's routing, made feasible under ``evaluate_plans`` if it is not already.
