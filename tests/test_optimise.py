@@ -291,12 +291,41 @@ def test_surrogate_cache_key_follows_code_and_token_data(monkeypatch, data_dir):
     assert surrogate_cache.samples_key(spec) != key
 
 
+def _random_move_cases(rng_seed: int, weightings: tuple[list[float], ...]):
+    """(problem, scaled weights, random plan) on three random 8 x 6 instances with a looser SLO
+    and (for two) lighter demand than random_problem's, so that random plans are feasible on two
+    instances and not on the third: the cases the move-score tests compare with evaluate_plans.
+    Random plans: a greedy or repaired plan loads sites to exactly a capacity step, where the
+    last bit of the summed load decides the awake count (in either evaluation)."""
+    from slit.optimise.baselines import objective_scales
+    from slit.optimise.routing import normalise_rows
+
+    rng = np.random.default_rng(rng_seed)
+    for seed, lighter in ((0, 0.3), (1, 0.3), (2, 1.0)):
+        problem = random_problem(8, 6, seed=seed)
+        problem = replace(problem, planning_slo_ttft_s=4.0,
+                          demand_rps=lighter * problem.demand_rps)
+        scales = objective_scales(problem)
+        for weights in weightings:
+            plan = normalise_rows(problem, rng.dirichlet(np.full(6, 0.3), 8))
+            yield problem, np.asarray(weights) / scales, plan
+
+
+def _fast_scores_match(problem: IntervalProblem, plans: np.ndarray, w: np.ndarray,
+                       fast: np.ndarray) -> np.ndarray:
+    """Assert the move scores ``fast`` equal evaluate_plans' weighted sums of ``plans`` (inf
+    where the SLO is missed); returns the counts of (infeasible, feasible) moves seen."""
+    ev = evaluate_plans(problem, plans)
+    full = np.where(ev.slo_violation_s <= 0, ev.objectives @ w, np.inf)
+    assert np.array_equal(np.isfinite(fast), np.isfinite(full))
+    finite = np.isfinite(full)
+    np.testing.assert_allclose(fast[finite], full[finite], rtol=1e-12, atol=1e-12)
+    return np.bincount(finite.astype(int), minlength=2)
+
+
 def test_site_by_site_move_scores_equal_whole_plan_evaluation():
     # The local search ranks moves by these scores; if they drifted from evaluate_plans, it
-    # would descend on a different problem from the one SLIT is judged on. Random plans: a
-    # greedy or repaired plan loads sites to exactly a capacity step, where the last bit of
-    # the summed load decides the awake count (in either evaluation).
-    from slit.optimise.baselines import objective_scales
+    # would descend on a different problem from the one SLIT is judged on.
     from slit.optimise.local_search import (
         FINE_STEPS,
         fast_evaluate,
@@ -304,71 +333,42 @@ def test_site_by_site_move_scores_equal_whole_plan_evaluation():
         single_move_scores,
         spare_rps,
     )
-    from slit.optimise.routing import normalise_rows
 
-    rng = np.random.default_rng(0)
     seen = np.zeros(2, dtype=int)  # moves judged infeasible, feasible
-    for seed, lighter in ((0, 0.3), (1, 0.3), (2, 1.0)):
-        # Looser SLO and (for two) lighter demand than random_problem's, so that random plans
-        # are feasible on two instances and not on the third.
-        problem = random_problem(8, 6, seed=seed)
-        problem = replace(problem, planning_slo_ttft_s=4.0,
-                          demand_rps=lighter * problem.demand_rps)
-        scales = objective_scales(problem)
-        for weights in ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0], [0, 0, 0, 1.0]):
-            w = np.asarray(weights) / scales
-            plan = normalise_rows(problem, rng.dirichlet(np.full(6, 0.3), 8))
-            o, src, dst, amount = move_list(problem, plan, problem.allowed,
-                                            spare_rps(problem, plan), FINE_STEPS)
-            fast = single_move_scores(problem, plan, w, o, src, dst, amount)
-            plans = np.repeat(plan[None], len(o), axis=0)
-            index = np.arange(len(o))
-            plans[index, o, src] = np.maximum(plans[index, o, src] - amount, 0.0)
-            plans[index, o, dst] += amount
-            ev = evaluate_plans(problem, plans)
-            objectives, violation, awake, _ = fast_evaluate(problem, plans)
-            np.testing.assert_allclose(objectives, ev.objectives, rtol=1e-12)
-            np.testing.assert_allclose(violation, ev.slo_violation_s, rtol=1e-12, atol=1e-12)
-            assert np.array_equal(awake, ev.awake)
-            full = np.where(ev.slo_violation_s <= 0, ev.objectives @ w, np.inf)
-            assert np.array_equal(np.isfinite(fast), np.isfinite(full))
-            finite = np.isfinite(full)
-            np.testing.assert_allclose(fast[finite], full[finite], rtol=1e-12, atol=1e-12)
-            seen += np.bincount(finite.astype(int), minlength=2)
+    for problem, w, plan in _random_move_cases(0, ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0],
+                                                   [0, 0, 0, 1.0])):
+        o, src, dst, amount = move_list(problem, plan, problem.allowed,
+                                        spare_rps(problem, plan), FINE_STEPS)
+        fast = single_move_scores(problem, plan, w, o, src, dst, amount)
+        plans = np.repeat(plan[None], len(o), axis=0)
+        index = np.arange(len(o))
+        plans[index, o, src] = np.maximum(plans[index, o, src] - amount, 0.0)
+        plans[index, o, dst] += amount
+        ev = evaluate_plans(problem, plans)
+        objectives, violation, awake, _ = fast_evaluate(problem, plans)
+        np.testing.assert_allclose(objectives, ev.objectives, rtol=1e-12)
+        np.testing.assert_allclose(violation, ev.slo_violation_s, rtol=1e-12, atol=1e-12)
+        assert np.array_equal(awake, ev.awake)
+        seen += _fast_scores_match(problem, plans, w, fast)
     assert (seen > 100).all()
-
 
 
 def test_column_move_scores_match_evaluate_plans():
     """A whole site's column moved to another site, scored from the two sites it changes, is
     scored as evaluate_plans scores the plan it makes (feasible and infeasible ones)."""
-    from slit.optimise.baselines import objective_scales
     from slit.optimise.local_search import column_move_scores, column_moves
-    from slit.optimise.routing import normalise_rows
 
-    rng = np.random.default_rng(1)
     seen = np.zeros(2, dtype=int)
-    for seed, lighter in ((0, 0.3), (1, 0.3), (2, 1.0)):
-        problem = random_problem(8, 6, seed=seed)
-        problem = replace(problem, planning_slo_ttft_s=4.0,
-                          demand_rps=lighter * problem.demand_rps)
-        scales = objective_scales(problem)
-        for weights in ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0], [0, 0, 1.0, 0]):
-            w = np.asarray(weights) / scales
-            plan = normalise_rows(problem, rng.dirichlet(np.full(6, 0.3), 8))
-            src, dst = column_moves(problem, plan)
-            assert len(src) == problem.n_sites * (problem.n_sites - 1)  # all allowed here
-            fast = column_move_scores(problem, plan, w, src, dst)
-            plans = np.repeat(plan[None], len(src), axis=0)
-            index = np.arange(len(src))
-            plans[index, :, dst] += plans[index, :, src]
-            plans[index, :, src] = 0.0
-            ev = evaluate_plans(problem, plans)
-            full = np.where(ev.slo_violation_s <= 0, ev.objectives @ w, np.inf)
-            assert np.array_equal(np.isfinite(fast), np.isfinite(full))
-            finite = np.isfinite(full)
-            np.testing.assert_allclose(fast[finite], full[finite], rtol=1e-12, atol=1e-12)
-            seen += np.bincount(finite.astype(int), minlength=2)
+    for problem, w, plan in _random_move_cases(1, ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0],
+                                                   [0, 0, 1.0, 0])):
+        src, dst = column_moves(problem, plan)
+        assert len(src) == problem.n_sites * (problem.n_sites - 1)  # all allowed here
+        fast = column_move_scores(problem, plan, w, src, dst)
+        plans = np.repeat(plan[None], len(src), axis=0)
+        index = np.arange(len(src))
+        plans[index, :, dst] += plans[index, :, src]
+        plans[index, :, src] = 0.0
+        seen += _fast_scores_match(problem, plans, w, fast)
     assert (seen > 20).all()
 
 
@@ -376,35 +376,21 @@ def test_swap_move_scores_match_evaluate_plans():
     """Two origins exchanging sites, scored from the two sites they change, are scored as
     evaluate_plans scores the plan the swap makes (feasible and infeasible ones), and
     apply_swap makes that plan."""
-    from slit.optimise.baselines import objective_scales
     from slit.optimise.local_search import apply_swap, swap_move_scores, swap_moves
-    from slit.optimise.routing import normalise_rows
 
-    rng = np.random.default_rng(2)
     seen = np.zeros(2, dtype=int)
-    for seed, lighter in ((0, 0.3), (1, 0.3), (2, 1.0)):
-        problem = random_problem(8, 6, seed=seed)
-        problem = replace(problem, planning_slo_ttft_s=4.0,
-                          demand_rps=lighter * problem.demand_rps)
-        scales = objective_scales(problem)
-        for weights in ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0], [0, 0, 1.0, 0]):
-            w = np.asarray(weights) / scales
-            plan = normalise_rows(problem, rng.dirichlet(np.full(6, 0.3), 8))
-            swaps = swap_moves(problem, plan)
-            assert len(swaps.o1) > 100
-            # Each swap moves flow both ways between two different sites and origins.
-            assert (swaps.a != swaps.b).all() and (swaps.o1 != swaps.o2).all()
-            fast = swap_move_scores(problem, plan, w, swaps)
-            plans = np.repeat(plan[None], len(swaps.o1), axis=0)
-            for j in range(len(swaps.o1)):
-                apply_swap(plans[j], j, swaps=swaps)
-            np.testing.assert_allclose(plans.sum(axis=2), 1.0, rtol=1e-12)
-            ev = evaluate_plans(problem, plans)
-            full = np.where(ev.slo_violation_s <= 0, ev.objectives @ w, np.inf)
-            assert np.array_equal(np.isfinite(fast), np.isfinite(full))
-            finite = np.isfinite(full)
-            np.testing.assert_allclose(fast[finite], full[finite], rtol=1e-12, atol=1e-12)
-            seen += np.bincount(finite.astype(int), minlength=2)
+    for problem, w, plan in _random_move_cases(2, ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0],
+                                                   [0, 0, 1.0, 0])):
+        swaps = swap_moves(problem, plan)
+        assert len(swaps.o1) > 100
+        # Each swap moves flow both ways between two different sites and origins.
+        assert (swaps.a != swaps.b).all() and (swaps.o1 != swaps.o2).all()
+        fast = swap_move_scores(problem, plan, w, swaps)
+        plans = np.repeat(plan[None], len(swaps.o1), axis=0)
+        for j in range(len(swaps.o1)):
+            apply_swap(plans[j], j, swaps=swaps)
+        np.testing.assert_allclose(plans.sum(axis=2), 1.0, rtol=1e-12)
+        seen += _fast_scores_match(problem, plans, w, fast)
     assert (seen > 100).all()
 
 
