@@ -31,12 +31,12 @@ scale_site_peak_rss_mb=792: the 1,000,000 target is missed by 13 %.
 
 Branch des3 (event tree with stored times, branch-free dispatcher scan without a division,
 bounded removal loop, tabulated decode power and attention factors, interval bookings without
-divisions, result rows fetched at arrival; outputs identical, docs/serving.md items 8-12): about
-1.1x per CPU second in turns (``compare_kernel.py --speed``: speedup_median=1.10 / 1.09).
-Shared machine (load average ~4.1 on 2 cores, 2026-11-27 00:26 UTC, --repeats 7):
-requests_per_s=654647, kernel_requests_per_s=692594, cpu_requests_per_s=986478,
-kernel_cpu_requests_per_s=1047176, peak_rss_mb=282; scale_site_requests_per_s=491836,
-scale_site_peak_rss_mb=790. Cold compile: numba_compile_s=353.93 (wall, load ~4; peak_rss_mb=620
+divisions, result rows fetched at arrival, the step table's pairs side by side; outputs
+identical, docs/serving.md items 8-12): about 1.1-1.15x per CPU second in turns
+(``compare_kernel.py --speed``: speedup_median=1.17 / 1.09 / 1.17). Shared machine (load
+average ~3.0 on 2 cores, 2026-11-27 00:35 UTC, --repeats 7): requests_per_s=711338,
+kernel_requests_per_s=761862, cpu_requests_per_s=943515, kernel_cpu_requests_per_s=1017322,
+peak_rss_mb=282; scale_site_requests_per_s=439115, scale_site_peak_rss_mb=793. Cold compile: numba_compile_s=353.93 (wall, load ~4; peak_rss_mb=620
 in that run, the compiler's). Idle figures: to be re-measured.
 """
 
