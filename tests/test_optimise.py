@@ -394,6 +394,42 @@ def test_swap_move_scores_match_evaluate_plans():
     assert (seen > 100).all()
 
 
+def test_a_round_scores_every_block_of_moves_in_one_call_as_each_alone():
+    # The local search scores single, column and swap moves in one table gather; each block's
+    # slice of it must be that block's scores scored alone (offsets or the plan's own terms
+    # mixed up between blocks would show here), bit for bit.
+    from slit.optimise.local_search import (
+        FINE_STEPS,
+        _column_columns,
+        _score_moves,
+        _single_columns,
+        _swap_columns,
+        column_move_scores,
+        column_moves,
+        move_list,
+        single_move_scores,
+        spare_rps,
+        swap_move_scores,
+        swap_moves,
+    )
+
+    for problem, w, plan in _random_move_cases(3, ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0])):
+        o, src, dst, amount = move_list(problem, plan, problem.allowed,
+                                        spare_rps(problem, plan), FINE_STEPS)
+        c_src, c_dst = column_moves(problem, plan)
+        swaps = swap_moves(problem, plan)
+        together = _score_moves(problem, plan, w, [
+            _single_columns(problem, plan, o, src, dst, amount),
+            _column_columns(problem, plan, c_src, c_dst), _swap_columns(problem, plan, swaps)])
+        alone = [single_move_scores(problem, plan, w, o, src, dst, amount),
+                 column_move_scores(problem, plan, w, c_src, c_dst),
+                 swap_move_scores(problem, plan, w, swaps)]
+        assert [len(a) for a in alone] == [len(t) for t in together]
+        assert all(len(a) > 0 for a in alone)
+        for t, a in zip(together, alone, strict=True):
+            assert np.array_equal(t, a)
+
+
 def crossed_problem() -> IntervalProblem:
     """Two origins, each near one single-replica site and far from the other. A site carries
     one origin's demand even with the far one's round trip eating into its SLO budget, but not
