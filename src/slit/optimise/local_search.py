@@ -281,13 +281,17 @@ def _columns(problem: IntervalProblem, routing: np.ndarray, site: np.ndarray
 class _TwoSiteMoves:
     """Moves that change only sites ``src`` and ``dst`` ([M] each), to columns ``col_src`` and
     ``col_dst`` ([M, O]); ``rtt_delta`` [M] is each move's change of the round trips' part of
-    mean TTFT."""
+    mean TTFT. With ``src_row`` ([M]), ``col_src`` holds only the distinct source columns
+    ([U, O], of sites ``src_site``) and move m's is row ``src_row[m]``: the single moves of an
+    origin's same share to every target leave the source the same column."""
 
     src: np.ndarray
     dst: np.ndarray
     col_src: np.ndarray
     col_dst: np.ndarray
     rtt_delta: np.ndarray
+    src_row: np.ndarray | None = None
+    src_site: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,16 +315,32 @@ def _plan_state(problem: IntervalProblem, routing: np.ndarray) -> _PlanState:
 
 def _single_columns(problem: IntervalProblem, routing: np.ndarray, o: np.ndarray,
                     src: np.ndarray, dst: np.ndarray, amount: np.ndarray) -> _TwoSiteMoves:
-    """Single moves: ``amount`` of origin ``o``'s share from ``src`` to ``dst``."""
+    """Single moves: ``amount`` of origin ``o``'s share from ``src`` to ``dst``; each distinct
+    (origin, source, amount) leaves one source column."""
     m = np.arange(len(o))
-    col_src = routing.T[src]
-    col_src[m, o] = np.maximum(col_src[m, o] - amount, 0.0)
+    first, src_row = _distinct(o, src, amount)
+    col_src = routing.T[src[first]]
+    col_src[np.arange(len(first)), o[first]] = np.maximum(
+        col_src[np.arange(len(first)), o[first]] - amount[first], 0.0)
     col_dst = routing.T[dst]
     col_dst[m, o] += amount
     total_demand = max(float(problem.demand_rps.sum()), 1e-12)
     rtt_delta = (problem.demand_rps[o] * amount
                  * (problem.rtt_s[o, dst] - problem.rtt_s[o, src]) / total_demand)
-    return _TwoSiteMoves(src, dst, col_src, col_dst, rtt_delta)
+    return _TwoSiteMoves(src, dst, col_src, col_dst, rtt_delta, src_row, src[first])
+
+
+def _distinct(o: np.ndarray, src: np.ndarray, amount: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The first index of each distinct (o, src, amount) triple and each triple's index
+    among them."""
+    order = np.lexsort((amount, src, o))
+    so, ss, sa = o[order], src[order], amount[order]
+    new = np.ones(len(o), dtype=bool)
+    new[1:] = (so[1:] != so[:-1]) | (ss[1:] != ss[:-1]) | (sa[1:] != sa[:-1])
+    inverse = np.empty(len(o), dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return order[new], inverse
 
 
 def single_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
@@ -382,23 +402,27 @@ def _score_moves(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarr
     with the batch around it, and the descent's plans stay bit-identical this way."""
     n_s = problem.n_sites
     sites = np.arange(n_s)
-    parts = [_columns(problem, np.concatenate([routing.T, b.col_src, b.col_dst]),
-                      np.concatenate([sites, b.src, b.dst])) for b in blocks]
-    site = np.concatenate([np.concatenate([sites, b.src, b.dst]) for b in blocks])
+    rows = [np.concatenate([sites, b.src if b.src_site is None else b.src_site, b.dst])
+            for b in blocks]
+    parts = [_columns(problem, np.concatenate([routing.T, b.col_src, b.col_dst]), r)
+             for b, r in zip(blocks, rows, strict=True)]
+    site = np.concatenate(rows)
     terms, site_violation, _ = site_terms(problem, site, np.concatenate([p[0] for p in parts]),
                                           np.concatenate([p[1] for p in parts]))
     total_demand = max(float(problem.demand_rps.sum()), 1e-12)
     rtt_part = float((problem.demand_rps[:, None] * routing * problem.rtt_s).sum()) / total_demand
     out, start = [], 0
     for b in blocks:
-        n_m = len(b.src)
+        n_m, n_u = len(b.src), len(b.col_src)
         base_terms = terms[start: start + n_s]
         base_violation = site_violation[start: start + n_s]
-        t_src = terms[start + n_s: start + n_s + n_m]
-        t_dst = terms[start + n_s + n_m: start + n_s + 2 * n_m]
-        v_src = site_violation[start + n_s: start + n_s + n_m]
-        v_dst = site_violation[start + n_s + n_m: start + n_s + 2 * n_m]
-        start += n_s + 2 * n_m
+        t_src = terms[start + n_s: start + n_s + n_u]
+        v_src = site_violation[start + n_s: start + n_s + n_u]
+        if b.src_row is not None:
+            t_src, v_src = t_src[b.src_row], v_src[b.src_row]
+        t_dst = terms[start + n_s + n_u: start + n_s + n_u + n_m]
+        v_dst = site_violation[start + n_s + n_u: start + n_s + n_u + n_m]
+        start += n_s + n_u + n_m
         total = base_terms.sum(axis=0)
         total[0] += rtt_part
         objectives = total[None] - base_terms[b.src] - base_terms[b.dst] + t_src + t_dst
