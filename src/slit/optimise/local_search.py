@@ -52,8 +52,8 @@ PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf i
 
 
 def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore,
-                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None
-                 ) -> np.ndarray:
+                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None,
+                 start_score: float | None = None) -> np.ndarray:
     """Each round tries every single move from ``routing`` to a ``targets`` site ([O, S] bool)
     and keeps the best if it lowers ``score``; stops after ``rounds`` or at a local optimum.
 
@@ -66,9 +66,11 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
     ``FINE_STEPS`` and the swaps (``swap_moves``). A round then takes, best first, every
     improving move whose two sites no move taken before it in the round changed
     (``MULTI_MOVES``): each changes its two sites only, so their gains add up exactly.
+    ``start_score``: ``routing``'s score if known (else it is evaluated).
     """
     current = routing
-    best = score(evaluate_plans(problem, current[None]))[0]
+    best = score(evaluate_plans(problem, current[None]))[0] if start_score is None \
+        else start_score
     for _ in range(rounds):
         margin = 1e-12 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
         if linear is None:
