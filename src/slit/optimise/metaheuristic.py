@@ -195,10 +195,11 @@ def spread_search(problem: IntervalProblem, candidates: np.ndarray, ev: PlanEval
         scores = np.where(violation <= 0, objectives @ linear, np.inf)
         if not np.isfinite(scores).any():  # no feasible plan to refine
             break
-        start = pool[int(np.argmin(scores))]
+        best = int(np.argmin(scores))
         cost = np.tensordot(w, costs, axes=1)
-        plan = local_search(problem, start, score, cheapest_targets(problem, cost), rounds,
-                            linear)
+        # The start's score is known: no whole-plan evaluation of it again.
+        plan = local_search(problem, pool[best], score, cheapest_targets(problem, cost), rounds,
+                            linear, float(scores[best]))
         if OPEN_SITE_KICKS and w[0] > 0:  # the swap and fine moves' directions too
             plan = open_site_kick(problem, plan, score, cost, linear)
         out.append(plan)
