@@ -394,6 +394,42 @@ def test_swap_move_scores_match_evaluate_plans():
     assert (seen > 100).all()
 
 
+def test_a_round_scores_every_block_of_moves_in_one_call_as_each_alone():
+    # The local search scores single, column and swap moves in one table gather; each block's
+    # slice of it must be that block's scores scored alone (offsets or the plan's own terms
+    # mixed up between blocks would show here), bit for bit.
+    from slit.optimise.local_search import (
+        FINE_STEPS,
+        _column_columns,
+        _score_moves,
+        _single_columns,
+        _swap_columns,
+        column_move_scores,
+        column_moves,
+        move_list,
+        single_move_scores,
+        spare_rps,
+        swap_move_scores,
+        swap_moves,
+    )
+
+    for problem, w, plan in _random_move_cases(3, ([0.1, 0.3, 0.3, 0.3], [1.0, 0, 0, 0])):
+        o, src, dst, amount = move_list(problem, plan, problem.allowed,
+                                        spare_rps(problem, plan), FINE_STEPS)
+        c_src, c_dst = column_moves(problem, plan)
+        swaps = swap_moves(problem, plan)
+        together = _score_moves(problem, plan, w, [
+            _single_columns(problem, plan, o, src, dst, amount),
+            _column_columns(problem, plan, c_src, c_dst), _swap_columns(problem, plan, swaps)])
+        alone = [single_move_scores(problem, plan, w, o, src, dst, amount),
+                 column_move_scores(problem, plan, w, c_src, c_dst),
+                 swap_move_scores(problem, plan, w, swaps)]
+        assert [len(a) for a in alone] == [len(t) for t in together]
+        assert all(len(a) > 0 for a in alone)
+        for t, a in zip(together, alone, strict=True):
+            assert np.array_equal(t, a)
+
+
 def crossed_problem() -> IntervalProblem:
     """Two origins, each near one single-replica site and far from the other. A site carries
     one origin's demand even with the far one's round trip eating into its SLO budget, but not
@@ -453,6 +489,46 @@ def test_local_search_never_worsens_a_plan_and_keeps_rows_whole():
             assert np.isfinite(before) and after <= before * (1 + 1e-12)
             np.testing.assert_allclose(found.sum(axis=1), 1.0, rtol=1e-12)
             assert found.min() >= 0.0
+
+
+def test_open_site_kick_never_worsens_a_local_optimum_and_often_improves_it():
+    # From a local optimum of the site-by-site descent, opening a sleeping site (its cheaper
+    # origins moved over whole, within its capacity) and descending again reaches plans no
+    # two-site move does; the kick keeps the start when it finds nothing better.
+    from slit.optimise.baselines import objective_scales, scaled_pair_costs, weighted_sum_greedy
+    from slit.optimise.local_search import cheapest_targets, local_search
+    from slit.optimise.metaheuristic import open_site, open_site_kick
+
+    improved = 0
+    for seed in range(8):
+        problem = random_problem(10, 8, seed=seed)
+        scales = objective_scales(problem)
+        for weights in ([2 / 3, 0, 1 / 3, 0], [1 / 3, 0, 2 / 3, 0], [1.0, 0, 0, 0]):
+            w = np.asarray(weights)
+            linear = w / scales
+
+            def score(e, linear=linear):
+                return np.where(e.slo_violation_s <= 0, e.objectives @ linear, np.inf)
+
+            cost = np.tensordot(w, scaled_pair_costs(problem), axes=1)
+            start = local_search(problem, repair(problem, weighted_sum_greedy(problem, w)),
+                                 score, cheapest_targets(problem, cost), 8, linear)
+            kicked = open_site_kick(problem, start, score, cost, linear)
+            before, after = score(evaluate_plans(problem, np.stack([start, kicked])))
+            assert np.isfinite(before) and after <= before * (1 + 1e-12)
+            np.testing.assert_allclose(kicked.sum(axis=1), 1.0, rtol=1e-12)
+            improved += after < before * (1 - 1e-9)
+            # open_site: whole rows moved, only where allowed, within the full fleet's capacity.
+            sleeping = np.flatnonzero(evaluate_plans(problem, start).load_rps[0] <= 0)
+            for site in sleeping:
+                opened = open_site(problem, start, cost, int(site))
+                moved = np.flatnonzero(opened[:, site] > 0)
+                np.testing.assert_array_equal(opened[moved, site], 1.0)
+                assert problem.allowed[moved, site].all()
+                if len(moved):
+                    worst = np.full(problem.n_sites, problem.rtt_s[moved, site].max())
+                    assert problem.demand_rps[moved].sum() <= problem.max_load_rps(worst)[site]
+    assert improved >= 4  # 8 of these 24 cases on 2026-11-27
 
 
 def test_slit_gap_above_the_milp_bound_is_within_target_on_a_fixed_instance():

@@ -52,8 +52,8 @@ PlanScore = Callable[[PlanEvaluation], np.ndarray]  # [P] lower is better, inf i
 
 
 def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore,
-                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None
-                 ) -> np.ndarray:
+                 targets: np.ndarray, rounds: int, linear: np.ndarray | None = None,
+                 start_score: float | None = None) -> np.ndarray:
     """Each round tries every single move from ``routing`` to a ``targets`` site ([O, S] bool)
     and keeps the best if it lowers ``score``; stops after ``rounds`` or at a local optimum.
 
@@ -66,9 +66,11 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
     ``FINE_STEPS`` and the swaps (``swap_moves``). A round then takes, best first, every
     improving move whose two sites no move taken before it in the round changed
     (``MULTI_MOVES``): each changes its two sites only, so their gains add up exactly.
+    ``start_score``: ``routing``'s score if known (else it is evaluated).
     """
     current = routing
-    best = score(evaluate_plans(problem, current[None]))[0]
+    best = score(evaluate_plans(problem, current[None]))[0] if start_score is None \
+        else start_score
     for _ in range(rounds):
         margin = 1e-12 * max(abs(best), 1.0) if np.isfinite(best) else 0.0
         if linear is None:
@@ -81,31 +83,37 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
                 break
             current, best = moves[i], all_scores[i]
             continue
-        spare = spare_rps(problem, current)
-        o, src, dst, amount = move_list(problem, current, targets, spare,
-                                        FINE_STEPS if linear[0] > 0 else ())
-        blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray, int], None]]]
-        blocks = [(single_move_scores(problem, current, linear, o, src, dst, amount), src, dst,
-                   partial(_apply_single, o=o, src=src, dst=dst, amount=amount))]
+        # The plan's own per-site state, computed once a round for the shed and fill moves;
+        # every block of moves is then scored in one table gather.
+        base = _plan_state(problem, current)
+        o, src, dst, amount = move_list(problem, current, targets,
+                                        spare_rps(problem, current, base),
+                                        FINE_STEPS if linear[0] > 0 else (),
+                                        shed_shares(problem, current, base))
+        blocks = [_single_columns(problem, current, o, src, dst, amount)]
+        apply: list[Callable[[np.ndarray, int], None]] = [
+            partial(_apply_single, o=o, src=src, dst=dst, amount=amount)]
         if COLUMN_MOVES:
             c_src, c_dst = column_moves(problem, current)
-            blocks.append((column_move_scores(problem, current, linear, c_src, c_dst), c_src,
-                           c_dst, partial(_apply_column, src=c_src, dst=c_dst)))
+            blocks.append(_column_columns(problem, current, c_src, c_dst))
+            apply.append(partial(_apply_column, src=c_src, dst=c_dst))
         if SWAP_MOVES and linear[0] > 0:
             swaps = swap_moves(problem, current)
-            blocks.append((swap_move_scores(problem, current, linear, swaps), swaps.a, swaps.b,
-                           partial(apply_swap, swaps=swaps)))
-        all_scores = np.concatenate([b[0] for b in blocks])
+            blocks.append(_swap_columns(problem, current, swaps))
+            apply.append(partial(apply_swap, swaps=swaps))
+        scored = _score_moves(problem, current, linear, blocks)
+        all_scores = np.concatenate(scored)
         if len(all_scores) == 0 or not all_scores.min() < best - margin:
             break
         # Every move changes two sites and every objective and the SLO check are sums or
         # maxima over sites, so improving moves on disjoint pairs of sites add up exactly: take
         # them all, best first, in one round (a descent then needs far fewer rounds).
-        offsets = np.cumsum([0] + [len(b[0]) for b in blocks])
-        site_a = np.concatenate([b[1] for b in blocks])
-        site_b = np.concatenate([b[2] for b in blocks])
+        offsets = np.cumsum([0] + [len(block) for block in scored])
+        site_a = np.concatenate([m.src for m in blocks])
+        site_b = np.concatenate([m.dst for m in blocks])
         order = np.argsort(all_scores, kind="stable")
         taken = np.zeros(problem.n_sites, dtype=bool)
+        n_free = problem.n_sites
         current = current.copy()
         first = float(all_scores[order[0]])
         gain = 0.0
@@ -114,12 +122,13 @@ def local_search(problem: IntervalProblem, routing: np.ndarray, score: PlanScore
             if taken[a] or taken[b] or not all_scores[i] < best - margin:
                 continue
             taken[a] = taken[b] = True
+            n_free -= 2
             k = int(np.searchsorted(offsets, i, side="right")) - 1
             # The site-by-site scores are the plan's own (tests/test_optimise.py checks them
             # against evaluate_plans); the caller judges the final plan with evaluate_plans.
-            blocks[k][3](current, int(i - offsets[k]))
+            apply[k](current, int(i - offsets[k]))
             gain += best - all_scores[i]
-            if not MULTI_MOVES:
+            if not MULTI_MOVES or n_free < 2:  # no pair of untouched sites left
                 break
         # From a plan that misses the SLO every feasible move touches the failing site, so
         # only the first is taken.
@@ -148,11 +157,15 @@ class _Stacked:
     batch of (site, load, awake) lookups is one gather instead of one call per site."""
 
     grid: np.ndarray  # [S, G] load per replica
+    # [S * G] every site's grid as (site, load) keys in lexicographic order: numpy orders
+    # complex numbers so, which turns a batch of per-site grid searches into one searchsorted.
+    grid_keys: np.ndarray
     ttft_mean_s: np.ndarray  # [S, N, G]
     ttft_tail_s: np.ndarray
     power_w: np.ndarray
     standby_w: np.ndarray  # [S]
     installed: np.ndarray  # [S]
+    rtt_by_site_s: np.ndarray  # [S, O] the round trips, site-major (a contiguous gather)
     full_fleet_rps: dict[tuple[int, float], float]  # full_fleet_capacity_rps, memoised
 
 
@@ -179,9 +192,13 @@ def _stacked(problem: IntervalProblem) -> _Stacked:
             out[s, : table.installed] = padded
             out[s, table.installed:] = padded[-1]
     mean, tail, power = arrays
-    stacked = _Stacked(grid, mean, tail, power,
+    if (np.diff(grid, axis=1) < 0).any():
+        raise ValueError("a serving table's load grid must not decrease")
+    keys = np.repeat(np.arange(problem.n_sites, dtype=float), n_grid).astype(complex)
+    keys.imag = grid.ravel()
+    stacked = _Stacked(grid, keys, mean, tail, power,
                        np.array([t.standby_w_per_replica for t in problem.tables]),
-                       problem.installed, {})
+                       problem.installed, np.ascontiguousarray(problem.rtt_s.T), {})
     if len(_STACKED) > 8:
         _STACKED.clear()
     _STACKED[id(problem)] = (problem, stacked)
@@ -202,17 +219,26 @@ def site_terms(problem: IntervalProblem, site: np.ndarray, load_rps: np.ndarray,
     caps = problem.slo_capacity_rps[site, k]  # [M, N]; inf past a site's fleet
     need = (caps < load_rps[:, None]).sum(axis=1) + 1
     awake = np.where(load_rps > 0, np.minimum(need, installed), 0)
-    row = np.clip(awake - 1, 0, installed - 1)
+    # np.minimum / np.maximum rather than np.clip: the same values without np.clip's
+    # per-call overhead, which showed in the profile of this hot path.
+    row = np.minimum(np.maximum(awake - 1, 0), installed - 1)
     per_replica = np.where(awake > 0, load_rps / np.maximum(awake, 1), 0.0)
-    grid = t.grid[site]  # [M, G]
-    n_grid = grid.shape[1]
-    pos = np.clip((grid <= per_replica[:, None]).sum(axis=1) - 1, 0, n_grid - 2)
-    lo = np.take_along_axis(grid, pos[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(grid, pos[:, None] + 1, axis=1)[:, 0]
-    frac = np.clip((per_replica - lo) / (hi - lo), 0.0, 1.0)
+    n_grid = t.grid.shape[1]
+    # The last grid point at or below the load per replica, found for all rows in one search
+    # of the (site, load) keys (the same count as comparing with each row's grid).
+    query = site.astype(float).astype(complex)
+    query.imag = per_replica
+    below = np.searchsorted(t.grid_keys, query, side="right") - site * n_grid
+    pos = np.minimum(np.maximum(below - 1, 0), n_grid - 2)
+    lo = t.grid[site, pos]
+    hi = t.grid[site, pos + 1]
+    frac = np.minimum(np.maximum((per_replica - lo) / (hi - lo), 0.0), 1.0)
+
+    flat = (site * t.power_w.shape[1] + row) * n_grid + pos  # into the [S, N, G] tables
 
     def interp(table: np.ndarray) -> np.ndarray:
-        return table[site, row, pos] * (1.0 - frac) + table[site, row, pos + 1] * frac
+        values = table.reshape(-1)
+        return values.take(flat) * (1.0 - frac) + values.take(flat + 1) * frac
 
     power = np.where(awake > 0, awake * interp(t.power_w), 0.0)
     power = power + (installed - awake) * t.standby_w[site]
@@ -249,8 +275,74 @@ def _columns(problem: IntervalProblem, routing: np.ndarray, site: np.ndarray
     columns of sites ``site``)."""
     load = routing @ problem.demand_rps
     routed = routing > SHARE_EPS
-    worst = np.where(routed, problem.rtt_s.T[site], -1.0).max(axis=1)
+    worst = np.where(routed, _stacked(problem).rtt_by_site_s[site], -1.0).max(axis=1)
     return load, worst
+
+
+@dataclass(frozen=True, slots=True)
+class _TwoSiteMoves:
+    """Moves that change only sites ``src`` and ``dst`` ([M] each), to columns ``col_src`` and
+    ``col_dst`` ([M, O]); ``rtt_delta`` [M] is each move's change of the round trips' part of
+    mean TTFT. With ``src_row`` ([M]), ``col_src`` holds only the distinct source columns
+    ([U, O], of sites ``src_site``) and move m's is row ``src_row[m]``: the single moves of an
+    origin's same share to every target leave the source the same column."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    col_src: np.ndarray
+    col_dst: np.ndarray
+    rtt_delta: np.ndarray
+    src_row: np.ndarray | None = None
+    src_site: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _PlanState:
+    """One plan's per-site load, longest routed round trip and awake replicas ([S] each),
+    shared by a round's shed and fill moves."""
+
+    load_rps: np.ndarray
+    worst_rtt_s: np.ndarray  # -1 where nothing is routed (``_columns``)
+    awake: np.ndarray
+
+
+def _plan_state(problem: IntervalProblem, routing: np.ndarray) -> _PlanState:
+    """``routing``'s per-site state, by the same arithmetic as ``fast_evaluate`` (its columns
+    as a transposed view, as there: BLAS rounds the loads' last bit by the memory layout)."""
+    sites = np.arange(problem.n_sites)
+    load, worst = _columns(problem, routing.T, sites)
+    _, _, awake = site_terms(problem, sites, load, worst)
+    return _PlanState(load, worst, awake)
+
+
+def _single_columns(problem: IntervalProblem, routing: np.ndarray, o: np.ndarray,
+                    src: np.ndarray, dst: np.ndarray, amount: np.ndarray) -> _TwoSiteMoves:
+    """Single moves: ``amount`` of origin ``o``'s share from ``src`` to ``dst``; each distinct
+    (origin, source, amount) leaves one source column."""
+    m = np.arange(len(o))
+    first, src_row = _distinct(o, src, amount)
+    col_src = routing.T[src[first]]
+    col_src[np.arange(len(first)), o[first]] = np.maximum(
+        col_src[np.arange(len(first)), o[first]] - amount[first], 0.0)
+    col_dst = routing.T[dst]
+    col_dst[m, o] += amount
+    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
+    rtt_delta = (problem.demand_rps[o] * amount
+                 * (problem.rtt_s[o, dst] - problem.rtt_s[o, src]) / total_demand)
+    return _TwoSiteMoves(src, dst, col_src, col_dst, rtt_delta, src_row, src[first])
+
+
+def _distinct(o: np.ndarray, src: np.ndarray, amount: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The first index of each distinct (o, src, amount) triple and each triple's index
+    among them."""
+    order = np.lexsort((amount, src, o))
+    so, ss, sa = o[order], src[order], amount[order]
+    new = np.ones(len(o), dtype=bool)
+    new[1:] = (so[1:] != so[:-1]) | (ss[1:] != ss[:-1]) | (sa[1:] != sa[:-1])
+    inverse = np.empty(len(o), dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return order[new], inverse
 
 
 def single_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
@@ -258,15 +350,8 @@ def single_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np
                        ) -> np.ndarray:
     """[M] ``objectives @ linear`` of each move's plan (inf if it misses the SLO), from the two
     sites it changes: moving ``amount`` of origin ``o``'s share from ``src`` to ``dst``."""
-    m = np.arange(len(o))
-    col_src = routing.T[src].copy()
-    col_src[m, o] = np.maximum(col_src[m, o] - amount, 0.0)
-    col_dst = routing.T[dst].copy()
-    col_dst[m, o] += amount
-    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
-    rtt_delta = (problem.demand_rps[o] * amount
-                 * (problem.rtt_s[o, dst] - problem.rtt_s[o, src]) / total_demand)
-    return _two_site_scores(problem, routing, linear, src, dst, col_src, col_dst, rtt_delta)
+    moves = _single_columns(problem, routing, o, src, dst, amount)
+    return _score_moves(problem, routing, linear, [moves])[0]
 
 
 def column_moves(problem: IntervalProblem, routing: np.ndarray
@@ -287,44 +372,72 @@ def column_moves(problem: IntervalProblem, routing: np.ndarray
     return loaded[a], b
 
 
+def _column_columns(problem: IntervalProblem, routing: np.ndarray, src: np.ndarray,
+                    dst: np.ndarray) -> _TwoSiteMoves:
+    """Column moves: site ``src``'s whole column added to site ``dst``'s."""
+    col_src = np.zeros((len(src), problem.n_origins))
+    col_dst = routing.T[dst] + routing.T[src]
+    flow = routing[:, src] * problem.demand_rps[:, None]  # [O, M]
+    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
+    rtt_delta = (flow * (problem.rtt_s[:, dst] - problem.rtt_s[:, src])).sum(axis=0) / total_demand
+    return _TwoSiteMoves(src, dst, col_src, col_dst, rtt_delta)
+
+
 def column_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
                        src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """[M] ``objectives @ linear`` (inf if it misses the SLO) of each plan with site
     ``src``'s whole column added to site ``dst``'s, from the two sites it changes."""
     if len(src) == 0:
         return np.zeros(0)
-    col_src = np.zeros((len(src), problem.n_origins))
-    col_dst = routing.T[dst] + routing.T[src]
-    flow = routing[:, src] * problem.demand_rps[:, None]  # [O, M]
-    total_demand = max(float(problem.demand_rps.sum()), 1e-12)
-    rtt_delta = (flow * (problem.rtt_s[:, dst] - problem.rtt_s[:, src])).sum(axis=0) / total_demand
-    return _two_site_scores(problem, routing, linear, src, dst, col_src, col_dst, rtt_delta)
+    moves = _column_columns(problem, routing, src, dst)
+    return _score_moves(problem, routing, linear, [moves])[0]
 
 
-def _two_site_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
-                     src: np.ndarray, dst: np.ndarray, col_src: np.ndarray, col_dst: np.ndarray,
-                     rtt_delta: np.ndarray) -> np.ndarray:
-    """Scores of moves that change only sites ``src`` and ``dst`` (to columns ``col_src``,
-    ``col_dst``); ``rtt_delta`` is each move's change of the round trips' part of mean TTFT."""
-    n_s, n_m = problem.n_sites, len(src)
+def _score_moves(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
+                 blocks: list[_TwoSiteMoves]) -> list[np.ndarray]:
+    """Scores (``objectives @ linear``, inf if the SLO is missed) of each block of moves from
+    ``routing``: each move's objectives are the plan's less its two sites' old terms plus
+    their new ones, its SLO violation the worst of its two sites' and the others'. The sites'
+    terms of every block go through one ``site_terms`` call (a table gather, row by row); each
+    block's loads are one product with the plan's own columns first, as before this call
+    served every block: BLAS's matrix-vector product rounds a row's last bit differently
+    with the batch around it, and the descent's plans stay bit-identical this way."""
+    n_s = problem.n_sites
     sites = np.arange(n_s)
-    m = np.arange(n_m)
-    site = np.concatenate([sites, src, dst])
-    load, worst = _columns(problem, np.concatenate([routing.T, col_src, col_dst]), site)
-    terms, site_violation, _ = site_terms(problem, site, load, worst)
-    base_terms, base_violation = terms[:n_s], site_violation[:n_s]
-    t_src, t_dst = terms[n_s: n_s + n_m], terms[n_s + n_m:]
-    v_src, v_dst = site_violation[n_s: n_s + n_m], site_violation[n_s + n_m:]
+    rows = [np.concatenate([sites, b.src if b.src_site is None else b.src_site, b.dst])
+            for b in blocks]
+    parts = [_columns(problem, np.concatenate([routing.T, b.col_src, b.col_dst]), r)
+             for b, r in zip(blocks, rows, strict=True)]
+    site = np.concatenate(rows)
+    terms, site_violation, _ = site_terms(problem, site, np.concatenate([p[0] for p in parts]),
+                                          np.concatenate([p[1] for p in parts]))
     total_demand = max(float(problem.demand_rps.sum()), 1e-12)
-    total = base_terms.sum(axis=0)
-    total[0] += float((problem.demand_rps[:, None] * routing * problem.rtt_s).sum()) / total_demand
-    objectives = total[None] - base_terms[src] - base_terms[dst] + t_src + t_dst
-    objectives[:, 0] += rtt_delta
-    others = np.broadcast_to(base_violation, (n_m, n_s)).copy()
-    others[m, src] = -np.inf
-    others[m, dst] = -np.inf
-    violation = np.maximum(others.max(axis=1), np.maximum(v_src, v_dst))
-    return np.where(violation <= 0, objectives @ linear, np.inf)
+    rtt_part = float((problem.demand_rps[:, None] * routing * problem.rtt_s).sum()) / total_demand
+    out, start = [], 0
+    for b in blocks:
+        n_m, n_u = len(b.src), len(b.col_src)
+        base_terms = terms[start: start + n_s]
+        base_violation = site_violation[start: start + n_s]
+        t_src = terms[start + n_s: start + n_s + n_u]
+        v_src = site_violation[start + n_s: start + n_s + n_u]
+        if b.src_row is not None:
+            t_src, v_src = t_src[b.src_row], v_src[b.src_row]
+        t_dst = terms[start + n_s + n_u: start + n_s + n_u + n_m]
+        v_dst = site_violation[start + n_s + n_u: start + n_s + n_u + n_m]
+        start += n_s + n_u + n_m
+        total = base_terms.sum(axis=0)
+        total[0] += rtt_part
+        objectives = total[None] - base_terms[b.src] - base_terms[b.dst] + t_src + t_dst
+        objectives[:, 0] += b.rtt_delta
+        # The worst violation among the sites a move leaves alone: the first of the plan's
+        # three worst sites that is neither of its two.
+        top = np.argsort(-base_violation, kind="stable")[:3]
+        untouched = (top[None] != b.src[:, None]) & (top[None] != b.dst[:, None])
+        others = np.where(untouched, base_violation[top][None], -np.inf).max(
+            axis=1, initial=-np.inf)
+        violation = np.maximum(others, np.maximum(v_src, v_dst))
+        out.append(np.where(violation <= 0, objectives @ linear, np.inf))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,15 +481,12 @@ def swap_moves(problem: IntervalProblem, routing: np.ndarray) -> Swaps:
                  np.concatenate([b, b[whole]]), np.concatenate([neutral, share2[whole]]))
 
 
-def swap_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
-                     swaps: Swaps) -> np.ndarray:
-    """[M] ``objectives @ linear`` of each swap's plan (inf if it misses the SLO), from the two
-    sites it changes."""
-    if len(swaps.o1) == 0:
-        return np.zeros(0)
+def _swap_columns(problem: IntervalProblem, routing: np.ndarray, swaps: Swaps
+                  ) -> _TwoSiteMoves:
+    """Swap moves as the two columns they change (``a`` and ``b``)."""
     m = np.arange(len(swaps.o1))
-    col_a = routing.T[swaps.a].copy()
-    col_b = routing.T[swaps.b].copy()
+    col_a = routing.T[swaps.a]
+    col_b = routing.T[swaps.b]
     col_a[m, swaps.o1] = np.maximum(col_a[m, swaps.o1] - swaps.amount1, 0.0)
     col_b[m, swaps.o1] += swaps.amount1
     col_b[m, swaps.o2] = np.maximum(col_b[m, swaps.o2] - swaps.amount2, 0.0)
@@ -387,7 +497,17 @@ def swap_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.n
                                                      - rtt[swaps.o1, swaps.a])
                  + demand[swaps.o2] * swaps.amount2 * (rtt[swaps.o2, swaps.a]
                                                        - rtt[swaps.o2, swaps.b])) / total_demand
-    return _two_site_scores(problem, routing, linear, swaps.a, swaps.b, col_a, col_b, rtt_delta)
+    return _TwoSiteMoves(swaps.a, swaps.b, col_a, col_b, rtt_delta)
+
+
+def swap_move_scores(problem: IntervalProblem, routing: np.ndarray, linear: np.ndarray,
+                     swaps: Swaps) -> np.ndarray:
+    """[M] ``objectives @ linear`` of each swap's plan (inf if it misses the SLO), from the two
+    sites it changes."""
+    if len(swaps.o1) == 0:
+        return np.zeros(0)
+    moves = _swap_columns(problem, routing, swaps)
+    return _score_moves(problem, routing, linear, [moves])[0]
 
 
 def apply_swap(x: np.ndarray, j: int, *, swaps: Swaps) -> None:
@@ -406,14 +526,15 @@ def cheapest_targets(problem: IntervalProblem, cost: np.ndarray) -> np.ndarray:
     return problem.allowed & (rank < LOCAL_TARGETS)
 
 
-def shed_shares(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
+def shed_shares(problem: IntervalProblem, routing: np.ndarray,
+                base: _PlanState | None = None) -> np.ndarray:
     """[O, S] the share of origin o's demand that, moved off site s, lets s sleep one replica:
     the site's load above what one replica fewer carries within the SLO (capped at what o
     sends there). Fleets are sized in whole replicas, so the objectives drop in steps that
-    fixed-size moves mostly miss."""
-    _, _, awake_p, load_p = fast_evaluate(problem, routing[None])
-    awake, load = awake_p[0], load_p[0]
-    k = problem.target_index(problem.worst_rtt_s(routing[None]))[0]
+    fixed-size moves mostly miss. ``base``: ``routing``'s ``_plan_state`` if known."""
+    base = base or _plan_state(problem, routing)
+    awake, load = base.awake, base.load_rps
+    k = problem.target_index(np.maximum(base.worst_rtt_s, 0.0))
     sites = np.arange(problem.n_sites)
     fewer = np.where(awake >= 2, problem.slo_capacity_rps[sites, k, np.maximum(awake - 2, 0)],
                      0.0)
@@ -423,14 +544,15 @@ def shed_shares(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
 
 
 def move_list(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray,
-              spare: np.ndarray | None = None, fine: tuple[float, ...] = ()
+              spare: np.ndarray | None = None, fine: tuple[float, ...] = (),
+              shed: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every single move from ``routing`` as (origin, source, target, share moved) arrays: a
     step of an origin's share at a site, or the share that lets the site sleep a replica,
     moved to one of the origin's ``targets``; given ``spare`` (``spare_rps``), also as much of
     the share as the target's awake replicas still carry; and each of the ``fine`` steps to
     the targets that already carry load (a small share sent to a sleeping site would wake it
-    for little)."""
+    for little). ``shed``: ``shed_shares(problem, routing)`` if known."""
     origin, source = np.nonzero((routing > 0) & (problem.demand_rps[:, None] > 0))
     # Every (origin, source) pair against every allowed target site and every step.
     o = np.repeat(origin, problem.n_sites)
@@ -442,7 +564,9 @@ def move_list(problem: IntervalProblem, routing: np.ndarray, targets: np.ndarray
     n_steps = len(steps) + 1
     o, src, dst = (np.repeat(a, n_steps) for a in (o, src, dst))
     step = np.tile(np.array(steps + (0.0,)), len(o) // n_steps)
-    shed = shed_shares(problem, routing)[o, src] if len(o) else np.zeros(0)
+    if shed is None:
+        shed = shed_shares(problem, routing)
+    shed = shed[o, src] if len(o) else np.zeros(0)
     if spare is not None:
         # A hair past the exact share, so that the site's load lands below the capacity step
         # and not on it, where the last bit of the summed load decides the awake count.
@@ -482,12 +606,13 @@ def full_fleet_capacity_rps(problem: IntervalProblem, s: int, worst_rtt_s: float
     return cache[key]
 
 
-def spare_rps(problem: IntervalProblem, routing: np.ndarray) -> np.ndarray:
+def spare_rps(problem: IntervalProblem, routing: np.ndarray,
+              base: _PlanState | None = None) -> np.ndarray:
     """[S] load each awake site can still take without waking a replica (0 if asleep), for
-    its current worst routed round trip."""
-    _, _, awake_p, load_p = fast_evaluate(problem, routing[None])
-    awake, load = awake_p[0], load_p[0]
-    worst = problem.worst_rtt_s(routing[None])[0]
+    its current worst routed round trip. ``base``: ``routing``'s ``_plan_state`` if known."""
+    base = base or _plan_state(problem, routing)
+    awake, load = base.awake, base.load_rps
+    worst = np.maximum(base.worst_rtt_s, 0.0)  # as ``IntervalProblem.worst_rtt_s``
     k = problem.target_index(worst)
     out = np.zeros(problem.n_sites)
     for s in np.flatnonzero(awake > 0):
