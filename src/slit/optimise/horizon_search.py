@@ -66,6 +66,7 @@ class HorizonSearchSettings:
     population: int = 10
     generations: int = 3
     polish_rounds: int = 1  # passes of single-replica moves between models after the GA
+    repolish: bool = True  # polish again from the best candidate's used replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,7 +650,7 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
     # and the greedy within the split then spreads it (measured: 0.5018 -> 0.4538 there; the
     # first plan's candidates stay in the choice, so this never returns a worse plan).
     used = np.maximum(np.asarray(r).max(axis=0), problem.locked.max(axis=0)).astype(np.int64)
-    if np.isfinite(score) and not np.array_equal(used, best_limits):
+    if settings.repolish and np.isfinite(score) and not np.array_equal(used, best_limits):
         limits2, _ = _polish(decoder, used, decoder.limits(used)[0], settings.polish_rounds)
         _, r2, x2 = decoder.limits(limits2)
         again = [(r2, x2)]
