@@ -22,7 +22,14 @@ and rows:
   k's signals;
 - interval cuts (``interval_cuts``, on by default): ``b_km . v_km >= B_km`` per block, with
   ``b_km . v_km`` the block's part of the horizon objective and ``B_km`` HiGHS's proven bound on
-  the block solved alone.
+  the block solved alone;
+- coupled interval cuts (``coupled_cuts``, off by default: ``coupled_time_limit_s``):
+  ``sum_m b_km . v_km >= B_k`` per interval, ``B_k`` the proven bound on interval k's models
+  together on the pools (``coupled_interval_bound``: a branch and bound over the pools' splits
+  whose nodes are the blocks solved alone with replica caps). Valid for the same reason as the
+  interval cuts: a feasible horizon point restricted to interval k meets every row of its
+  blocks and its pool rows, so it is a point of the coupled interval problem (the lifecycle
+  rows, dropped there, only remove points); ``sum_k B_k`` is also a bound.
 
 Why the interval cuts are valid, and why they help. The horizon objective is linear in the
 blocks' variables and the load counts: ``c . v = sum_km b_km . v_km + sum_ksm L_ksm a_ksm`` with
