@@ -22,7 +22,14 @@ and rows:
   k's signals;
 - interval cuts (``interval_cuts``, on by default): ``b_km . v_km >= B_km`` per block, with
   ``b_km . v_km`` the block's part of the horizon objective and ``B_km`` HiGHS's proven bound on
-  the block solved alone.
+  the block solved alone;
+- coupled interval cuts (``coupled_cuts``, off by default: ``coupled_time_limit_s``):
+  ``sum_m b_km . v_km >= B_k`` per interval, ``B_k`` the proven bound on interval k's models
+  together on the pools (``coupled_interval_bound``: a branch and bound over the pools' splits
+  whose nodes are the blocks solved alone with replica caps). Valid for the same reason as the
+  interval cuts: a feasible horizon point restricted to interval k meets every row of its
+  blocks and its pool rows, so it is a point of the coupled interval problem (the lifecycle
+  rows, dropped there, only remove points); ``sum_k B_k`` is also a bound.
 
 Why the interval cuts are valid, and why they help. The horizon objective is linear in the
 blocks' variables and the load counts: ``c . v = sum_km b_km . v_km + sum_ksm L_ksm a_ksm`` with
@@ -56,6 +63,7 @@ summed.
 
 from __future__ import annotations
 
+import heapq
 import time
 from dataclasses import dataclass
 
@@ -82,6 +90,7 @@ DEFAULT_HORIZON_TIME_LIMIT_S = 60.0
 # only for blocks up to this many binaries (either way the bound is proven; only speed differs).
 DEFAULT_INTERVAL_TIME_LIMIT_S = 6.0
 PRESOLVE_MAX_BINARIES = 2000
+DEFAULT_COUPLED_TIME_LIMIT_S = 60.0
 # HiGHS proves bounds within its feasibility/optimality tolerances (1e-7); a cut's right-hand
 # side is lowered by this much (relative, plus as much absolute) so it cannot cut off a plan
 # that meets the block's bound only within them.
@@ -99,6 +108,7 @@ class HorizonMilpResult:
     size: dict[str, int]
     interval_bound: float = -np.inf  # sum of the blocks' bounds alone (-inf: not computed)
     interval_s: float = 0.0  # seconds solving the blocks alone (part of solve_s)
+    coupled_bound: float = -np.inf  # sum over intervals of the coupled interval bounds
 
     @property
     def gap(self) -> float:
@@ -253,6 +263,146 @@ class HorizonMilp:
                 bounds[k, m] = solved.bound * factor
         return IntervalBounds(bounds, time.perf_counter() - started)
 
+    def coupled_interval_bound(self, k: int, c_weights: np.ndarray,
+                               block_time_limit_s: float = DEFAULT_INTERVAL_TIME_LIMIT_S,
+                               time_limit_s: float = DEFAULT_COUPLED_TIME_LIMIT_S
+                               ) -> CoupledBound:
+        """A proven lower bound on interval ``k``'s part of the horizon objective with every
+        model on the shared pools (``sum_m b_km . v_km``, lifecycle and loading energy dropped):
+        a best-first branch and bound over the pools' splits whose nodes are the blocks solved
+        alone with per-site replica caps.
+
+        A node is a cap ``C[s, m]`` on the replicas of each (site, model); its bound is the sum
+        over models of block (k, m)'s proven bound with ``u[s, n] = 0`` for ``n > C[s, m]``.
+        Where the blocks' own solutions together exceed a pool (site ``s``, GPU type ``t``),
+        the node is split on the replicas ``j`` of the first model there (children: ``C[s, m1]
+        = j`` for ``j = 0..C[s, m1]``, each other model capped at what the rest of the pool
+        holds). Why valid: every pool-feasible point of the node has ``r[s, m1] = j`` for some
+        ``j`` and then every other model within what is left, so the children cover the node's
+        feasible points; a child's feasible set lies in its parent's, so it inherits the
+        parent's bound for a model whose parent solution meets its caps (no solve) and a solved
+        child's bound is at least its parent's. The coupled optimum is therefore at least the
+        least bound over the nodes not yet split (pool-feasible leaves included), which is what
+        is returned; nodes whose bound is above a pool-feasible leaf's value are dropped (that
+        value is a feasible point of the coupled problem, so it is at least the optimum).
+        A node whose block is infeasible under its caps holds no feasible point (bound inf)."""
+        p = self.problem
+        per_block = self.block_weights(c_weights)
+        n_s, n_m = p.n_sites, p.n_models
+        started = time.perf_counter()
+        cache: dict[tuple[int, bytes], tuple[float, float, np.ndarray | None]] = {}
+
+        def solve(m: int, caps: np.ndarray) -> tuple[float, float, np.ndarray | None]:
+            key = (m, caps.tobytes())
+            if key not in cache:
+                block = self.blocks[k][m]
+                lay = block.layout
+                c = per_block[k, m] @ block.objective_rows
+                factor = float(np.abs(c).max())
+                if factor <= 0:
+                    cache[key] = (0.0, 0.0, np.zeros(n_s, dtype=np.int64))
+                    return cache[key]
+                ub = block.bounds.ub.copy()
+                for s in range(n_s):
+                    ub[int(lay.u0[s]) + int(caps[s]) + 1: int(lay.u0[s]) + lay.counts[s] + 1] = 0
+                left = time_limit_s - (time.perf_counter() - started)
+                solved = _highs_solve(c / factor, block.constraints, block.lo, block.hi,
+                                      block.bounds.lb, ub, block.integrality,
+                                      max(1.0, min(block_time_limit_s, left)), None, 1,
+                                      presolve=block.size["binaries"] <= PRESOLVE_MAX_BINARIES)
+                counts = None
+                if solved.x is not None:
+                    counts = np.array([int(np.argmax(solved.x[int(lay.u0[s]):
+                                                              int(lay.u0[s]) + lay.counts[s] + 1]))
+                                       for s in range(n_s)], dtype=np.int64)
+                cache[key] = (solved.bound * factor, solved.value * factor
+                              if solved.x is not None else np.inf, counts)
+            return cache[key]
+
+        def evaluate(caps: np.ndarray, parent: list[tuple[float, float, np.ndarray | None]]
+                     | None) -> list[tuple[float, float, np.ndarray | None]]:
+            out = []
+            for m in range(n_m):
+                inherited = None if parent is None else parent[m]
+                if inherited is not None and inherited[2] is not None \
+                        and bool((inherited[2] <= caps[:, m]).all()):
+                    out.append(inherited)
+                else:
+                    solved = solve(m, caps[:, m])
+                    if inherited is not None:  # a child's set lies in its parent's
+                        solved = (max(solved[0], inherited[0]), solved[1], solved[2])
+                    out.append(solved)
+            return out
+
+        def conflict(parts: list[tuple[float, float, np.ndarray | None]]
+                     ) -> tuple[int, int] | None:
+            if any(part[2] is None for part in parts):
+                return None
+            r = np.stack([part[2] for part in parts], axis=1)  # type: ignore[misc]
+            over = np.argwhere(p.pool_use(r) > p.pool_gpus + 1e-9)
+            return None if len(over) == 0 else (int(over[0][0]), int(over[0][1]))
+
+        root_caps = p.max_replicas.astype(np.int64).copy()
+        root = evaluate(root_caps, None)
+        counter = 0
+        heap: list[tuple[float, int, np.ndarray, list[tuple[float, float, np.ndarray | None]]]]
+        heap = [(sum(part[0] for part in root), counter, root_caps, root)]
+        leaves: list[float] = []  # bounds of pool-feasible leaves and unsplittable nodes
+        best_value, best_counts = np.inf, None
+        nodes = 1
+        closed = True
+        while heap:
+            bound, _, caps, parts = heap[0]
+            if bound >= best_value:  # also a node with no feasible point (inf)
+                heapq.heappop(heap)
+                continue
+            if time.perf_counter() - started >= time_limit_s:
+                closed = False
+                break
+            heapq.heappop(heap)
+            where = conflict(parts)
+            if where is None:
+                leaves.append(bound)
+                value = sum(part[1] for part in parts)
+                if all(part[2] is not None for part in parts) and value < best_value:
+                    best_value = value
+                    best_counts = np.stack([part[2] for part in parts], axis=1)  # type: ignore
+                continue
+            s, t = where
+            ms = [m for m in range(n_m) if p.gpu_type[s, m] == t]
+            # Split on the model with the fewest replicas allowed there: fewest children.
+            first = min(ms, key=lambda m: (int(caps[s, m]), m))
+            rest = [m for m in ms if m != first]
+            children = []
+            for j in range(int(caps[s, first]) + 1):
+                child = caps.copy()
+                child[s, first] = j
+                free = float(p.pool_gpus[s, t]) - j * float(p.gpus_per_replica[s, first])
+                if free < 0:
+                    break
+                for m in rest:
+                    child[s, m] = min(int(caps[s, m]), int(free // p.gpus_per_replica[s, m]))
+                children.append(child)
+            evaluated = []
+            for child in children:
+                if time.perf_counter() - started >= time_limit_s:
+                    break
+                evaluated.append((child, evaluate(child, parts)))
+            if len(evaluated) < len(children):  # out of time: the node stays open
+                closed = False
+                heapq.heappush(heap, (bound, counter, caps, parts))
+                break
+            for child, child_parts in evaluated:
+                counter += 1
+                nodes += 1
+                heapq.heappush(heap, (sum(part[0] for part in child_parts), counter, child,
+                                      child_parts))
+        open_bounds = [item[0] for item in heap if item[0] < best_value]
+        lower = min(open_bounds + leaves + [best_value])
+        return CoupledBound(float(lower), float(best_value), best_counts, nodes,
+                            closed and not open_bounds, time.perf_counter() - started,
+                            np.array([part[0] for part in root]))
+
     def interval_cuts(self, c_weights: np.ndarray, bounds: np.ndarray
                       ) -> tuple[csr_matrix, np.ndarray]:
         """Rows ``b_km . v_km >= bound[k, m]`` (``b_km`` the block's part of the objective,
@@ -278,6 +428,31 @@ class HorizonMilp:
         if not rows:
             return csr_matrix((0, self.n_var)), np.zeros(0)
         return csr_matrix(np.array(rows)), np.array(rhs)
+
+    def coupled_cuts(self, c_weights: np.ndarray, rhs: np.ndarray
+                     ) -> tuple[csr_matrix, np.ndarray]:
+        """Rows ``sum_m b_km . v_km >= rhs[k]`` (an interval's models together), for the
+        intervals with a finite ``rhs`` (``coupled_interval_bound``'s bound, already lowered by
+        ``_cut_rhs``). Valid: a feasible horizon point restricted to interval k's blocks and
+        replicas meets every row of the blocks and interval k's pool rows (the lifecycle rows
+        only remove points), so it is a point of the coupled interval problem, whose objective
+        is at least its proven bound."""
+        p = self.problem
+        per_block = self.block_weights(c_weights)
+        rows, out = [], []
+        for k in range(p.n_steps):
+            if not np.isfinite(rhs[k]):
+                continue
+            row = np.zeros(self.n_var)
+            for m in range(p.n_models):
+                base = int(self.offset[k, m])
+                block = self.blocks[k][m]
+                row[base: base + block.layout.n_var] = per_block[k, m] @ block.objective_rows
+            rows.append(row)
+            out.append(float(rhs[k]))
+        if not rows:
+            return csr_matrix((0, self.n_var)), np.zeros(0)
+        return csr_matrix(np.array(rows)), np.array(out)
 
     def lp_bound(self, c: np.ndarray, cuts: tuple[csr_matrix, np.ndarray] | None = None
                  ) -> float:
@@ -329,30 +504,51 @@ class HorizonMilp:
                        time_limit_s: float = DEFAULT_HORIZON_TIME_LIMIT_S,
                        start: tuple[np.ndarray, np.ndarray] | None = None,
                        threads: int = 1,
-                       interval_time_limit_s: float | None = DEFAULT_INTERVAL_TIME_LIMIT_S
+                       interval_time_limit_s: float | None = DEFAULT_INTERVAL_TIME_LIMIT_S,
+                       coupled_time_limit_s: float | None = None
                        ) -> HorizonMilpResult:
         """Bound on ``sum_i weights[i] f_i / scales[i]`` (default scales: the problem's fixed
         normalisation) over every feasible horizon plan. ``start``: a plan ``(replicas,
         routing)`` given to HiGHS as its first incumbent (prunes the search; the bound does not
         depend on it being any good). ``interval_time_limit_s``: first solve every block alone
         with that limit and add its bound as a cut (``interval_cuts``); None: no cuts. The
-        blocks' solves are not counted in ``time_limit_s`` (``interval_s`` reports them)."""
+        blocks' solves are not counted in ``time_limit_s`` (``interval_s`` reports them).
+        ``coupled_time_limit_s`` (with ``interval_time_limit_s``): each interval's models
+        solved together on the pools instead (``coupled_interval_bound``, that long per
+        interval, its blocks ``interval_time_limit_s`` each), each interval's bound a cut
+        (``coupled_cuts``) besides the blocks' own, and their sum one more bound."""
         p = self.problem
         scales = p.scales() if scales is None else np.asarray(scales)
         c_weights = np.asarray(weights, dtype=float) / scales
         c = c_weights @ self.objective_rows
         started = time.perf_counter()
         cuts = None
-        interval_bound, interval_s = -np.inf, 0.0
+        interval_bound, interval_s, coupled_bound = -np.inf, 0.0, -np.inf
         if interval_time_limit_s is not None:
-            alone = self.interval_bounds(c_weights, interval_time_limit_s)
+            coupled = None
+            if coupled_time_limit_s is not None:
+                coupled = [self.coupled_interval_bound(k, c_weights, interval_time_limit_s,
+                                                       coupled_time_limit_s)
+                           for k in range(p.n_steps)]
+                alone = IntervalBounds(np.stack([cb.block_bounds for cb in coupled]),
+                                       sum(cb.solve_s for cb in coupled))
+            else:
+                alone = self.interval_bounds(c_weights, interval_time_limit_s)
             interval_s = alone.solve_s
-            if np.any(alone.bound == np.inf):
+            if np.any(alone.bound == np.inf) or (
+                    coupled is not None and any(cb.bound == np.inf for cb in coupled)):
                 return HorizonMilpResult(np.inf, float("nan"), None, None,
                                          time.perf_counter() - started, 2, self.size,
-                                         interval_bound=np.inf, interval_s=interval_s)
+                                         interval_bound=np.inf, interval_s=interval_s,
+                                         coupled_bound=np.inf)
             interval_bound = float(sum(_cut_rhs(float(b)) for b in alone.bound.ravel()))
             cuts = self.interval_cuts(c_weights, alone.bound)
+            if coupled is not None:
+                rhs = np.array([_cut_rhs(cb.bound, p.n_models) for cb in coupled])
+                coupled_bound = float(rhs.sum())
+                extra = self.coupled_cuts(c_weights, rhs)
+                cuts = (vstack([cuts[0], extra[0]], format="csr"),
+                        np.concatenate([cuts[1], extra[1]]))
         clock = time.perf_counter()
         # The LP relaxation first (it keeps the coupling and needs no incumbent), then the
         # coupled model through HiGHS's own API, which reports its dual bound whether or not
@@ -365,7 +561,8 @@ class HorizonMilp:
         if lp == np.inf:
             return HorizonMilpResult(np.inf, float("nan"), None, None,
                                      time.perf_counter() - started, 2, self.size,
-                                     interval_bound=interval_bound, interval_s=interval_s)
+                                     interval_bound=interval_bound, interval_s=interval_s,
+                                     coupled_bound=coupled_bound)
         a, lo, hi = self._with_cuts(cuts)
         solved = _highs_solve(c, a, lo, hi, self.bounds.lb,
                               self.bounds.ub, self.integrality,
@@ -375,7 +572,7 @@ class HorizonMilp:
         # Every term is a proven lower bound on the same objective (the interval bounds' sum
         # leaves out the loading energy, which is >= 0): the largest is the bound.
         bound = (np.inf if solved.status == 2
-                 else max(solved.bound, lp, interval_bound))
+                 else max(solved.bound, lp, interval_bound, coupled_bound))
         replicas = routing = None
         if solved.x is not None:
             h, n_s, n_m, n_o = p.n_steps, p.n_sites, p.n_models, p.n_origins
@@ -388,7 +585,20 @@ class HorizonMilp:
                     routing[k, m] = solved.x[base: base + n_o * n_s].reshape(n_o, n_s)
         return HorizonMilpResult(bound, solved.value, replicas, routing, solve_s,
                                  solved.status, self.size, interval_bound=interval_bound,
-                                 interval_s=interval_s)
+                                 interval_s=interval_s, coupled_bound=coupled_bound)
+
+
+@dataclass(frozen=True, slots=True)
+class CoupledBound:
+    """``HorizonMilp.coupled_interval_bound``'s result for one interval."""
+
+    bound: float  # proven lower bound on the interval's part, all models on the pools
+    value: float  # best pool-feasible point found (the model's objective; inf: none)
+    counts: np.ndarray | None  # [S, M] its replicas
+    nodes: int
+    closed: bool  # every node split or pruned (bound = value up to the blocks' own gaps)
+    solve_s: float
+    block_bounds: np.ndarray  # [M] each block's bound alone (the root: no caps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,12 +607,13 @@ class IntervalBounds:
     solve_s: float
 
 
-def _cut_rhs(bound: float) -> float:
-    """A block's proven bound lowered by HiGHS's tolerances (``CUT_SLACK`` relative plus
-    absolute), so a cut never removes a plan that meets the bound only within them."""
+def _cut_rhs(bound: float, terms: int = 1) -> float:
+    """A proven bound lowered by HiGHS's tolerances (``CUT_SLACK`` relative plus absolute, per
+    block solve it sums: ``terms``), so a cut never removes a plan that meets the bound only
+    within them."""
     if not np.isfinite(bound):
         return bound
-    return bound - CUT_SLACK * (abs(bound) + 1.0)
+    return bound - CUT_SLACK * (abs(bound) + float(terms))
 
 
 @dataclass(frozen=True, slots=True)
