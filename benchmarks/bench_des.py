@@ -28,17 +28,6 @@ kernel_cpu_requests_per_s=967343 / 1396560, peak_rss_mb=282; scale_site_requests
 requests_per_s=866739 (best of 7), kernel_requests_per_s=913499, cpu_requests_per_s=891448,
 kernel_cpu_requests_per_s=937591, peak_rss_mb=282; scale_site_requests_per_s=416857,
 scale_site_peak_rss_mb=792: the 1,000,000 target is missed by 13 %.
-
-Branch des3 (event tree with stored times, branch-free dispatcher scan without a division,
-bounded removal loop, tabulated decode power and attention factors, interval bookings without
-divisions, result rows fetched at arrival, the step table's pairs side by side; outputs
-identical, docs/serving.md items 8-12): about 1.1-1.15x per CPU second in turns
-(``compare_kernel.py --speed``: speedup_median=1.17 / 1.09 / 1.17). Shared machine (load
-average ~3.0 on 2 cores, 2026-11-27 00:35 UTC, --repeats 7): requests_per_s=711338,
-kernel_requests_per_s=761862, cpu_requests_per_s=943515, kernel_cpu_requests_per_s=1017322,
-peak_rss_mb=282; scale_site_requests_per_s=439115, scale_site_peak_rss_mb=793. Cold compile:
-numba_compile_s=353.93 (wall, load ~4; peak_rss_mb=620 in that run, the compiler's). Idle
-figures: to be re-measured.
 """
 
 from __future__ import annotations
