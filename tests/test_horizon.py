@@ -65,6 +65,14 @@ def baseline_plans(problem: HorizonProblem) -> dict[str, tuple[np.ndarray, np.nd
     return out
 
 
+def every_plan(problem: HorizonProblem) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every baseline's plan and SLIT's (``plan_horizon`` with its default settings)."""
+    plans = baseline_plans(problem)
+    decision = plan_horizon(problem)
+    plans["slit"] = (decision.replicas, decision.routing)
+    return plans
+
+
 horizons = st.builds(small_horizon, st.integers(0, 10_000), st.integers(1, 3),
                      st.integers(2, 3), st.floats(0.1, 0.6))
 hsettings = settings(max_examples=8, deadline=None, derandomize=True,
@@ -77,9 +85,7 @@ def test_horizon_bound_below_slit_and_every_baseline(problem: HorizonProblem) ->
     weights = np.asarray(Preference().weights)
     result = HorizonMilp(problem).solve_weighted(weights, time_limit_s=20.0)
     assert result.status in (0, 1, 2)
-    plans = baseline_plans(problem)
-    decision = plan_horizon(problem)
-    plans["slit"] = (decision.replicas, decision.routing)
+    plans = every_plan(problem)
     for name, (r, x) in plans.items():
         score = horizon_score(problem, evaluate_horizon(problem, r, x), weights)
         if np.isfinite(score):
@@ -91,9 +97,7 @@ def test_horizon_bound_below_slit_and_every_baseline(problem: HorizonProblem) ->
 @hsettings
 @given(problem=horizons)
 def test_no_plan_exceeds_a_pool_or_releases_early(problem: HorizonProblem) -> None:
-    plans = baseline_plans(problem)
-    decision = plan_horizon(problem)
-    plans["slit"] = (decision.replicas, decision.routing)
+    plans = every_plan(problem)
     for name, (r, x) in plans.items():
         ev = evaluate_horizon(problem, r, x)
         assert ev.pool_excess_gpus <= 0, name
@@ -407,9 +411,7 @@ def test_coupled_cuts_keep_the_bound_below_every_plan(problem: HorizonProblem) -
         return
     assert cut.coupled_bound >= cut.interval_bound - TOL
     assert cut.bound >= cut.coupled_bound
-    plans = baseline_plans(problem)
-    decision = plan_horizon(problem)
-    plans["slit"] = (decision.replicas, decision.routing)
+    plans = every_plan(problem)
     for name, (r, x) in plans.items():
         score = horizon_score(problem, evaluate_horizon(problem, r, x), weights)
         if np.isfinite(score):
