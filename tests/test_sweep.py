@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from scenario_helpers import run_slit, write_tiny
@@ -62,11 +63,13 @@ def test_sweep_end_to_end_resume_and_failing_cell(ray_local, data_dir, tmp_path,
         [["latency_first", "slit"]] * 2
     assert (done["requests"] > 0).all() and (done["carbon_kg"] > 0).all()
     assert done[done["policy"] == "slit"]["carbon_kg"].nunique() == 2  # days differ
+    assert (done["preference_score"] > 0).all()  # each policy's score, as slit run prints it
     failed = table[table["status"] == "failed"]
     assert failed["cell_id"].tolist() == ["2010-01-06_default_slobase_s0"]
     assert "has no data" in failed["error"].iloc[0]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Carbon saving by month" in html and "Worst cells" in html
+    assert "Preference score saving by month" in html
     assert "2010-01-06_default_slobase_s0" in html  # the failed cell is listed
 
     # Resume: the finished cells are not run again (their files are untouched); the failed one
@@ -174,18 +177,34 @@ def test_variants_resize_the_fleet():
 
 def test_savings_are_percent_of_each_baseline():
     rows = []
-    for cell, slit_carbon in (("c1", 80.0), ("c2", 120.0)):
-        for policy, carbon in (("slit", slit_carbon), ("latency_first", 100.0)):
+    for cell, slit_carbon, slit_score in (("c1", 80.0, 0.45), ("c2", 120.0, float("nan"))):
+        for policy, carbon, score in (("slit", slit_carbon, slit_score),
+                                      ("latency_first", 100.0, 0.5)):
             rows.append({"cell_id": cell, "day": pd.Timestamp("2023-01-01"), "month": 1,
                          "variant": "default", "slo_ttft_s": 1.5, "seed": 0, "policy": policy,
                          "status": "done", "carbon_kg": carbon, "water_l": 10.0,
-                         "cost_usd": 5.0, "energy_kwh": 50.0, "slo_attainment_pct": 99.0})
+                         "cost_usd": 5.0, "energy_kwh": 50.0, "slo_attainment_pct": 99.0,
+                         "preference_score": score})
     rows.append({"cell_id": "c3", "policy": None, "status": "failed", "error": "boom"})
     frame = savings(pd.DataFrame(rows)).set_index("cell_id")
     assert frame.loc["c1", "saving_carbon_kg_pct"] == pytest.approx(20.0)
     assert frame.loc["c2", "saving_carbon_kg_pct"] == pytest.approx(-20.0)
     assert frame.loc["c1", "saving_water_l_pct"] == pytest.approx(0.0)
+    # The score is lower-is-better like the footprints: SLIT 0.45 vs 0.5 saves 10 %.
+    assert frame.loc["c1", "saving_preference_score_pct"] == pytest.approx(10.0)
+    assert np.isnan(frame.loc["c2", "saving_preference_score_pct"])
     assert "c3" not in frame.index
+
+
+def test_savings_of_cells_written_before_the_score_was_recorded_are_nan():
+    rows = [{"cell_id": "old", "day": pd.Timestamp("2023-01-01"), "month": 1,
+             "variant": "default", "slo_ttft_s": 1.5, "seed": 0, "policy": policy,
+             "status": "done", "carbon_kg": carbon, "water_l": 10.0, "cost_usd": 5.0,
+             "energy_kwh": 50.0, "slo_attainment_pct": 99.0}
+            for policy, carbon in (("slit", 80.0), ("milp", 100.0))]
+    frame = savings(pd.DataFrame(rows)).set_index("cell_id")
+    assert frame.loc["old", "saving_carbon_kg_pct"] == pytest.approx(20.0)
+    assert np.isnan(frame.loc["old", "saving_preference_score_pct"])
 
 
 

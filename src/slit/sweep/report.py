@@ -19,7 +19,7 @@ from slit.report.plots import _png
 
 # What a saving is measured on; a positive saving means SLIT used less than the baseline.
 SAVING_METRICS = {"carbon_kg": "carbon", "water_l": "water", "cost_usd": "energy cost",
-                  "energy_kwh": "energy"}
+                  "energy_kwh": "energy", "preference_score": "preference score"}
 WORST_CELLS = 10
 
 
@@ -39,8 +39,10 @@ def savings(table: pd.DataFrame) -> pd.DataFrame:
         row = {k: base[k] for k in keys}
         row["baseline"] = base["policy"]
         for metric in SAVING_METRICS:
-            row[f"saving_{metric}_pct"] = ((base[metric] - ours[metric]) / base[metric] * 100.0
-                                           if base[metric] > 0 else float("nan"))
+            # Cells written before a metric was recorded (a resumed sweep) have no value: NaN.
+            theirs, mine = base.get(metric, float("nan")), ours.get(metric, float("nan"))
+            row[f"saving_{metric}_pct"] = ((theirs - mine) / theirs * 100.0
+                                           if theirs > 0 else float("nan"))
         row["slit_slo_attainment_pct"] = ours["slo_attainment_pct"]
         row["baseline_slo_attainment_pct"] = base["slo_attainment_pct"]
         rows.append(row)

@@ -24,6 +24,7 @@ from slit.errors import SlitInputError
 from slit.experiment.run import run_experiment
 from slit.fileio import write_atomically, write_text_atomically
 from slit.parallel import start_ray as start_ray  # re-exported: benchmarks use it
+from slit.report.table import result_scores
 from slit.sweep.spec import Cell, Sweep
 
 CELLS_DIR = "cells"
@@ -56,8 +57,10 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
         return [{**base, "policy": None, "status": "failed", "error": last,
                  "wall_s": time.perf_counter() - started}]
     wall_s = time.perf_counter() - started
+    scores = result_scores(result)  # one normalisation for every policy of the cell
     return [{**base, "policy": policy, "status": "done", "error": None, "wall_s": wall_s,
-             **metrics.as_dict()} for policy, metrics in result.metrics.items()]
+             **metrics.as_dict(), "preference_score": scores.get(policy, float("nan"))}
+            for policy, metrics in result.metrics.items()]
 
 
 def _ray_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
