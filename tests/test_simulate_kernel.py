@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slit.serving.catalog import ReplicaSpec
+from slit.serving.iteration import replica_params
 from slit.simulate import kernel as k
+
+H100_8B = ReplicaSpec("Llama-3.1-8B", "H100-SXM5-80GB", 1)
 
 
 def _scan(ri: np.ndarray, rf: np.ndarray) -> tuple[float, int]:
@@ -57,6 +61,40 @@ def test_event_tree_finds_what_a_scan_finds(n_rep: int) -> None:
     k._tree_build(ri, rf)
     assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
 
+
+
+def _fresh_tree(n_rep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The replica tables as ``kernel_init`` leaves them: every replica awake and idle."""
+    cfg, _ = k.pack_settings(n_rep, False, k.JSQ, 4, 2048, 1000, 0, 3000, 1, 60.0, np.inf, 1.0,
+                             1.0, 1.0, 1.0, 0.0)
+    awake = np.array([n_rep], np.int64)
+    ri, rf, *_ = k.kernel_init(awake, awake.copy(), replica_params(H100_8B), cfg)
+    return ri, rf
+
+
+@pytest.mark.parametrize("n_rep", [4, 8, 16, 108])
+def test_event_tree_from_kernel_init_keeps_every_event(n_rep: int) -> None:
+    # Replicas taking work in any order from the start (the dispatcher's tie-breaks rotate). An
+    # all-zero start lost events here: a node never played held replica 0, and replica 0's own
+    # updates do not replay it (the default scenario's 70B surrogate run 152 took a wrong turn).
+    rng = np.random.default_rng(n_rep)
+    for _ in range(20):
+        ri, rf = _fresh_tree(n_rep)
+        assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
+        for _ in range(3 * n_rep):
+            r = int(rng.integers(0, n_rep))
+            ri[r, k.R_KIND] = rng.choice([k.IDLE, k.RUN])
+            rf[r, k.F_END] = rng.integers(1, 6) * 0.5
+            k._tree_update(r, ri, rf)
+            assert k._next_replica_event(ri, rf, n_rep) == _scan(ri, rf)
+    # The smallest case: replica 0 busy until 1, replica 5 until 2, then replica 0 idle.
+    ri, rf = _fresh_tree(8)
+    for r, end in ((0, 1.0), (5, 2.0)):
+        ri[r, k.R_KIND], rf[r, k.F_END] = k.RUN, end
+        k._tree_update(r, ri, rf)
+    ri[0, k.R_KIND] = k.IDLE
+    k._tree_update(0, ri, rf)
+    assert k._next_replica_event(ri, rf, 8) == (2.0, 5)
 
 @pytest.mark.parametrize("dispatcher", [k.JSQ, k.LEAST_KV])
 def test_dispatcher_scan_rotates_from_the_offset(dispatcher: int) -> None:

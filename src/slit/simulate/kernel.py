@@ -702,8 +702,12 @@ def _next_replica_event(ri, rf, n_rep):
 # The event tree: a tournament over the replicas' next events (``_event_time``), nodes 1..n-1
 # internal (winner in ``ri[i, R_TREE]``), node n + r the leaf of replica r, node i's children
 # 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
-# change) updates its path to the root. An all-zero R_TREE is the tree of a fleet without
-# events (every time infinite, replica 0 wins every tie), so the table starts valid.
+# change) updates its path to the root. ``kernel_init`` builds the tree (``_tree_build``): an
+# all-zero R_TREE is not a valid start, although every time is infinite, as a node's winner must
+# lie below it: a node never played keeps replica 0, which then stands for that subtree with
+# replica 0's time, and once replica 0's event moves later (only its own path is replayed) an
+# earlier event below that node was lost until another replica there changed (then handled late,
+# out of order).
 @_inlined
 def _event_time(r, ri, rf):
     """When replica r's work ends or its loading does; inf if neither is pending."""
@@ -1035,6 +1039,7 @@ def kernel_init(awake, cap, p, cfg):
     steps = _step_table(p, cfg)
     for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
+    _tree_build(ri, rf)
     return ri, rf, sl, st, fs, bins, steps
 
 
