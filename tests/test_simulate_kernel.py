@@ -40,7 +40,8 @@ def test_event_tree_finds_what_a_scan_finds(n_rep: int) -> None:
     rng = np.random.default_rng(n_rep)
     ri = np.zeros((n_rep, k.R_NCOLS), np.int64)
     rf = np.zeros((n_rep, k.F_NCOLS))
-    # A fresh (all-zero) table is a valid tree of a fleet without events.
+    # The tree of a fleet without events (as ``kernel_init`` builds it) has none.
+    k._tree_build(ri, rf)
     assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
     for r in range(n_rep):
         _randomise(r, ri, rf, rng)
@@ -143,3 +144,9 @@ def test_step_table_times_a_step_as_the_model_does_bit_for_bit(gpu: str, tp: int
         assert got == expected, (m, m_out, pairs, ctx)
     for n in range(1, max_seqs + 1):  # the decode part: a step of n tokens without context
         assert steps[n] == step_time_s(p, float(n), float(n), 0.0, 0.0)
+    # The decode power of n sequences: filled on first use, then read, the same float.
+    _, kf = k.pack_settings(1, False, k.JSQ, max_seqs, 2048, 1, 0, 3000, 1, 60.0, np.inf, 1.0,
+                            1.0, 1.0, 310.0, 0.0, decode_full_w=870.0)
+    for n in list(range(1, max_seqs + 1)) * 2:
+        assert k._decode_w_of(n, steps, cfg, kf) == k._decode_w(n, kf)
+    assert k._decode_w_of(1, steps, cfg, kf) < k._decode_w_of(max_seqs, steps, cfg, kf)

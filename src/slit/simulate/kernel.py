@@ -72,7 +72,8 @@ R_NCOLS = 16
 # attributed so far to the request in the slot, written back to its result row (O_ENERGY) when it
 # leaves the slot, so that the hottest loop (a decode run's end) adds to a contiguous column
 # instead of scattered result rows. A request's shares are added in the same order either way.
-F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
+# F_TREE_T: on row i (1 <= i < n_rep), the time of node i's winner in the event tree (R_TREE).
+F_SINCE, F_READY, F_START, F_END, F_TREE_T, F_A, F_B, F_C, F_NCOLS = range(9)
 F_SLOT_E = F_NCOLS
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
 # KV blocks held, admission sequence number (the preemption victim is the latest admitted).
@@ -87,6 +88,7 @@ C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_BLOCKS, C
     C_MAX_LEN, C_N_BINS = range(9)
 N_C = 9
 KV_BLOCK_TOKENS = 16
+_KV_BLOCK_SHIFT = 4  # KV_BLOCK_TOKENS == 1 << _KV_BLOCK_SHIFT
 # Float settings.
 # K_DECODE_W is the decode dynamic power of one sequence, K_DECODE_FULL_W that of a batch of
 # DECODE_FULL_BATCH or more; in between it rises with log2 of the batch (slit.serving.power).
@@ -260,9 +262,11 @@ def _run_time(a, b, c, n, k):
 # tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + M): one
 # layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
 # activations (tensor parallel only), both filled the first time a step of m tokens is timed
-# (NaN until then). ``_step_s`` puts them together as ``step_time_s`` does, operation for
-# operation, so that a step's time is the same float; the model's terms that depend on the
-# tokens alone (its logarithms, exponentials and divisions) are then computed once per size.
+# (NaN until then); [2S + 2M, 3S + 2M): the decode power of a batch of n (``_decode_w``, a
+# logarithm at every run's end otherwise), filled the first time a run of n ends. ``_step_s``
+# puts them together as ``step_time_s`` does, operation for operation, so that a step's time is
+# the same float; the model's terms that depend on the tokens alone (its logarithms,
+# exponentials and divisions) are then computed once per size.
 @_hot
 def _steps_m(cfg):
     """Largest step in tokens plus one: a prefill without chunking admits one prompt of up to
@@ -276,7 +280,7 @@ def _step_table(p, cfg):
     """The table ``steps`` (see above) with the decode and LM-head parts filled."""
     n_seq = cfg[C_MAX_SEQS] + 1
     big = _steps_m(cfg)
-    table = np.empty(2 * n_seq + 2 * big)
+    table = np.empty(3 * n_seq + 2 * big)
     table[:] = np.nan
     table[0] = 0.0
     table[n_seq] = 0.0
@@ -311,9 +315,22 @@ def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
     return total + p[P_STEP]
 
 
-@numba.njit(cache=True)
+@_inlined
+def _decode_w_of(n, steps, cfg, kf):
+    """``_decode_w(n, kf)`` from the step table (n <= max_num_seqs)."""
+    at = 2 * (cfg[C_MAX_SEQS] + 1) + 2 * _steps_m(cfg) + n
+    w = steps[at]
+    if w != w:  # NaN: the first run of n sequences
+        w = _decode_w(n, kf)
+        steps[at] = w
+    return w
+
+
+@_inlined
 def _blocks(tokens):
-    return (tokens + KV_BLOCK_TOKENS - 1) // KV_BLOCK_TOKENS
+    """ceil(tokens / KV_BLOCK_TOKENS): a shift (floor division by a power of two), without the
+    sign correction numba's integer ``//`` carries."""
+    return (tokens + KV_BLOCK_TOKENS - 1) >> _KV_BLOCK_SHIFT
 
 
 @_hot
@@ -560,7 +577,7 @@ def _complete(r, s, j, t, ri, rf, sl, out):
 
 
 @_inlined
-def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
+def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps):
     """Apply replica r's finished step or run (the table has a row for its end); returns the
     requests completed.
 
@@ -595,7 +612,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 _complete(r, s, j, t1, ri, rf, sl, out)
                 completed += 1
     else:
-        decode_w = _decode_w(ri[r, R_NRUN], kf)
+        decode_w = _decode_w_of(ri[r, R_NRUN], steps, cfg, kf)
         _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s)
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
@@ -608,6 +625,9 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
             rf[r, F_SLOT_E + s] += share
         kv = ri[r, R_KV]
         min_rem, sum_ctx, sum_need, n_done = _NO_REM, 0, 0, 0
+        # The first and last slots that finished bound the second loop (usually one finished:
+        # scanning every slot for it took more time than the first loop).
+        lo_done, hi_done = n_run, -1
         for s in range(n_run):
             rem = sl[r, S_REM, s] - k
             ctx = sl[r, S_CTX, s] + k
@@ -620,9 +640,12 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
             sum_ctx += ctx
             sum_need += _blocks(ctx + 1)
             n_done += rem == 0
+            lo_done = min(lo_done, s if rem == 0 else n_run)
+            hi_done = max(hi_done, s if rem == 0 else -1)
         if n_done > 0:
-            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``).
-            for s in range(n_run - 1, -1, -1):
+            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``); a
+            # slot moved into a freed one comes from beyond it, so it is not visited again.
+            for s in range(hi_done, lo_done - 1, -1):
                 if sl[r, S_REM, s] != 0:
                     continue
                 j = sl[r, S_REQ, s]
@@ -647,27 +670,34 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     return completed
 
 
+# Above any replica's load: the load of a replica that is not ready.
+_NOT_READY = 1 << 62
+
+
 @_inlined
 def _pick_replica(ri, n_rep, dispatcher, offset):
     """Ready replica with the least load (requests held, or KV blocks held and queued); ties
-    rotate by offset."""
+    rotate by offset: the first of the least loaded from replica offset (mod n_rep) on.
+
+    Written without a data-dependent branch (a not-ready replica's load is ``_NOT_READY``, the
+    best kept by selects) and, for an offset below n_rep (the dispatcher's tie-breaks), without
+    a division: the mispredicted comparisons and the 64-bit division took ~250 cycles an
+    arrival for 16 replicas."""
+    c1 = R_NRUN if dispatcher == JSQ else R_KV
+    c2 = R_QLEN if dispatcher == JSQ else R_QKV
+    start = offset if 0 <= offset < n_rep else offset % n_rep
     best = -1
-    best_load = 0
-    r = offset % n_rep
-    for _ in range(n_rep):
-        if r == n_rep:  # wrap without a division per replica
-            r = 0
-        if ri[r, R_STATE] != AWAKE:
-            r += 1
-            continue
-        if dispatcher == JSQ:
-            load = ri[r, R_NRUN] + ri[r, R_QLEN]
-        else:
-            load = ri[r, R_KV] + ri[r, R_QKV]
-        if best < 0 or load < best_load:
-            best = r
-            best_load = load
-        r += 1
+    best_load = _NOT_READY
+    for r in range(start, n_rep):
+        load = ri[r, c1] + ri[r, c2]
+        load = load if ri[r, R_STATE] == AWAKE else _NOT_READY
+        best = r if load < best_load else best
+        best_load = min(load, best_load)
+    for r in range(start):
+        load = ri[r, c1] + ri[r, c2]
+        load = load if ri[r, R_STATE] == AWAKE else _NOT_READY
+        best = r if load < best_load else best
+        best_load = min(load, best_load)
     return best
 
 
@@ -694,20 +724,22 @@ def _next_replica_event(ri, rf, n_rep):
     """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none;
     the lowest replica on a tie. Read at the root of the event tree instead of scanning the
     replicas at every event (three events a request, hundreds of replicas at a large site)."""
-    r = ri[1, R_TREE] if n_rep > 1 else 0
-    t_rep = _event_time(r, ri, rf)
+    if n_rep > 1:
+        r, t_rep = ri[1, R_TREE], rf[1, F_TREE_T]
+    else:
+        r, t_rep = 0, _event_time(0, ri, rf)
     return (t_rep, r) if t_rep < np.inf else (np.inf, -1)
 
 
 # The event tree: a tournament over the replicas' next events (``_event_time``), nodes 1..n-1
-# internal (winner in ``ri[i, R_TREE]``), node n + r the leaf of replica r, node i's children
-# 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
-# change) updates its path to the root. ``kernel_init`` builds the tree (``_tree_build``): an
-# all-zero R_TREE is not a valid start, although every time is infinite, as a node's winner must
-# lie below it: a node never played keeps replica 0, which then stands for that subtree with
-# replica 0's time, and once replica 0's event moves later (only its own path is replayed) an
-# earlier event below that node was lost until another replica there changed (then handled late,
-# out of order).
+# internal (winner in ``ri[i, R_TREE]``, its time in ``rf[i, F_TREE_T]``), node n + r the leaf of
+# replica r, node i's children 2i and 2i + 1. Whatever changes a replica's event
+# (``_start_work``, ``_cut_run``, a state change) updates its path to the root; a match then
+# reads the other side's winner and time where they are stored instead of working out that
+# replica's event again. ``kernel_init`` builds the tree (``_tree_build``): an all-zero R_TREE
+# is not a valid start, although every time is infinite, as a node's winner must lie below it
+# (a node never played kept replica 0, which stood for that subtree with replica 0's time: once
+# replica 0's event moved later, an earlier event below that node was lost for a while).
 @_inlined
 def _event_time(r, ri, rf):
     """When replica r's work ends or its loading does; inf if neither is pending."""
@@ -719,23 +751,32 @@ def _event_time(r, ri, rf):
 
 
 @_inlined
-def _tree_node(i, ri, rf, n_rep):
-    """Play node i's match: the earlier of its children's winners, the lower on a tie."""
-    a, b = 2 * i, 2 * i + 1
-    a = a - n_rep if a >= n_rep else ri[a, R_TREE]
-    b = b - n_rep if b >= n_rep else ri[b, R_TREE]
-    ta, tb = _event_time(a, ri, rf), _event_time(b, ri, rf)
-    ri[i, R_TREE] = a if ta < tb or (ta == tb and a < b) else b
+def _tree_entry(i, ri, rf, n_rep):
+    """Node i's winner and its event time (a leaf's replica and its own event)."""
+    if i >= n_rep:
+        return i - n_rep, _event_time(i - n_rep, ri, rf)
+    return ri[i, R_TREE], rf[i, F_TREE_T]
 
 
 @_inlined
 def _tree_update(r, ri, rf):
-    """Replica r's event changed: replay the matches on its path to the root."""
+    """Replica r's event changed: replay the matches on its path to the root (the earlier of a
+    node's two winners, the lower replica on a tie)."""
     n_rep = ri.shape[0]
-    i = (r + n_rep) >> 1
-    while i >= 1:
-        _tree_node(i, ri, rf, n_rep)
+    w, tw = r, _event_time(r, ri, rf)
+    i = r + n_rep
+    while i > 1:
+        o, to = _tree_entry(i ^ 1, ri, rf, n_rep)
+        # The match is (left, right) = (2 i, 2 i + 1) whichever side the path comes from, so
+        # that a tie is broken as ``_tree_build`` breaks it.
+        if i & 1:  # the path comes from the right: the other side is the left child
+            if to < tw or (to == tw and o < w):
+                w, tw = o, to
+        elif not (tw < to or (tw == to and w < o)):
+            w, tw = o, to
         i >>= 1
+        ri[i, R_TREE] = w
+        rf[i, F_TREE_T] = tw
 
 
 @_hot
@@ -743,7 +784,12 @@ def _tree_build(ri, rf):
     """Replay every match (after changes to many replicas)."""
     n_rep = ri.shape[0]
     for i in range(n_rep - 1, 0, -1):
-        _tree_node(i, ri, rf, n_rep)
+        a, ta = _tree_entry(2 * i, ri, rf, n_rep)
+        b, tb = _tree_entry(2 * i + 1, ri, rf, n_rep)
+        if ta < tb or (ta == tb and a < b):
+            ri[i, R_TREE], rf[i, F_TREE_T] = a, ta
+        else:
+            ri[i, R_TREE], rf[i, F_TREE_T] = b, tb
 
 
 @_inlined
@@ -754,7 +800,7 @@ def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b)
         _change_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
         _tree_update(r, ri, rf)
         return True
-    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
+    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
     _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
