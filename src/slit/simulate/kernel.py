@@ -195,12 +195,22 @@ def _book(bins, col, t0, t1, rate, interval_s):
 
 
 @_inlined
-def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
-    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once."""
+def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s, fs):
+    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once.
+
+    Almost every piece of work starts and ends in one interval: when both ends are safely
+    inside the last interval found (``fs[FS_BIN_LO]``..``fs[FS_BIN_HI]``, see
+    ``_remember_bin``), its index is taken from there instead of two divisions."""
     if t1 <= t0:
         return
-    last = int(t1 / interval_s)
-    k = int(t0 / interval_s)
+    if t0 >= fs[FS_BIN_LO] and t1 <= fs[FS_BIN_HI]:
+        k = int(fs[FS_BIN])
+        last = k
+    else:
+        last = int(t1 / interval_s)
+        k = int(t0 / interval_s)
+        if last >= 0:
+            _remember_bin(fs, last, interval_s)
     while k <= last and k < bins.shape[0]:
         lo = max(t0, k * interval_s)
         hi = min(t1, (k + 1) * interval_s)
@@ -208,6 +218,18 @@ def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
             bins[k, col] += rate * (hi - lo)
             bins[k, busy_col] += 1.0 * (hi - lo)
         k += 1
+
+
+@_inlined
+def _remember_bin(fs, k, interval_s):
+    """Keep interval k and bounds within which a time t surely has int(t / interval_s) == k:
+    k I (1 + 1e-12) and (k + 1) I (1 - 1e-12) (0 for k = 0; t >= 0) are each more than the
+    rounding of the products and of the division away from the interval's ends (the relative
+    error of each is below 2**-53), so a time between them divides to k exactly as
+    ``int(t / interval_s)`` computes it."""
+    fs[FS_BIN] = k
+    fs[FS_BIN_LO] = 0.0 if k == 0 else k * interval_s * (1.0 + 1e-12)
+    fs[FS_BIN_HI] = (k + 1) * interval_s * (1.0 - 1e-12)
 
 
 @numba.njit(cache=True)
@@ -263,7 +285,8 @@ def _run_time(a, b, c, n, k):
 # layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
 # activations (tensor parallel only), both filled the first time a step of m tokens is timed
 # (NaN until then); [2S + 2M, 3S + 2M): the decode power of a batch of n (``_decode_w``, a
-# logarithm at every run's end otherwise), filled the first time a run of n ends. ``_step_s``
+# logarithm at every run's end otherwise), filled the first time a run of n ends; then the
+# attention term's two constant factors (``_step_s``, two divisions a step otherwise). ``_step_s``
 # puts them together as ``step_time_s`` does, operation for operation, so that a step's time is
 # the same float; the model's terms that depend on the tokens alone (its logarithms,
 # exponentials and divisions) are then computed once per size.
@@ -280,8 +303,10 @@ def _step_table(p, cfg):
     """The table ``steps`` (see above) with the decode and LM-head parts filled."""
     n_seq = cfg[C_MAX_SEQS] + 1
     big = _steps_m(cfg)
-    table = np.empty(3 * n_seq + 2 * big)
+    table = np.empty(3 * n_seq + 2 * big + 2)
     table[:] = np.nan
+    table[3 * n_seq + 2 * big] = 4.0 * p[P_HEADS] / p[P_TP] * p[P_HEAD_DIM]
+    table[3 * n_seq + 2 * big + 1] = p[P_PEAK] * p[P_ATTN_EFF]
     table[0] = 0.0
     table[n_seq] = 0.0
     for n in range(1, n_seq):
@@ -306,7 +331,9 @@ def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
         steps[at] = layer
         if tp > 1.0:
             steps[at + big] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
-    layer += 4.0 * p[P_HEADS] / tp * p[P_HEAD_DIM] * pairs / (p[P_PEAK] * p[P_ATTN_EFF])
+    # (4 heads / tp * head_dim) * pairs / (peak * efficiency), the factors from the table.
+    at_c = 3 * n_seq + 2 * big
+    layer += steps[at_c] * pairs / steps[at_c + 1]
     if tp > 1.0:
         layer += steps[at + big]
     total = p[P_LAYERS] * layer + kv_b * dec_ctx
@@ -577,7 +604,7 @@ def _complete(r, s, j, t, ri, rf, sl, out):
 
 
 @_inlined
-def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps):
+def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps, fs):
     """Apply replica r's finished step or run (the table has a row for its end); returns the
     requests completed.
 
@@ -592,7 +619,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps):
         chunked = cfg[C_CHUNKED] != 0
         if chunked:  # every decoding slot takes a token
             ri[r, R_SUM_N] = 0
-        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s, fs)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, S_REQ, s]
@@ -613,7 +640,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps):
                 completed += 1
     else:
         decode_w = _decode_w_of(ri[r, R_NRUN], steps, cfg, kf)
-        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s, fs)
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
         share = (idle_w + decode_w) * dur / n_run
@@ -768,12 +795,14 @@ def _tree_update(r, ri, rf):
     while i > 1:
         o, to = _tree_entry(i ^ 1, ri, rf, n_rep)
         # The match is (left, right) = (2 i, 2 i + 1) whichever side the path comes from, so
-        # that a tie is broken as ``_tree_build`` breaks it.
-        if i & 1:  # the path comes from the right: the other side is the left child
-            if to < tw or (to == tw and o < w):
-                w, tw = o, to
-        elif not (tw < to or (tw == to and w < o)):
-            w, tw = o, to
+        # that a tie is broken as ``_tree_build`` breaks it; written with selects, not
+        # branches (the side and the winner are each a coin toss for the branch predictor).
+        right = (i & 1) == 1
+        a, ta = (o if right else w), (to if right else tw)
+        b, tb = (w if right else o), (tw if right else to)
+        a_wins = (ta < tb) | ((ta == tb) & (a < b))
+        w = a if a_wins else b
+        tw = ta if a_wins else tb
         i >>= 1
         ri[i, R_TREE] = w
         rf[i, F_TREE_T] = tw
@@ -793,29 +822,20 @@ def _tree_build(ri, rf):
 
 
 @_inlined
-def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
+def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up) at t, the table having a row for t (see
     ``_bins_up_to``); returns whether the site queue may now be dispatched."""
     if ri[r, R_KIND] == IDLE:
         _change_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
         _tree_update(r, ri, rf)
         return True
-    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps)
+    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps, fs)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
     _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         _change_state(r, ASLEEP, t, ri, rf, bins, kf)
     return False
-
-
-@numba.njit(cache=True)
-def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
-    """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
-    be dispatched)."""
-    bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
-    return bins, _replica_event_cold(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
-                                     kv_b)
 
 
 @numba.njit(cache=True)
@@ -1047,8 +1067,10 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
 
 # --- resumable form: the site's state carried between chunks of arrivals ----------------------
 # Float state: the time of the last event handled, the time integral of the requests in the site.
-FS_T, FS_AREA = range(2)
-N_FS = 2
+# FS_BIN, FS_BIN_LO, FS_BIN_HI: the interval of the last work booked across a division and the
+# times surely within it (``_remember_bin``; none at first).
+FS_T, FS_AREA, FS_BIN, FS_BIN_LO, FS_BIN_HI = range(5)
+N_FS = 5
 
 
 @numba.njit(cache=True)
@@ -1082,6 +1104,7 @@ def kernel_init(awake, cap, p, cfg):
     st[G_HEAD] = -1
     st[G_TAIL] = -1
     fs = np.zeros(N_FS)
+    fs[FS_BIN_LO], fs[FS_BIN_HI] = np.inf, -np.inf
     steps = _step_table(p, cfg)
     for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
@@ -1125,8 +1148,8 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
         if t_rep == t_next:
             if int(t / interval_s) >= bins.shape[0]:
                 bins = _bins_up_to(bins, t, interval_s)
-            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                           steps, kv_b)
+            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg,
+                                           kf, steps, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]
@@ -1169,8 +1192,8 @@ def _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, s
                 break
             area_s += st[G_IN_SITE] * (t_next - t)
             t = t_next
-            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
-                                      kv_b)
+            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg, kf,
+                                      steps, kv_b)
         elif t_bound == t_next:
             break
         else:
