@@ -575,11 +575,13 @@ def _cut_run(r, t, ri, rf):
     k = max(1, int(math.ceil(guess)))
     while k > 1 and _run_time(a, b, c, n, k - 1.0) >= elapsed:
         k -= 1
-    while _run_time(a, b, c, n, float(k)) < elapsed:
+    run_s = _run_time(a, b, c, n, float(k))
+    while run_s < elapsed:
         k += 1
+        run_s = _run_time(a, b, c, n, float(k))
     if k < ri[r, R_RUNK]:
         ri[r, R_RUNK] = k
-        rf[r, F_END] = rf[r, F_START] + _run_time(a, b, c, n, float(k))
+        rf[r, F_END] = rf[r, F_START] + run_s
         _tree_update(r, ri, rf)
 
 
@@ -969,6 +971,11 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps,
     wait behind them)."""
     j = st[G_NEXT]
     st[G_NEXT] += 1
+    # The request's result row rewritten as ``kernel_new_requests`` left it: its cache line is
+    # fetched now, in arrival order (a stream the prefetcher follows), not at the first token,
+    # long after the whole table was initialised (a miss on the event loop's path).
+    out[j, O_FIRST] = np.nan
+    out[j, O_SHED] = np.nan
     if rq[j, Q_PROMPT] > cfg[C_MAX_LEN]:
         st[G_REFUSED] += 1
         return
