@@ -1085,9 +1085,10 @@ def kernel_new_requests(rq, first):
     """Set the kernel's columns of requests ``first..`` of rq; their (empty) result rows."""
     n_req = rq.shape[0]
     out = np.empty((n_req - first, N_O))
-    out[:, :] = np.nan
-    out[:, O_ENERGY] = 0.0
-    for j in range(first, n_req):
+    for j in range(first, n_req):  # one pass over both tables
+        for col in range(N_O):
+            out[j - first, col] = np.nan
+        out[j - first, O_ENERGY] = 0.0
         rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
         rq[j, Q_TODO] = rq[j, Q_OUTPUT]
         rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
@@ -1195,7 +1196,10 @@ def _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, s
         if t_next >= stop_s or t_next == np.inf:
             break
         if t_rep == t_next:
-            if int(t_next / interval_s) >= n_bins:
+            # The table has a row for t_next: surely when t_next is within the interval last
+            # found (``_remember_bin``), else by the division.
+            if not (t_next <= fs[FS_BIN_HI] and fs[FS_BIN] < n_bins) \
+                    and int(t_next / interval_s) >= n_bins:
                 break
             area_s += st[G_IN_SITE] * (t_next - t)
             t = t_next
