@@ -150,3 +150,43 @@ def test_step_table_times_a_step_as_the_model_does_bit_for_bit(gpu: str, tp: int
     for n in list(range(1, max_seqs + 1)) * 2:
         assert k._decode_w_of(n, steps, cfg, kf) == k._decode_w(n, kf)
     assert k._decode_w_of(1, steps, cfg, kf) < k._decode_w_of(max_seqs, steps, cfg, kf)
+
+
+@pytest.mark.parametrize("interval_s", [900.0, 60.0, 15.0, 0.1, 1.0 / 3.0, 7.3])
+def test_remembered_interval_books_as_the_divisions_do(interval_s: float) -> None:
+    """``_book_busy`` takes a work's interval from the one it last found when both ends are
+    within ``_remember_bin``'s bounds: the table must be the one the divisions give, bit for
+    bit, including for ends on and next to interval boundaries."""
+    rng = np.random.default_rng(int(interval_s * 1000))
+    n_bins = 40
+    plain, cached = np.zeros((n_bins, 2)), np.zeros((n_bins, 2))
+    fs = np.zeros(k.N_FS)
+    fs[k.FS_BIN_LO], fs[k.FS_BIN_HI] = np.inf, -np.inf
+    t = 0.0
+    taken = 0
+    while t < (n_bins - 2) * interval_s:
+        t0 = t + rng.exponential(interval_s / 30.0)
+        if rng.random() < 0.3:  # on, or one float away from, a boundary
+            edge = round(t0 / interval_s) * interval_s
+            t0 = max(0.0, float(rng.choice([edge, np.nextafter(edge, 0.0),
+                                            np.nextafter(edge, np.inf)])))
+        t1 = t0 + rng.exponential(interval_s / 20.0)
+        if rng.random() < 0.3:
+            edge = round(t1 / interval_s) * interval_s
+            t1 = float(rng.choice([edge, np.nextafter(edge, 0.0), np.nextafter(edge, np.inf)]))
+        rate = rng.uniform(100.0, 1000.0)
+        taken += t0 >= fs[k.FS_BIN_LO] and t1 <= fs[k.FS_BIN_HI] and t1 > t0
+        k._book(plain, 0, t0, t1, rate, interval_s)
+        k._book(plain, 1, t0, t1, 1.0, interval_s)
+        k._book_busy(cached, 0, 1, t0, t1, rate, interval_s, fs)
+        t = t0
+    assert taken > 100  # the shortcut was used
+    assert np.array_equal(plain, cached)
+    # The bounds themselves, and the floats just inside them, divide to the interval.
+    for kk in range(n_bins):
+        k._remember_bin(fs, kk, interval_s)
+        lo, hi = fs[k.FS_BIN_LO], fs[k.FS_BIN_HI]
+        assert fs[k.FS_BIN] == kk and lo < hi
+        for x in (lo, hi, np.nextafter(lo, np.inf), np.nextafter(hi, 0.0),
+                  *rng.uniform(lo, hi, 20)):
+            assert int(x / interval_s) == kk
