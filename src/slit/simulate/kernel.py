@@ -281,15 +281,16 @@ def _run_time(a, b, c, n, k):
 
 # The step-time table ``steps`` (one float vector, S = max_num_seqs + 1, M = ``_steps_m``):
 # [0, S): the context-free part a(n) of a decode step of n sequences (``step_time_s`` of n
-# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + M): one
-# layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
-# activations (tensor parallel only), both filled the first time a step of m tokens is timed
-# (NaN until then); [2S + 2M, 3S + 2M): the decode power of a batch of n (``_decode_w``, a
-# logarithm at every run's end otherwise), filled the first time a run of n ends; then the
-# attention term's two constant factors (``_step_s``, two divisions a step otherwise). ``_step_s``
-# puts them together as ``step_time_s`` does, operation for operation, so that a step's time is
-# the same float; the model's terms that depend on the tokens alone (its logarithms,
-# exponentials and divisions) are then computed once per size.
+# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + 2M): in
+# pairs, at 2S + 2m one layer's linear operators for m tokens and at 2S + 2m + 1 twice the
+# all-reduce of m tokens' activations (tensor parallel only; side by side, so that a prefill
+# step reads one cache line of this large table, not two a megabyte apart), both filled the
+# first time a step of m tokens is timed (NaN until then); [2S + 2M, 3S + 2M): the decode power
+# of a batch of n (``_decode_w``, a logarithm at every run's end otherwise), filled the first
+# time a run of n ends; then the attention term's two constant factors (two divisions a step
+# otherwise). ``_step_s`` puts them together as ``step_time_s`` does, operation for operation,
+# so that a step's time is the same float; the model's terms that depend on the tokens alone
+# (its logarithms, exponentials and divisions) are then computed once per size.
 @_hot
 def _steps_m(cfg):
     """Largest step in tokens plus one: a prefill without chunking admits one prompt of up to
@@ -323,19 +324,19 @@ def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
     big = _steps_m(cfg)
     if m >= big or m_out >= n_seq:  # beyond the table (not reached): the model itself
         return step_time_s(p, float(m), float(m_out), pairs, dec_ctx)
-    at = 2 * n_seq + m
+    at = 2 * n_seq + 2 * m
     tp = p[P_TP]
     layer = steps[at]
     if layer != layer:  # NaN: the first step of m tokens
         layer = layer_linear_s(p, float(m))
         steps[at] = layer
         if tp > 1.0:
-            steps[at + big] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
+            steps[at + 1] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
     # (4 heads / tp * head_dim) * pairs / (peak * efficiency), the factors from the table.
     at_c = 3 * n_seq + 2 * big
     layer += steps[at_c] * pairs / steps[at_c + 1]
     if tp > 1.0:
-        layer += steps[at + big]
+        layer += steps[at + 1]
     total = p[P_LAYERS] * layer + kv_b * dec_ctx
     if m_out > 0:
         total += steps[n_seq + m_out]
