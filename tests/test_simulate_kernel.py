@@ -63,7 +63,6 @@ def test_event_tree_finds_what_a_scan_finds(n_rep: int) -> None:
     assert k._next_replica_event(ri, rf, n_rep) == (np.inf, -1)
 
 
-
 def _fresh_tree(n_rep: int) -> tuple[np.ndarray, np.ndarray]:
     """The replica tables as ``kernel_init`` leaves them: every replica awake and idle."""
     cfg, _ = k.pack_settings(n_rep, False, k.JSQ, 4, 2048, 1000, 0, 3000, 1, 60.0, np.inf, 1.0,
@@ -96,6 +95,7 @@ def test_event_tree_from_kernel_init_keeps_every_event(n_rep: int) -> None:
     ri[0, k.R_KIND] = k.IDLE
     k._tree_update(0, ri, rf)
     assert k._next_replica_event(ri, rf, 8) == (2.0, 5)
+
 
 @pytest.mark.parametrize("dispatcher", [k.JSQ, k.LEAST_KV])
 def test_dispatcher_scan_rotates_from_the_offset(dispatcher: int) -> None:
