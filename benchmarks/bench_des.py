@@ -35,6 +35,15 @@ scale_site_requests_per_s=652208, scale_site_peak_rss_mb=790: the 1,000,000 targ
 day's machine. The same code measured 866,739 the evening before: this VM's speed varies by up to
 ~1.8x between days, so compare figures only within one run or in turns
 (benchmarks/compare_kernel.py --speed).
+
+Branch des4 (des3's speed-ups re-landed, docs/serving.md items 8-12, on main with the event
+tree built at start; outputs identical to that kernel bit for bit on compare_kernel's
+configurations and the surrogate's 320 training samples), 2026-11-27 03:15-03:25 UTC, shared
+machine (load average 7.2-9.7 on 2 cores): in turns against main's kernel, speedup_median=1.13
+(``compare_kernel.py --samples --speed 8``) and 1.18 (``--only default --speed 8``);
+``--repeats 7``: requests_per_s=882615, kernel_requests_per_s=949706,
+cpu_requests_per_s=1782147, kernel_cpu_requests_per_s=1927796, peak_rss_mb=283;
+scale_site_requests_per_s=501707, scale_site_peak_rss_mb=790.
 """
 
 from __future__ import annotations

@@ -9,10 +9,20 @@ batch, a large fleet, and streaming (chunk by chunk = one shot). Every per-reque
 counter and scalar is compared with ``np.array_equal`` (NaN where NaN). Prints one line per
 configuration and ``identical=<all>``; exits 1 on any difference.
 
+``--samples [MODEL ...]``: then also the surrogate's training samples
+(``slit.optimise.surrogate_design.simulate_samples``, 160 steady-state runs of the default
+scenario's view of each model, default both: Llama-3.1-8B and Llama-3.1-70B) with the old and
+this tree's site module; every row and column must be equal (``samples_identical=``). Its runs
+start 16 idle replicas at low loads, where the reference configurations above did not catch a
+lost event (main's all-zero event tree, fixed in c1e610d: run 152 of the 70B view differed).
+Needs the data the default scenario reads; a few minutes.
+
 ``--speed N``: then times both on ``bench_des.py``'s site (200 k requests, 16 replicas), in
 turns in this one process, N times each: ``old_cpu_requests_per_s=``, ``new_cpu_requests_per_s=``
-(best, per CPU second) and ``speedup=``; on a shared machine a ratio measured in turns is steadier
-than two separate runs.
+(best, per CPU second), ``speedup=`` (their ratio) and ``speedup_median=`` (the median over the
+turns of old / new CPU time, each turn's two runs side by side); on a shared machine a ratio
+measured in turns is steadier than two separate runs, and the median steadier than the best
+when the other users' load comes and goes.
 """
 
 from __future__ import annotations
@@ -222,6 +232,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="requests per case, relative")
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--speed", type=int, default=0, help="timed turns of each (0: none)")
+    parser.add_argument("--samples", nargs="*", default=None,
+                        help="compare simulate_samples of these models' views (none: both)")
     args = parser.parse_args()
     ref = args.ref or subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
                                      check=True, capture_output=True, text=True).stdout.strip()
@@ -257,9 +269,51 @@ def main() -> None:
         print(f"{case.name:28s} {stats} {time.perf_counter() - start:6.1f} s  {verdict}",
               flush=True)
     print(f"identical={all_same}")
+    if args.samples is not None:
+        all_same &= samples(old_site, args.samples or ["Llama-3.1-8B", "Llama-3.1-70B"])
     if args.speed > 0:
         speed(old_site, args.data_dir, args.speed)
     sys.exit(0 if all_same else 1)
+
+
+def samples(old_site: ModuleType, models: list[str]) -> bool:
+    """``simulate_samples`` of the default scenario's view of each model, run with the old and
+    with this tree's site module (``_measure`` calls ``simulate_site`` and ``SiteConfig`` by the
+    names it imported, swapped here); prints each model's verdict and ``samples_identical=``."""
+    import slit.optimise.surrogate_design as design
+    from slit.experiment.scenario import default_scenario
+
+    all_same = True
+    for model in models:
+        view = default_scenario().for_model(model)
+        spec = design.SurrogateSpec(
+            replicas=tuple(sorted({s.replica for s in view.sites}, key=str)),
+            code_shares=(view.code_share,), seed=view.seed,
+            n_awake=tuple(sorted({1, 2, 3, 4, 6, 8, 12, 16} | {s.installed for s in view.sites})),
+            token_source=view.data.key)
+        frames = {}
+        for name, module in (("old", old_site), ("new", new_site)):
+            start = time.perf_counter()
+            swapped = (module.simulate_site, module.SiteConfig)
+            design.simulate_site, design.SiteConfig = swapped  # type: ignore[misc]
+            try:
+                frames[name] = design.simulate_samples(spec)
+            finally:
+                design.simulate_site, design.SiteConfig = (  # type: ignore[misc]
+                    new_site.simulate_site, new_site.SiteConfig)
+            print(f"samples {model} {name}: {len(frames[name])} runs "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+        old, new = frames["old"], frames["new"]
+        differ = [] if old.shape != new.shape else [
+            int(run) for run, a, b in zip(new["run"], old.to_dict("records"),
+                                          new.to_dict("records"), strict=True)
+            if not all(same(a[c], b[c]) for c in old.columns)]
+        ok = old.shape == new.shape and list(old.columns) == list(new.columns) and not differ
+        all_same &= ok
+        print(f"samples {model}: " + ("identical" if ok else f"DIFFERENT runs {differ}"),
+              flush=True)
+    print(f"samples_identical={all_same}")
+    return all_same
 
 
 def speed(old_site: ModuleType, data_dir: Path, turns: int) -> None:
@@ -269,18 +323,23 @@ def speed(old_site: ModuleType, data_dir: Path, turns: int) -> None:
                                          float(np.mean(trace.output_tokens)))
     requests = poisson_from_trace(trace, rate, 200_000 / rate, seed=1)
     best = {"old": np.inf, "new": np.inf}
+    ratios = []
     modules = {"old": old_site, "new": new_site}
     for module in modules.values():  # compile or load, untimed
         module.simulate_site(requests.take(np.arange(100)), module.SiteConfig(H100_70B, 16), 16)
     for _ in range(turns):
+        took = {}
         for name, module in modules.items():
             start = time.process_time()
             module.simulate_site(requests, module.SiteConfig(H100_70B, 16), 16)
-            best[name] = min(best[name], time.process_time() - start)
+            took[name] = time.process_time() - start
+            best[name] = min(best[name], took[name])
+        ratios.append(took["old"] / took["new"])
     n = len(requests)
     print(f"old_cpu_requests_per_s={n / best['old']:.0f}")
     print(f"new_cpu_requests_per_s={n / best['new']:.0f}")
     print(f"speedup={best['old'] / best['new']:.2f}")
+    print(f"speedup_median={float(np.median(ratios)):.2f}")
 
 
 if __name__ == "__main__":

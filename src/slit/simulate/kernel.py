@@ -72,7 +72,8 @@ R_NCOLS = 16
 # attributed so far to the request in the slot, written back to its result row (O_ENERGY) when it
 # leaves the slot, so that the hottest loop (a decode run's end) adds to a contiguous column
 # instead of scattered result rows. A request's shares are added in the same order either way.
-F_SINCE, F_READY, F_START, F_END, F_A, F_B, F_C, F_NCOLS = range(8)
+# F_TREE_T: on row i (1 <= i < n_rep), the time of node i's winner in the event tree (R_TREE).
+F_SINCE, F_READY, F_START, F_END, F_TREE_T, F_A, F_B, F_C, F_NCOLS = range(9)
 F_SLOT_E = F_NCOLS
 # Columns of a slot: request, decode tokens left, context in KV, prompt left, tokens this step,
 # KV blocks held, admission sequence number (the preemption victim is the latest admitted).
@@ -87,6 +88,7 @@ C_N_REP, C_CHUNKED, C_DISPATCHER, C_MAX_SEQS, C_MAX_BATCH_TOKENS, C_KV_BLOCKS, C
     C_MAX_LEN, C_N_BINS = range(9)
 N_C = 9
 KV_BLOCK_TOKENS = 16
+_KV_BLOCK_SHIFT = 4  # KV_BLOCK_TOKENS == 1 << _KV_BLOCK_SHIFT
 # Float settings.
 # K_DECODE_W is the decode dynamic power of one sequence, K_DECODE_FULL_W that of a batch of
 # DECODE_FULL_BATCH or more; in between it rises with log2 of the batch (slit.serving.power).
@@ -193,12 +195,22 @@ def _book(bins, col, t0, t1, rate, interval_s):
 
 
 @_inlined
-def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
-    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once."""
+def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s, fs):
+    """``_book`` of rate on col and of 1 (busy seconds) on busy_col, the intervals found once.
+
+    Almost every piece of work starts and ends in one interval: when both ends are safely
+    inside the last interval found (``fs[FS_BIN_LO]``..``fs[FS_BIN_HI]``, see
+    ``_remember_bin``), its index is taken from there instead of two divisions."""
     if t1 <= t0:
         return
-    last = int(t1 / interval_s)
-    k = int(t0 / interval_s)
+    if t0 >= fs[FS_BIN_LO] and t1 <= fs[FS_BIN_HI]:
+        k = int(fs[FS_BIN])
+        last = k
+    else:
+        last = int(t1 / interval_s)
+        k = int(t0 / interval_s)
+        if last >= 0:
+            _remember_bin(fs, last, interval_s)
     while k <= last and k < bins.shape[0]:
         lo = max(t0, k * interval_s)
         hi = min(t1, (k + 1) * interval_s)
@@ -206,6 +218,18 @@ def _book_busy(bins, col, busy_col, t0, t1, rate, interval_s):
             bins[k, col] += rate * (hi - lo)
             bins[k, busy_col] += 1.0 * (hi - lo)
         k += 1
+
+
+@_inlined
+def _remember_bin(fs, k, interval_s):
+    """Keep interval k and bounds within which a time t surely has int(t / interval_s) == k:
+    k I (1 + 1e-12) and (k + 1) I (1 - 1e-12) (0 for k = 0; t >= 0) are each more than the
+    rounding of the products and of the division away from the interval's ends (the relative
+    error of each is below 2**-53), so a time between them divides to k exactly as
+    ``int(t / interval_s)`` computes it."""
+    fs[FS_BIN] = k
+    fs[FS_BIN_LO] = 0.0 if k == 0 else k * interval_s * (1.0 + 1e-12)
+    fs[FS_BIN_HI] = (k + 1) * interval_s * (1.0 - 1e-12)
 
 
 @numba.njit(cache=True)
@@ -257,12 +281,16 @@ def _run_time(a, b, c, n, k):
 
 # The step-time table ``steps`` (one float vector, S = max_num_seqs + 1, M = ``_steps_m``):
 # [0, S): the context-free part a(n) of a decode step of n sequences (``step_time_s`` of n
-# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + M): one
-# layer's linear operators for m tokens, [2S + M, 2S + 2M): twice the all-reduce of m tokens'
-# activations (tensor parallel only), both filled the first time a step of m tokens is timed
-# (NaN until then). ``_step_s`` puts them together as ``step_time_s`` does, operation for
-# operation, so that a step's time is the same float; the model's terms that depend on the
-# tokens alone (its logarithms, exponentials and divisions) are then computed once per size.
+# tokens, n outputs, no context); [S, 2S): the LM head of n output tokens; [2S, 2S + 2M): in
+# pairs, at 2S + 2m one layer's linear operators for m tokens and at 2S + 2m + 1 twice the
+# all-reduce of m tokens' activations (tensor parallel only; side by side, so that a prefill
+# step reads one cache line of this large table, not two a megabyte apart), both filled the
+# first time a step of m tokens is timed (NaN until then); [2S + 2M, 3S + 2M): the decode power
+# of a batch of n (``_decode_w``, a logarithm at every run's end otherwise), filled the first
+# time a run of n ends; then the attention term's two constant factors (two divisions a step
+# otherwise). ``_step_s`` puts them together as ``step_time_s`` does, operation for operation,
+# so that a step's time is the same float; the model's terms that depend on the tokens alone
+# (its logarithms, exponentials and divisions) are then computed once per size.
 @_hot
 def _steps_m(cfg):
     """Largest step in tokens plus one: a prefill without chunking admits one prompt of up to
@@ -276,8 +304,10 @@ def _step_table(p, cfg):
     """The table ``steps`` (see above) with the decode and LM-head parts filled."""
     n_seq = cfg[C_MAX_SEQS] + 1
     big = _steps_m(cfg)
-    table = np.empty(2 * n_seq + 2 * big)
+    table = np.empty(3 * n_seq + 2 * big + 2)
     table[:] = np.nan
+    table[3 * n_seq + 2 * big] = 4.0 * p[P_HEADS] / p[P_TP] * p[P_HEAD_DIM]
+    table[3 * n_seq + 2 * big + 1] = p[P_PEAK] * p[P_ATTN_EFF]
     table[0] = 0.0
     table[n_seq] = 0.0
     for n in range(1, n_seq):
@@ -294,26 +324,41 @@ def _step_s(p, steps, cfg, m, m_out, pairs, dec_ctx, kv_b):
     big = _steps_m(cfg)
     if m >= big or m_out >= n_seq:  # beyond the table (not reached): the model itself
         return step_time_s(p, float(m), float(m_out), pairs, dec_ctx)
-    at = 2 * n_seq + m
+    at = 2 * n_seq + 2 * m
     tp = p[P_TP]
     layer = steps[at]
     if layer != layer:  # NaN: the first step of m tokens
         layer = layer_linear_s(p, float(m))
         steps[at] = layer
         if tp > 1.0:
-            steps[at + big] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
-    layer += 4.0 * p[P_HEADS] / tp * p[P_HEAD_DIM] * pairs / (p[P_PEAK] * p[P_ATTN_EFF])
+            steps[at + 1] = 2.0 * allreduce_s(p, BYTES * float(m) * p[P_HIDDEN])
+    # (4 heads / tp * head_dim) * pairs / (peak * efficiency), the factors from the table.
+    at_c = 3 * n_seq + 2 * big
+    layer += steps[at_c] * pairs / steps[at_c + 1]
     if tp > 1.0:
-        layer += steps[at + big]
+        layer += steps[at + 1]
     total = p[P_LAYERS] * layer + kv_b * dec_ctx
     if m_out > 0:
         total += steps[n_seq + m_out]
     return total + p[P_STEP]
 
 
-@numba.njit(cache=True)
+@_inlined
+def _decode_w_of(n, steps, cfg, kf):
+    """``_decode_w(n, kf)`` from the step table (n <= max_num_seqs)."""
+    at = 2 * (cfg[C_MAX_SEQS] + 1) + 2 * _steps_m(cfg) + n
+    w = steps[at]
+    if w != w:  # NaN: the first run of n sequences
+        w = _decode_w(n, kf)
+        steps[at] = w
+    return w
+
+
+@_inlined
 def _blocks(tokens):
-    return (tokens + KV_BLOCK_TOKENS - 1) // KV_BLOCK_TOKENS
+    """ceil(tokens / KV_BLOCK_TOKENS): a shift (floor division by a power of two), without the
+    sign correction numba's integer ``//`` carries."""
+    return (tokens + KV_BLOCK_TOKENS - 1) >> _KV_BLOCK_SHIFT
 
 
 @_hot
@@ -531,11 +576,13 @@ def _cut_run(r, t, ri, rf):
     k = max(1, int(math.ceil(guess)))
     while k > 1 and _run_time(a, b, c, n, k - 1.0) >= elapsed:
         k -= 1
-    while _run_time(a, b, c, n, float(k)) < elapsed:
+    run_s = _run_time(a, b, c, n, float(k))
+    while run_s < elapsed:
         k += 1
+        run_s = _run_time(a, b, c, n, float(k))
     if k < ri[r, R_RUNK]:
         ri[r, R_RUNK] = k
-        rf[r, F_END] = rf[r, F_START] + _run_time(a, b, c, n, float(k))
+        rf[r, F_END] = rf[r, F_START] + run_s
         _tree_update(r, ri, rf)
 
 
@@ -560,7 +607,7 @@ def _complete(r, s, j, t, ri, rf, sl, out):
 
 
 @_inlined
-def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
+def _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps, fs):
     """Apply replica r's finished step or run (the table has a row for its end); returns the
     requests completed.
 
@@ -575,7 +622,7 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
         chunked = cfg[C_CHUNKED] != 0
         if chunked:  # every decoding slot takes a token
             ri[r, R_SUM_N] = 0
-        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s)
+        _book_busy(bins, r, n_rep, t0, t1, kf[K_PREFILL_W], interval_s, fs)
         share = (idle_w + kf[K_PREFILL_W]) * dur / ri[r, R_STEP_TOKENS]
         for s in range(ri[r, R_NRUN] - 1, ri[r, R_STEP_FIRST] - 1, -1):
             j = sl[r, S_REQ, s]
@@ -595,8 +642,8 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
                 _complete(r, s, j, t1, ri, rf, sl, out)
                 completed += 1
     else:
-        decode_w = _decode_w(ri[r, R_NRUN], kf)
-        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s)
+        decode_w = _decode_w_of(ri[r, R_NRUN], steps, cfg, kf)
+        _book_busy(bins, r, n_rep, t0, t1, decode_w, interval_s, fs)
         k = ri[r, R_RUNK]
         n_run = ri[r, R_NRUN]
         share = (idle_w + decode_w) * dur / n_run
@@ -608,6 +655,9 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
             rf[r, F_SLOT_E + s] += share
         kv = ri[r, R_KV]
         min_rem, sum_ctx, sum_need, n_done = _NO_REM, 0, 0, 0
+        # The first and last slots that finished bound the second loop (usually one finished:
+        # scanning every slot for it took more time than the first loop).
+        lo_done, hi_done = n_run, -1
         for s in range(n_run):
             rem = sl[r, S_REM, s] - k
             ctx = sl[r, S_CTX, s] + k
@@ -620,9 +670,12 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
             sum_ctx += ctx
             sum_need += _blocks(ctx + 1)
             n_done += rem == 0
+            lo_done = min(lo_done, s if rem == 0 else n_run)
+            hi_done = max(hi_done, s if rem == 0 else -1)
         if n_done > 0:
-            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``).
-            for s in range(n_run - 1, -1, -1):
+            # Last slot first, each leaving slot taking the last one (as ``_remove_slot``); a
+            # slot moved into a freed one comes from beyond it, so it is not visited again.
+            for s in range(hi_done, lo_done - 1, -1):
                 if sl[r, S_REM, s] != 0:
                     continue
                 j = sl[r, S_REQ, s]
@@ -647,27 +700,34 @@ def _finish_work(r, ri, rf, sl, out, bins, cfg, kf):
     return completed
 
 
+# Above any replica's load: the load of a replica that is not ready.
+_NOT_READY = 1 << 62
+
+
 @_inlined
 def _pick_replica(ri, n_rep, dispatcher, offset):
     """Ready replica with the least load (requests held, or KV blocks held and queued); ties
-    rotate by offset."""
+    rotate by offset: the first of the least loaded from replica offset (mod n_rep) on.
+
+    Written without a data-dependent branch (a not-ready replica's load is ``_NOT_READY``, the
+    best kept by selects) and, for an offset below n_rep (the dispatcher's tie-breaks), without
+    a division: the mispredicted comparisons and the 64-bit division took ~250 cycles an
+    arrival for 16 replicas."""
+    c1 = R_NRUN if dispatcher == JSQ else R_KV
+    c2 = R_QLEN if dispatcher == JSQ else R_QKV
+    start = offset if 0 <= offset < n_rep else offset % n_rep
     best = -1
-    best_load = 0
-    r = offset % n_rep
-    for _ in range(n_rep):
-        if r == n_rep:  # wrap without a division per replica
-            r = 0
-        if ri[r, R_STATE] != AWAKE:
-            r += 1
-            continue
-        if dispatcher == JSQ:
-            load = ri[r, R_NRUN] + ri[r, R_QLEN]
-        else:
-            load = ri[r, R_KV] + ri[r, R_QKV]
-        if best < 0 or load < best_load:
-            best = r
-            best_load = load
-        r += 1
+    best_load = _NOT_READY
+    for r in range(start, n_rep):
+        load = ri[r, c1] + ri[r, c2]
+        load = load if ri[r, R_STATE] == AWAKE else _NOT_READY
+        best = r if load < best_load else best
+        best_load = min(load, best_load)
+    for r in range(start):
+        load = ri[r, c1] + ri[r, c2]
+        load = load if ri[r, R_STATE] == AWAKE else _NOT_READY
+        best = r if load < best_load else best
+        best_load = min(load, best_load)
     return best
 
 
@@ -694,16 +754,22 @@ def _next_replica_event(ri, rf, n_rep):
     """Earliest end of work or wake-up over the replicas: (time, replica), (inf, -1) if none;
     the lowest replica on a tie. Read at the root of the event tree instead of scanning the
     replicas at every event (three events a request, hundreds of replicas at a large site)."""
-    r = ri[1, R_TREE] if n_rep > 1 else 0
-    t_rep = _event_time(r, ri, rf)
+    if n_rep > 1:
+        r, t_rep = ri[1, R_TREE], rf[1, F_TREE_T]
+    else:
+        r, t_rep = 0, _event_time(0, ri, rf)
     return (t_rep, r) if t_rep < np.inf else (np.inf, -1)
 
 
 # The event tree: a tournament over the replicas' next events (``_event_time``), nodes 1..n-1
-# internal (winner in ``ri[i, R_TREE]``), node n + r the leaf of replica r, node i's children
-# 2i and 2i + 1. Whatever changes a replica's event (``_start_work``, ``_cut_run``, a state
-# change) updates its path to the root. An all-zero R_TREE is the tree of a fleet without
-# events (every time infinite, replica 0 wins every tie), so the table starts valid.
+# internal (winner in ``ri[i, R_TREE]``, its time in ``rf[i, F_TREE_T]``), node n + r the leaf of
+# replica r, node i's children 2i and 2i + 1. Whatever changes a replica's event
+# (``_start_work``, ``_cut_run``, a state change) updates its path to the root; a match then
+# reads the other side's winner and time where they are stored instead of working out that
+# replica's event again. ``kernel_init`` builds the tree (``_tree_build``): an all-zero R_TREE
+# is not a valid start, although every time is infinite, as a node's winner must lie below it
+# (a node never played kept replica 0, which stood for that subtree with replica 0's time: once
+# replica 0's event moved later, an earlier event below that node was lost for a while).
 @_inlined
 def _event_time(r, ri, rf):
     """When replica r's work ends or its loading does; inf if neither is pending."""
@@ -715,23 +781,34 @@ def _event_time(r, ri, rf):
 
 
 @_inlined
-def _tree_node(i, ri, rf, n_rep):
-    """Play node i's match: the earlier of its children's winners, the lower on a tie."""
-    a, b = 2 * i, 2 * i + 1
-    a = a - n_rep if a >= n_rep else ri[a, R_TREE]
-    b = b - n_rep if b >= n_rep else ri[b, R_TREE]
-    ta, tb = _event_time(a, ri, rf), _event_time(b, ri, rf)
-    ri[i, R_TREE] = a if ta < tb or (ta == tb and a < b) else b
+def _tree_entry(i, ri, rf, n_rep):
+    """Node i's winner and its event time (a leaf's replica and its own event)."""
+    if i >= n_rep:
+        return i - n_rep, _event_time(i - n_rep, ri, rf)
+    return ri[i, R_TREE], rf[i, F_TREE_T]
 
 
 @_inlined
 def _tree_update(r, ri, rf):
-    """Replica r's event changed: replay the matches on its path to the root."""
+    """Replica r's event changed: replay the matches on its path to the root (the earlier of a
+    node's two winners, the lower replica on a tie)."""
     n_rep = ri.shape[0]
-    i = (r + n_rep) >> 1
-    while i >= 1:
-        _tree_node(i, ri, rf, n_rep)
+    w, tw = r, _event_time(r, ri, rf)
+    i = r + n_rep
+    while i > 1:
+        o, to = _tree_entry(i ^ 1, ri, rf, n_rep)
+        # The match is (left, right) = (2 i, 2 i + 1) whichever side the path comes from, so
+        # that a tie is broken as ``_tree_build`` breaks it; written with selects, not
+        # branches (the side and the winner are each a coin toss for the branch predictor).
+        right = (i & 1) == 1
+        a, ta = (o if right else w), (to if right else tw)
+        b, tb = (w if right else o), (tw if right else to)
+        a_wins = (ta < tb) | ((ta == tb) & (a < b))
+        w = a if a_wins else b
+        tw = ta if a_wins else tb
         i >>= 1
+        ri[i, R_TREE] = w
+        rf[i, F_TREE_T] = tw
 
 
 @_hot
@@ -739,33 +816,29 @@ def _tree_build(ri, rf):
     """Replay every match (after changes to many replicas)."""
     n_rep = ri.shape[0]
     for i in range(n_rep - 1, 0, -1):
-        _tree_node(i, ri, rf, n_rep)
+        a, ta = _tree_entry(2 * i, ri, rf, n_rep)
+        b, tb = _tree_entry(2 * i + 1, ri, rf, n_rep)
+        if ta < tb or (ta == tb and a < b):
+            ri[i, R_TREE], rf[i, F_TREE_T] = a, ta
+        else:
+            ri[i, R_TREE], rf[i, F_TREE_T] = b, tb
 
 
 @_inlined
-def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
+def _replica_event(r, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg, kf, steps, kv_b):
     """Replica r finished its work (or woke up) at t, the table having a row for t (see
     ``_bins_up_to``); returns whether the site queue may now be dispatched."""
     if ri[r, R_KIND] == IDLE:
         _change_state(r, AWAKE, t, ri, rf, bins, kf)  # loading done: book its energy
         _tree_update(r, ri, rf)
         return True
-    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf)
+    completed = _finish_work(r, ri, rf, sl, out, bins, cfg, kf, steps, fs)
     st[G_DONE] += completed
     st[G_IN_SITE] -= completed
     _start_work(r, t, ri, rf, sl, rq, out, st, p, cfg, steps, kv_b)
     if ri[r, R_KIND] == IDLE and ri[r, R_STATE] == DRAINING and ri[r, R_QLEN] == 0:
         _change_state(r, ASLEEP, t, ri, rf, bins, kf)
     return False
-
-
-@numba.njit(cache=True)
-def _on_replica_event(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps, kv_b):
-    """Replica r finished its work (or woke up); returns (bins, whether the site queue may now
-    be dispatched)."""
-    bins = _bins_up_to(bins, t, kf[K_INTERVAL_S])
-    return bins, _replica_event_cold(r, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
-                                     kv_b)
 
 
 @numba.njit(cache=True)
@@ -899,6 +972,11 @@ def _on_arrival(t, limit, arrival_s, ri, rf, sl, rq, out, st, p, cfg, kf, steps,
     wait behind them)."""
     j = st[G_NEXT]
     st[G_NEXT] += 1
+    # The request's result row rewritten as ``kernel_new_requests`` left it: its cache line is
+    # fetched now, in arrival order (a stream the prefetcher follows), not at the first token,
+    # long after the whole table was initialised (a miss on the event loop's path).
+    out[j, O_FIRST] = np.nan
+    out[j, O_SHED] = np.nan
     if rq[j, Q_PROMPT] > cfg[C_MAX_LEN]:
         st[G_REFUSED] += 1
         return
@@ -997,8 +1075,10 @@ def simulate_kernel(arrival_s, rq, awake, cap, p, cfg, kf):
 
 # --- resumable form: the site's state carried between chunks of arrivals ----------------------
 # Float state: the time of the last event handled, the time integral of the requests in the site.
-FS_T, FS_AREA = range(2)
-N_FS = 2
+# FS_BIN, FS_BIN_LO, FS_BIN_HI: the interval of the last work booked across a division and the
+# times surely within it (``_remember_bin``; none at first).
+FS_T, FS_AREA, FS_BIN, FS_BIN_LO, FS_BIN_HI = range(5)
+N_FS = 5
 
 
 @numba.njit(cache=True)
@@ -1006,9 +1086,10 @@ def kernel_new_requests(rq, first):
     """Set the kernel's columns of requests ``first..`` of rq; their (empty) result rows."""
     n_req = rq.shape[0]
     out = np.empty((n_req - first, N_O))
-    out[:, :] = np.nan
-    out[:, O_ENERGY] = 0.0
-    for j in range(first, n_req):
+    for j in range(first, n_req):  # one pass over both tables
+        for col in range(N_O):
+            out[j - first, col] = np.nan
+        out[j - first, O_ENERGY] = 0.0
         rq[j, Q_PREFILL] = rq[j, Q_PROMPT]
         rq[j, Q_TODO] = rq[j, Q_OUTPUT]
         rq[j, Q_BLOCKS] = _blocks(rq[j, Q_PROMPT])
@@ -1032,9 +1113,11 @@ def kernel_init(awake, cap, p, cfg):
     st[G_HEAD] = -1
     st[G_TAIL] = -1
     fs = np.zeros(N_FS)
+    fs[FS_BIN_LO], fs[FS_BIN_HI] = np.inf, -np.inf
     steps = _step_table(p, cfg)
     for r in range(min(awake[0], cap[0], n_rep)):
         ri[r, R_STATE] = AWAKE
+    _tree_build(ri, rf)
     return ri, rf, sl, st, fs, bins, steps
 
 
@@ -1074,8 +1157,8 @@ def kernel_run(arrival_s, rq, out, awake, cap, p, cfg, kf, ri, rf, sl, st, fs, b
         if t_rep == t_next:
             if int(t / interval_s) >= bins.shape[0]:
                 bins = _bins_up_to(bins, t, interval_s)
-            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf,
-                                           steps, kv_b)
+            dispatch = _replica_event_cold(rr, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg,
+                                           kf, steps, kv_b)
         elif t_bound == t_next:
             st[G_INTERVAL] += 1
             limit = cap[k_int + 1]
@@ -1114,12 +1197,15 @@ def _run_events(arrival_s, rq, out, cap, p, cfg, kf, ri, rf, sl, st, fs, bins, s
         if t_next >= stop_s or t_next == np.inf:
             break
         if t_rep == t_next:
-            if int(t_next / interval_s) >= n_bins:
+            # The table has a row for t_next: surely when t_next is within the interval last
+            # found (``_remember_bin``), else by the division.
+            if not (t_next <= fs[FS_BIN_HI] and fs[FS_BIN] < n_bins) \
+                    and int(t_next / interval_s) >= n_bins:
                 break
             area_s += st[G_IN_SITE] * (t_next - t)
             t = t_next
-            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, p, cfg, kf, steps,
-                                      kv_b)
+            dispatch = _replica_event(rr, t, ri, rf, sl, rq, out, bins, st, fs, p, cfg, kf,
+                                      steps, kv_b)
         elif t_bound == t_next:
             break
         else:
