@@ -25,7 +25,9 @@ A genetic algorithm (pymoo ``GA``, a fixed number of generations, seeded from ``
 the genotypes, seeded with: the pools split equally and by the models' GPU demand, each site's
 pool given whole to one model (cheapest sites to the model that gains most), and the previous
 decision's replica limits (the warm start); a final pass tries, site by site, moving a replica's
-GPUs from one model to another. The previous decision shifted by one interval is also
+GPUs from one model to another, and a last local search over the best plan's replica counts
+moves a replica of a model to another site, trading the pool there between the models if it is
+full (``_relocate``). The previous decision shifted by one interval is also
 evaluated as it is (with its own placement and with the DP's), so the warm start never returns a
 plan worse than the shifted one.
 """
