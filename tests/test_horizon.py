@@ -449,7 +449,78 @@ def test_repolish_finds_a_better_split_on_a_fixed_instance() -> None:
     from slit.optimise.horizon_search import HorizonSearchSettings
 
     problem = small_horizon(10, 4, 3, 0.6)  # 0.9156 without, 0.8864 with (2026-11-27)
-    plain = plan_horizon(problem, settings=HorizonSearchSettings(repolish=False))
-    again = plan_horizon(problem)
+    # The relocation search (after the repolish) off in both: this grades the repolish alone.
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(repolish=False, relocate=False))
+    again = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
     assert np.isfinite(plain.score) and again.feasible
     assert again.score < plain.score * (1 - 1e-3)
+
+
+@hsettings
+@given(problem=st.builds(small_horizon, st.integers(0, 10_000), st.integers(2, 4),
+                         st.integers(2, 3), st.floats(0.3, 1.2)))
+def test_relocation_search_keeps_the_pools_and_never_worsens_the_plan(
+        problem: HorizonProblem) -> None:
+    """The local search over the best plan's replica counts (replicas moved across sites,
+    pools traded between models) only adds candidates: never a worse plan than without it,
+    within the pools and the minimum up-time; every neighbour it tries fits the pools and keeps
+    the replicas that must stay up."""
+    from slit.optimise.horizon_search import (
+        HorizonSearchSettings,
+        _Decoder,
+        _relocate,
+        _relocations,
+        _used,
+    )
+
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
+    again = plan_horizon(problem)
+    assert again.score <= plain.score * (1 + 1e-12) or not np.isfinite(plain.score)
+    ev = evaluate_horizon(problem, again.replicas, again.routing)
+    assert ev.pool_excess_gpus <= 0 and ev.min_up_shortfall <= 0
+    assert (problem.pool_use(again.replicas) <= problem.pool_gpus[None]).all()
+    used = _used(problem, plain.replicas)
+    lock = problem.locked.max(axis=0)
+    for trial in _relocations(problem, used):
+        assert (problem.pool_use(trial[None])[0] <= problem.pool_gpus).all()
+        assert (trial >= lock).all() and (trial <= np.maximum(problem.max_replicas, lock)).all()
+        assert trial.sum() <= used.sum()  # a move, never a replica from nowhere
+    decoder = _Decoder(problem, np.asarray(Preference().effective_weights, dtype=float))
+    start = decoder.limits(used)[0]
+    limits, value = _relocate(decoder, used, start, 150)
+    assert value <= start and value == decoder.limits(limits)[0]
+
+
+def test_relocation_trades_a_full_pool_between_the_models() -> None:
+    """A model's replica moved to a site whose pool is full takes the GPUs of the other
+    model's replicas there (not of those that must stay up), and nothing else changes."""
+    from slit.optimise.horizon_search import _relocations
+
+    problem = small_horizon(36, 5, 3, 0.5)  # pools 8, 4, 8, 8, 8 GPUs; models take 2 and 4
+    lock = problem.locked.max(axis=0)
+    limits = np.array([[1, 0], [1, 0], [0, 2], [1, 1], [1, 1]])
+    assert (limits >= lock).all() and lock[2].sum() == 0 and lock[4, 0] == 0
+    assert problem.pool_use(limits[None])[0][2, 0] == problem.pool_gpus[2, 0]  # site 2 full
+    moved = [t for t in _relocations(problem, limits) if t[2, 0] == 1 and t[4, 0] == 0]
+    assert len(moved) == 1
+    trial = moved[0]
+    assert trial[2, 1] == 1  # model b gave up one 4-GPU replica for a's 2 GPUs
+    changed = np.argwhere(trial != limits)
+    assert {tuple(map(int, c)) for c in changed} == {(2, 0), (2, 1), (4, 0)}
+    # A model cannot leave a site below the replicas that must stay up there.
+    assert not any(t[3, 0] < lock[3, 0] or t[3, 1] < lock[3, 1]
+                   for t in _relocations(problem, limits))
+
+
+def test_relocation_search_improves_a_fixed_instance() -> None:
+    """On a fixed instance where the GA and both site-by-site polishes leave model a's
+    replica at a site it is dear at, the relocation search must move it (1.0565 -> 1.0143,
+    2026-11-27: a replica of model a from site 4 to site 0)."""
+    from slit.optimise.horizon_search import HorizonSearchSettings
+
+    problem = small_horizon(36, 5, 3, 0.5)
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
+    again = plan_horizon(problem)
+    assert np.isfinite(plain.score) and again.feasible
+    assert again.score < plain.score * (1 - 1e-2)
+    assert again.replicas[:, 0, 0].max() > plain.replicas[:, 0, 0].max()

@@ -25,7 +25,9 @@ A genetic algorithm (pymoo ``GA``, a fixed number of generations, seeded from ``
 the genotypes, seeded with: the pools split equally and by the models' GPU demand, each site's
 pool given whole to one model (cheapest sites to the model that gains most), and the previous
 decision's replica limits (the warm start); a final pass tries, site by site, moving a replica's
-GPUs from one model to another. The previous decision shifted by one interval is also
+GPUs from one model to another, and a last local search over the best plan's replica counts
+moves a replica of a model to another site, trading the pool there between the models if it is
+full (``_relocate``). The previous decision shifted by one interval is also
 evaluated as it is (with its own placement and with the DP's), so the warm start never returns a
 plan worse than the shifted one.
 """
@@ -43,6 +45,7 @@ from pymoo.termination.max_gen import MaximumGenerationTermination
 
 from slit.optimise.baselines import scaled_pair_costs
 from slit.optimise.horizon import (
+    HorizonEvaluation,
     HorizonProblem,
     evaluate_horizon,
     horizon_score,
@@ -67,6 +70,8 @@ class HorizonSearchSettings:
     generations: int = 3
     polish_rounds: int = 1  # passes of single-replica moves between models after the GA
     repolish: bool = True  # polish again from the best candidate's used replicas
+    relocate: bool = True  # then trade/relocate replicas from the best plan's replica counts
+    relocate_evaluations: int = 150  # at most this many new decodes in that local search
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,6 +565,64 @@ def _polish(decoder: _Decoder, limits: np.ndarray, value: float, rounds: int
     return limits, value
 
 
+def _relocations(problem: HorizonProblem, limits: np.ndarray) -> list[np.ndarray]:
+    """Neighbours of ``limits`` that move one replica of a model from a site where it has
+    one to another site, the GPUs it needs there taken from the other models' replicas
+    (a pool traded between the models) if the pool is full; a model's replicas can only
+    leave a site down to those that must stay up."""
+    p = problem
+    lock = p.locked.max(axis=0)
+    out = []
+    for m in range(p.n_models):
+        sources = [s for s in range(p.n_sites) if limits[s, m] > lock[s, m]]
+        for src in sources:
+            for dst in range(p.n_sites):
+                if dst == src or limits[dst, m] >= p.max_replicas[dst, m]:
+                    continue
+                trial = limits.copy()
+                trial[src, m] -= 1
+                trial[dst, m] += 1
+                t = p.gpu_type[dst, m]
+                # Free GPUs at dst: the other model with the most replicas above its lock
+                # gives one up at a time (the trade).
+                while (p.pool_use(trial[None])[0][dst, t] > p.pool_gpus[dst, t]):
+                    others = [o for o in range(p.n_models) if o != m
+                              and p.gpu_type[dst, o] == t and trial[dst, o] > lock[dst, o]]
+                    if not others:
+                        break
+                    o = max(others, key=lambda o: trial[dst, o] - lock[dst, o])
+                    trial[dst, o] -= 1
+                if (p.pool_use(trial[None])[0] <= p.pool_gpus).all():
+                    out.append(trial)
+    return out
+
+
+def _relocate(decoder: _Decoder, limits: np.ndarray, value: float, budget: int
+              ) -> tuple[np.ndarray, float]:
+    """Local search over a plan's replica counts (its split): a model's replica moved to
+    another site, or a pool traded between the models at one site (``_moves`` and
+    ``_relocations``), each scored by the decoder (routing within the split, the placement
+    DP with loading energy, minimum up-time); first improvement, restarted from each accepted
+    neighbour, at most ``budget`` decodes not memoised already (work, not time)."""
+    p = decoder.problem
+    spent = 0
+    improved = True
+    while improved and spent < budget:
+        improved = False
+        # Relocations first: the site moves were polished already from these counts.
+        trials = _relocations(p, limits)
+        trials += [t for s in range(p.n_sites) for t in _moves(p, limits, s)]
+        for trial in trials:
+            if spent >= budget:
+                break
+            spent += trial.tobytes() not in decoder.memo
+            v = decoder.limits(trial)[0]
+            if v < value - 1e-12:
+                limits, value, improved = trial, v, True
+                break
+    return limits, value
+
+
 def _spread(problem: HorizonProblem, scorer: _Scorer, routing: np.ndarray, first: np.ndarray
             ) -> np.ndarray | None:
     """``routing`` with ``first [M, O, S]`` (the committed interval's routings) in every
@@ -578,6 +641,53 @@ def _spread(problem: HorizonProblem, scorer: _Scorer, routing: np.ndarray, first
                 out[k, m] = x
                 changed = True
     return out if changed else None
+
+
+def _used(problem: HorizonProblem, replicas: np.ndarray) -> np.ndarray:
+    """[S, M] the replicas a plan uses at most over its horizon (and those that must stay
+    up), as a split."""
+    return np.maximum(np.asarray(replicas).max(axis=0),
+                      problem.locked.max(axis=0)).astype(np.int64)
+
+
+def _candidates(decoder: _Decoder, limits: np.ndarray, first: np.ndarray | None, free: bool
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The plans a split gives: the decoder's, and with ``first`` (the per-interval search's
+    routings for the committed interval [M, O, S]) that routing in its first interval placed
+    within the split; with ``free`` also placed freely within the pools and spread to every
+    later interval whose forecast it fits (``_spread``)."""
+    _, r, routing = decoder.limits(limits)
+    plans = [(r, routing)]
+    if first is None:
+        return plans
+    trial = routing.copy()
+    trial[0] = first
+    plans.append((decoder.scorer(trial, limits)[1], trial))
+    if free:
+        # The per-interval search's routings spread sites the greedy within a split
+        # consolidates (measured on the default scenario's busiest horizons: the greedy sends a
+        # model's load to the cheapest site on many replicas, where one replica each at two
+        # sites nearer the origins costs less TTFT), so they are also placed freely within the
+        # pools, in the first interval and in every interval whose forecast they fit.
+        plans.append((decoder.scorer(trial)[1], trial))
+        spread = _spread(decoder.problem, decoder.scorer, routing, first)
+        if spread is not None:
+            plans.append((decoder.scorer(spread)[1], spread))
+    return plans
+
+
+_Scored = tuple[float, float, HorizonEvaluation, np.ndarray, np.ndarray]
+
+
+def _scored(problem: HorizonProblem, plans: list[tuple[np.ndarray, np.ndarray]],
+            weights: np.ndarray) -> list[_Scored]:
+    """Each plan judged by the planning model: (score, capacity shortfall, evaluation,
+    replicas, routing)."""
+    out = []
+    for r, x in plans:
+        ev = evaluate_horizon(problem, r, x)
+        out.append((horizon_score(problem, ev, weights), ev.capacity_shortfall_rps, ev, r, x))
+    return out
 
 
 def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
@@ -618,29 +728,12 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
     best_limits = pool_limits(problem, np.asarray(result.X, dtype=float))
     best_value = decoder.limits(best_limits)[0]
     best_limits, best_value = _polish(decoder, best_limits, best_value, settings.polish_rounds)
-    _, best_r, routing = decoder.limits(best_limits)
-    plans = [(best_r, routing)]
-    if first_routing is not None:
-        first = np.asarray(first_routing, dtype=float)
-        trial = routing.copy()
-        trial[0] = first
-        plans.append((decoder.scorer(trial, best_limits)[1], trial))
-        # The per-interval search's routings spread sites the greedy within a split
-        # consolidates (measured on the default scenario's busiest horizons: the greedy sends a
-        # model's load to the cheapest site on many replicas, where one replica each at two
-        # sites nearer the origins costs less TTFT), so they are also placed freely within the
-        # pools, in the first interval and in every interval whose forecast they fit.
-        plans.append((decoder.scorer(trial)[1], trial))
-        spread = _spread(problem, decoder.scorer, routing, first)
-        if spread is not None:
-            plans.append((decoder.scorer(spread)[1], spread))
+    first = None if first_routing is None else np.asarray(first_routing, dtype=float)
+    plans = _candidates(decoder, best_limits, first, free=True)
     if shifted is not None:
         plans.append(shifted)
         plans.append((decoder.scorer(shifted[1])[1], shifted[1]))
-    scored = []
-    for r, x in plans:
-        ev = evaluate_horizon(problem, r, x)
-        scored.append((horizon_score(problem, ev, weights), ev.capacity_shortfall_rps, ev, r, x))
+    scored = _scored(problem, plans, weights)
     # The best feasible plan; if none is, the one least short of capacity.
     score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
     # Polish again from the replicas the best candidate uses as the split. Why: the GA's split
@@ -649,19 +742,21 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
     # first interval, the 8B model on one site) the same moves open another site to a model
     # and the greedy within the split then spreads it (measured: 0.5018 -> 0.4538 there; the
     # first plan's candidates stay in the choice, so this never returns a worse plan).
-    used = np.maximum(np.asarray(r).max(axis=0), problem.locked.max(axis=0)).astype(np.int64)
+    used = _used(problem, r)
     if settings.repolish and np.isfinite(score) and not np.array_equal(used, best_limits):
         limits2, _ = _polish(decoder, used, decoder.limits(used)[0], settings.polish_rounds)
-        _, r2, x2 = decoder.limits(limits2)
-        again = [(r2, x2)]
-        if first_routing is not None:
-            trial2 = x2.copy()
-            trial2[0] = np.asarray(first_routing, dtype=float)
-            again.append((decoder.scorer(trial2, limits2)[1], trial2))
-        for r_again, x_again in again:
-            ev2 = evaluate_horizon(problem, r_again, x_again)
-            scored.append((horizon_score(problem, ev2, weights), ev2.capacity_shortfall_rps,
-                           ev2, r_again, x_again))
+        scored += _scored(problem, _candidates(decoder, limits2, first, free=False), weights)
         score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
+    # Then a local search over the best plan's replica counts with moves across sites (a
+    # replica relocated, the pools traded between the models where it lands); it only adds
+    # candidates, so the plan is never worse than without it.
+    if settings.relocate and np.isfinite(score):
+        used = _used(problem, r)
+        limits3, _ = _relocate(decoder, used, decoder.limits(used)[0],
+                               settings.relocate_evaluations)
+        if not np.array_equal(limits3, used):
+            scored += _scored(problem, _candidates(decoder, limits3, first, free=False),
+                              weights)
+            score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
     return HorizonDecision(r, x, ev.objectives, score, ev.feasible,
                            time.perf_counter() - started)
