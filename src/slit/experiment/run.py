@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from slit import parallel
 from slit.data.regions import get_region
 from slit.data.signals import PRICE, TEMP
 from slit.data.source import missing_hours
@@ -76,7 +77,7 @@ from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
 from slit.optimise.token_mix import TokenMix
-from slit.parallel import Deferred, parallel_map, ray_driver, submit_each
+from slit.parallel import Deferred, parallel_map, submit_each
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
 from slit.timeutil import to_utc
 from slit.workload.demand import interval_counts
@@ -398,7 +399,12 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     (``events.change_times``) the policy re-plans at once from the committed state with the
     horizon known then (a ``Failover``); the next interval starts from the failover's replicas.
     SLIT plans the horizon (``plan_horizon``); the baselines plan interval 0 alone and place
-    replicas by the fixed rule (``horizon_policies``)."""
+    replicas by the fixed rule (``horizon_policies``).
+
+    When this process drives Ray, the offloaded myopic rules' solves (the MILP's) of every
+    interval run as Ray tasks submitted before the loop (they do not depend on the committed
+    state), while this process plans the others; the loop commits them as a serial run would,
+    so the plans are the same. Without Ray each is solved where the loop reaches it."""
     report = progress or (lambda stage, done, total: None)
     inputs = HorizonInputs(scenario, prepared_by_model, horizon)
     preference = scenario.preference
@@ -442,7 +448,7 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
         assert built is not None, f"interval {k} was planned already"
         return built
 
-    if routes and ray_driver() and not changes:
+    if routes and parallel.ray_driver() and not changes:
         # On Ray every interval's solves start now, on the workers, while this process plans
         # SLIT and the others. A fault re-plan inside an interval asks the forecasters for its
         # own hour, so with faults the bases are built in the loop, interleaved with the
