@@ -64,6 +64,15 @@ def ray_driver() -> bool:
     return bool(ray.get_runtime_context().worker.mode == ray.SCRIPT_MODE)
 
 
+def ray_cpus() -> int:
+    """CPUs of the Ray runtime this process drives (1 without one)."""
+    if not ray_driver():
+        return 1
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity where the OS tells it, else the CPU count)."""
     if hasattr(os, "sched_getaffinity"):
