@@ -29,7 +29,8 @@ def test_two_runs_write_the_same_results_json_but_for_timing(tmp_path: Path, cap
     scenario = write_tiny(tmp_path, ONE_INTERVAL)
     texts = []
     for name in ("a", "b"):
-        code, _, err = run_slit(["run", str(scenario), "--out", str(tmp_path / name)], capsys,
+        code, _, err = run_slit(["run", str(scenario), "--out", str(tmp_path / name),
+                                 "--workers", "1"], capsys,
                                 monkeypatch)
         assert code == 0, err
         texts.append((tmp_path / name / "results.json").read_text(encoding="utf-8"))
@@ -63,9 +64,9 @@ def test_two_plans_are_the_same_bytes_but_for_timing(tmp_path: Path, capsys,
 
 
 def test_a_run_on_ray_writes_the_same_results_json(tmp_path: Path, capsys, monkeypatch) -> None:
-    """``slit run --workers 1``: Ray's local mode on one core runs the site simulations and the
-    surrogate's training runs as tasks; the results are those of the serial run, and Ray is shut
-    down after it."""
+    """``slit run --workers 2``: Ray's local runtime runs the MILP's solves, the site simulations
+    and the surrogate's training runs as tasks; the results are those of ``--workers 1`` (one
+    process, no Ray), and Ray is shut down after it."""
     import ray
 
     from slit import parallel
@@ -77,7 +78,7 @@ def test_a_run_on_ray_writes_the_same_results_json(tmp_path: Path, capsys, monke
     monkeypatch.setattr(parallel, "ray_driver",
                         lambda: drove_ray.append(real_driver()) or drove_ray[-1])
     texts = []
-    for name, extra in (("serial", []), ("ray", ["--workers", "1"])):
+    for name, extra in (("serial", ["--workers", "1"]), ("ray", ["--workers", "2"])):
         code, _, err = run_slit(["run", str(scenario), "--out", str(tmp_path / name), *extra],
                                 capsys, monkeypatch)
         assert code == 0, err

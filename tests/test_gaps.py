@@ -221,7 +221,8 @@ def test_run_and_plan_in_an_unseen_year_with_16_days_of_history(
     text += f"data_dir: {data}\n"
     scenario_file = write_tiny(tmp_path, text, "y2031.yaml")
     out = tmp_path / "out"
-    code, _, err = run_slit(["run", str(scenario_file), "--out", str(out)], capsys, monkeypatch)
+    code, _, err = run_slit(["run", str(scenario_file), "--out", str(out), "--workers", "1"],
+                            capsys, monkeypatch)
     assert code == 0, err
     doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert doc["scenario"]["start_utc"].startswith("2031-01-17")

@@ -219,7 +219,7 @@ def test_bad_data_file(breakage, expected: str, pristine: Path, tmp_path: Path, 
     breakage(tmp_path / "data")
     (tmp_path / "s.yaml").write_text(ONE_SITE_YAML)
     code, out, err = run_slit(["run", str(tmp_path / "s.yaml"), "--out",
-                               str(tmp_path / "out")], capsys, monkeypatch)
+                               str(tmp_path / "out"), "--workers", "1"], capsys, monkeypatch)
     _assert_clean_error(code, out, err, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "s.yaml"]
 

@@ -222,3 +222,109 @@ def test_progress_of_a_multi_model_run_never_ends_a_stage_early(prepared, recedi
     plan = [line for line in lines if line.startswith("planning intervals: ")]
     assert plan[-1] == f"planning intervals: {scenario.n_intervals}/{scenario.n_intervals}"
     assert lines.index(plan[-1]) < lines.index("simulating sites, one policy at a time ...")
+
+
+def _assert_same_plans(got, expected, policies) -> None:
+    """Bit for bit: every committed replica, routing share and failover; the planned figures."""
+    for policy in policies:
+        a, b = got.fleet[policy], expected.fleet[policy]
+        np.testing.assert_array_equal(a.replicas, b.replicas, err_msg=policy)
+        np.testing.assert_array_equal(a.routing, b.routing, err_msg=policy)
+        assert len(a.failovers) == len(b.failovers), policy
+        for fa, fb in zip(a.failovers, b.failovers, strict=True):
+            assert (fa.k, fa.at_s) == (fb.k, fb.at_s)
+            np.testing.assert_array_equal(fa.replicas, fb.replicas)
+            np.testing.assert_array_equal(fa.routing, fb.routing)
+        np.testing.assert_array_equal(got.plans[policy].planned_objectives,
+                                      expected.plans[policy].planned_objectives)
+    np.testing.assert_array_equal(got.preference_scales, expected.preference_scales)
+
+
+@pytest.fixture(scope="module")
+def ray_two_workers():
+    """Ray's local runtime on two CPUs for the tests below, shut down after them."""
+    import ray
+
+    from slit.parallel import start_ray
+
+    started = start_ray(None, 2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def test_myopic_solves_on_ray_commit_the_serial_plans(prepared, receding, ray_two_workers,
+                                                      monkeypatch):
+    """The MILP's interval solves run as Ray tasks submitted ahead of the loop (a window of
+    2 intervals per CPU); every policy's committed plan is the serial run's, bit for bit, and
+    the MILP's decision time is its solves' own (measured in the tasks), not the wait."""
+    import slit.experiment.run as run_module
+    import slit.parallel as parallel
+
+    scenario, models = prepared
+    assert parallel.ray_driver() and run_module._offloaded("milp")
+    submitted: list[int] = []
+    real_submit = run_module.submit_each
+
+    def counting(fn, items):
+        out = real_submit(fn, items)
+        submitted.append(len(out))
+        return out
+
+    monkeypatch.setattr(run_module, "submit_each", counting)
+    monkeypatch.setattr(parallel, "ray_cpus", lambda: 1)  # a window of 2 intervals ahead
+    seen_planning: list[int] = []
+
+    def progress(stage, done, total):
+        if stage == "plan":
+            seen_planning.append(len(submitted))
+
+    on_ray = plan_receding(scenario, models, POLICIES, progress)
+    # When interval k is planned, the solves (one per model) of k and the 2 after it were
+    # submitted, in interval order.
+    n_k = scenario.n_intervals
+    assert seen_planning == [min(n_k, k + 3) for k in range(n_k)]
+    assert submitted == [len(scenario.model_names)] * n_k
+    _assert_same_plans(on_ray, receding, POLICIES)
+    milp_s = on_ray.plans["milp"].decision_s
+    assert (milp_s > 0).all()
+    # The serial run's decision times are the same solves': same order of magnitude, never the
+    # whole run's wait (the first interval's wait would include Ray's start-up of workers).
+    serial_s = receding.plans["milp"].decision_s
+    assert milp_s.sum() < 3.0 * serial_s.sum() + 1.0
+
+
+def test_with_faults_the_ray_run_commits_the_serial_plans(prepared, ray_two_workers,
+                                                          monkeypatch):
+    """A fault re-plans inside an interval: the bases are then built in the loop (the
+    forecasters' order of a serial run) and each interval's solves still run on Ray."""
+    import slit.parallel as parallel
+
+    scenario, models = prepared
+    site = "IN-WE"
+    start = scenario.start_utc + pd.Timedelta(minutes=20)
+    faulty = replace(scenario, events=(Outage(start, start + pd.Timedelta(minutes=30), site),))
+    policies = ("milp", "weighted_greedy")
+    on_ray = plan_receding(faulty, models, policies)
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    serial = plan_receding(faulty, models, policies)
+    assert len(serial.fleet["milp"].failovers) == 2
+    _assert_same_plans(on_ray, serial, policies)
+
+
+def test_serial_deferred_calls_run_when_asked_in_order(monkeypatch):
+    """Without Ray a submitted call is made only when its result is first asked for (a serial
+    run solves where it always did), once."""
+    import slit.parallel as parallel
+
+    monkeypatch.setattr(parallel, "ray_driver", lambda: False)
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    deferred = parallel.submit_each(square, iter([3, 1, 2]))
+    assert calls == []
+    assert deferred[1].result() == 1 and calls == [1]
+    assert [d.result() for d in deferred] == [9, 1, 4] and calls == [1, 3, 2]

@@ -37,7 +37,8 @@ def run_output(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("report")
     scenario = write_tiny(folder)
     out = folder / "results"
-    argv = ["slit", "run", str(scenario), "--out", str(out), "--json", str(folder / "r.json")]
+    argv = ["slit", "run", str(scenario), "--out", str(out), "--json", str(folder / "r.json"),
+            "--workers", "1"]
     stdout = io.StringIO()
     saved = sys.argv, os.environ.get("COLUMNS")
     sys.argv = argv

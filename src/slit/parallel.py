@@ -6,6 +6,11 @@ was called: by ``slit sweep``'s parent, a user's script, or ``slit run --workers
 after another in this process otherwise, so a run needs no cluster and works on one core. Inside
 a Ray task (a sweep's cell) it stays serial: the sweep already keeps every CPU busy with cells.
 Results come back in the order of the items either way, so a run's figures do not depend on it.
+
+``submit_each`` is the same choice for work whose results are wanted later, one at a time
+(``plan_receding`` submits every interval's MILP solve before it plans SLIT): Ray tasks started
+at once when this process drives Ray, else each call made when its result is first asked for,
+at the point where a serial run has always made it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,6 +62,58 @@ def ray_driver() -> bool:
     if not ray.is_initialized():
         return False
     return bool(ray.get_runtime_context().worker.mode == ray.SCRIPT_MODE)
+
+
+def ray_cpus() -> int:
+    """CPUs of the Ray runtime this process drives (1 without one)."""
+    if not ray_driver():
+        return 1
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS tells it, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+class Deferred(Generic[R]):
+    """One call's result: a Ray task already running, or a call made here on first ``result()``
+    (and kept)."""
+
+    def __init__(self, fn: Callable[[Any], R], item: Any, ref: Any = None) -> None:
+        self._fn: Callable[[Any], R] | None = None if ref is not None else fn
+        self._item: Any = None if ref is not None else item
+        self._ref = ref
+        self._done = False
+        self._value: R | None = None
+
+    def result(self) -> R:
+        if not self._done:
+            if self._ref is not None:
+                import ray
+
+                self._value = ray.get(self._ref)
+            else:
+                assert self._fn is not None
+                self._value = self._fn(self._item)
+            self._done = True
+            self._fn = self._item = self._ref = None  # drop the inputs once answered
+        return self._value  # type: ignore[return-value]
+
+
+def submit_each(fn: Callable[[T], R], items: Iterable[T]) -> list[Deferred[R]]:
+    """``fn(item)`` for each item, as Ray tasks started now when this process drives Ray, else
+    deferred: each call is made in this process when its ``result()`` is first asked for."""
+    if not ray_driver():
+        return [Deferred(fn, item) for item in items]
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+    return [Deferred(fn, None, remote.remote(item)) for item in items]
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T],

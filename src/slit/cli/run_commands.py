@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +17,7 @@ from slit.errors import SlitInputError
 from slit.experiment.run import POLICIES, ExperimentResult, run_experiment
 from slit.experiment.scenario import DEFAULT_GLOBAL_RATE_RPS, Scenario, default_scenario
 from slit.fileio import check_output_file, write_text_atomically
-from slit.parallel import ray_runtime
+from slit.parallel import ray_runtime, usable_cpus
 from slit.report.bundle import check_out_dir, results_document, write_results_dir
 from slit.report.table import (
     dominating,
@@ -52,8 +52,10 @@ def run(
         "--out", help="Folder for report.html, the PNG figures and results.json.")
     ] = DEFAULT_OUT,
     workers: Annotated[int | None, typer.Option(
-        "--workers", help="Run the site simulations and the surrogate's training runs as Ray "
-        "tasks on this many local CPUs (default: one process, no Ray). Results are identical.",
+        "--workers", help="Local CPUs to use (default: all this process may run on). Above 1, "
+        "Ray starts on this machine and runs the myopic MILP's interval solves, the site "
+        "simulations and the surrogate's training runs as tasks, in parallel with SLIT's "
+        "planning; 1 runs everything in this process without Ray. Results are identical.",
         show_default=False)] = None,
     address: RayAddressOption = None,
 ) -> None:
@@ -77,9 +79,7 @@ def run(
     scenario = (None if scenario_file is None
                 else build_scenario(scenario_file, directory, hours, seed, rate))
     console = Console()  # the terminal's width, or COLUMNS, or 80 when not a terminal
-    # Without --workers or --address no Ray runtime starts: parallel_map runs serially.
-    runtime = (ray_runtime(address, workers) if workers is not None or address is not None
-               else nullcontext())
+    runtime = local_runtime(address, workers)
     with runtime, stage_progress(console, first="load",
                                  order=("load", "surrogate", "plan", "simulate")) as report:
         if scenario is None:  # sizing the default fleets takes a second or two: show it
@@ -93,6 +93,17 @@ def run(
                   f"{len(written) - 2} figures")
     if json_path is not None:
         console.print(f"wrote {json_path}")
+
+
+def local_runtime(address: str | None, workers: int | None
+                  ) -> AbstractContextManager[None]:
+    """Ray for the run: joined at ``address``, or started here on ``workers`` CPUs (default:
+    those this process may use) when that is more than one; with one, nothing starts and
+    ``parallel_map`` and ``submit_each`` run in this process."""
+    if address is not None:
+        return ray_runtime(address, None)
+    cpus = usable_cpus() if workers is None else workers
+    return ray_runtime(None, cpus) if cpus > 1 else nullcontext()
 
 
 def init(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from slit import parallel
 from slit.data.regions import get_region
 from slit.data.signals import PRICE, TEMP
 from slit.data.source import missing_hours
@@ -61,7 +62,13 @@ from slit.optimise.horizon import (
     evaluate_horizon,
     horizon_scales,
 )
-from slit.optimise.horizon_policies import HORIZON_POLICIES, HorizonPlan
+from slit.optimise.horizon_policies import (
+    HORIZON_POLICIES,
+    HorizonPlan,
+    Myopic,
+    RouteJob,
+    timed_route,
+)
 from slit.optimise.metaheuristic import Decision, plan_interval
 from slit.optimise.policies import POLICIES as REGISTRY
 from slit.optimise.policies import PlanContext, interval_seeds
@@ -70,7 +77,7 @@ from slit.optimise.problem import IntervalProblem, evaluate_plans
 from slit.optimise.site_table import SiteServingTable
 from slit.optimise.surrogate import SurrogateAccuracy, SurrogateSpec, train_surrogate
 from slit.optimise.token_mix import TokenMix
-from slit.parallel import parallel_map
+from slit.parallel import Deferred, parallel_map, submit_each
 from slit.simulate.site import SiteConfig, SiteSimResult, simulate_site
 from slit.timeutil import to_utc
 from slit.workload.demand import interval_counts
@@ -392,7 +399,12 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     (``events.change_times``) the policy re-plans at once from the committed state with the
     horizon known then (a ``Failover``); the next interval starts from the failover's replicas.
     SLIT plans the horizon (``plan_horizon``); the baselines plan interval 0 alone and place
-    replicas by the fixed rule (``horizon_policies``)."""
+    replicas by the fixed rule (``horizon_policies``).
+
+    When this process drives Ray, the offloaded myopic rules' solves (the MILP's) of every
+    interval run as Ray tasks submitted before the loop (they do not depend on the committed
+    state), while this process plans the others; the loop commits them as a serial run would,
+    so the plans are the same. Without Ray each is solved where the loop reaches it."""
     report = progress or (lambda stage, done, total: None)
     inputs = HorizonInputs(scenario, prepared_by_model, horizon)
     preference = scenario.preference
@@ -415,11 +427,43 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     first_steps: list[tuple[IntervalProblem, ...]] = []
     seeds = interval_seeds(scenario.seed, n_k)
     slit_decisions: list[Decision] = []
+    # The horizon problem at k as known then: its steps do not depend on the replicas passed
+    # (only ``initial_replicas`` does, which each policy replaces by its own committed state),
+    # so one base serves every policy, and the myopic rules' routings of interval k (``Myopic``:
+    # the rule reads only the interval problem) can be solved before the loop reaches k.
+    bases: list[HorizonProblem | None] = []  # None once its interval is planned
+    routes: dict[str, list[list[Deferred[tuple[np.ndarray, float]]]]] = {
+        p: [] for p in policies if _offloaded(p)}
+
+    def base_at(k: int) -> HorizonProblem:
+        """Interval k's base, built in interval order (the forecasters learn hour by hour)
+        with the offloaded rules' solves of its committed interval submitted."""
+        while len(bases) <= k:
+            base = horizon_problem(inputs, len(bases), start, np.zeros((n_s, n_m)))
+            bases.append(base)
+            for policy, per_k in routes.items():
+                per_k.append(submit_each(timed_route, (RouteJob(policy, step, preference)
+                                                       for step in base.steps[0])))
+        built = bases[k]
+        assert built is not None, f"interval {k} was planned already"
+        return built
+
+    # On Ray the solves of the next ``ahead`` intervals run on the workers while this process
+    # plans SLIT and the others. A window, not the whole day at once: Ray does not run queued
+    # tasks in the order submitted (measured on the default day with all 192 solves queued:
+    # after 14 min the loop still waited for interval 3's while the two workers had spent
+    # ~400 s of CPU on others, most of the day's), so only the intervals the loop is about to
+    # reach are queued, enough to keep every worker busy. A fault re-plan inside an interval asks
+    # the forecasters for its own hour, so with faults nothing is built ahead: the bases come
+    # in the loop, interleaved with the re-plans as in a serial run (each interval's solves
+    # then run in parallel per model).
+    ahead = 2 * parallel.ray_cpus() if routes and parallel.ray_driver() and not changes else 0
     for k in range(n_k):
+        base_at(min(n_k - 1, k + ahead))
         t0_s = k * scenario.interval_s
         t0 = scenario.start_utc + pd.Timedelta(seconds=t0_s)
         t1 = t0 + pd.Timedelta(seconds=scenario.interval_s)
-        base = horizon_problem(inputs, k, state[policies[0]][0], np.zeros((n_s, n_m)))
+        base = base_at(k)
         first_steps.append(base.steps[0])
         for policy in policies:
             now, loaded_at = state[policy]
@@ -431,6 +475,13 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
                 step = slit_step(problem, scenario, seeds[k], previous[policy])
                 r, x = step.replicas, step.routing
                 slit_decisions.append(step.decisions[0])  # the report's front: first model
+            elif policy in routes:
+                # Solved up front (on Ray) or now: the decision time is the solves' own (timed
+                # where they ran, not the wait for them) plus the placement's.
+                solved = [d.result() for d in routes[policy][k]]
+                started = time.perf_counter() - sum(seconds for _, seconds in solved)
+                x = np.stack([route for route, _ in solved])[None]
+                r = _myopic(policy).place(problem, x)
             else:
                 r, x = HORIZON_POLICIES[policy].plan(problem, preference, previous[policy])
             plans[policy].decision_s[k] = time.perf_counter() - started
@@ -450,6 +501,7 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
                 loaded_at = np.where(rf[0] > fault.initial_replicas, at_s, loaded_at)
                 current = rf[0]
             state[policy] = (current.copy(), loaded_at)
+        bases[k] = None  # every policy has planned interval k
         report("plan", k + 1, n_k)
     fleet = {p: FleetPlan(replicas[p], routing[p], tuple(failovers[p])) for p in policies}
     for p in policies:
@@ -457,6 +509,19 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
         plans[p].awake = replicas[p].sum(axis=2)
     return RecedingPlans(fleet, plans, slit_decisions, start,
                          day_preference_scales(first_steps))
+
+
+def _myopic(policy: str) -> Myopic:
+    rule = HORIZON_POLICIES[policy]
+    assert isinstance(rule, Myopic)
+    return rule
+
+
+def _offloaded(policy: str) -> bool:
+    """Whether ``plan_receding`` solves the policy's committed intervals ahead (``Myopic``
+    rules marked ``offload`` that plan their first interval alone)."""
+    rule = HORIZON_POLICIES.get(policy)
+    return isinstance(rule, Myopic) and rule.offload and rule.first_only
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ minimum up-time, within the pools.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,24 +54,53 @@ class SlitHorizon(HorizonPolicy):
 @dataclass(frozen=True)
 class Myopic(HorizonPolicy):
     """A per-interval rule on the committed interval, repeated over the horizon's forecasts
-    (only interval 0 is committed), with the fixed placement rule."""
+    (only interval 0 is committed), with the fixed placement rule.
+
+    The rule reads only the interval problem (forecast demand, signals, tables, pools known
+    then), never the committed replicas, which only the placement reads: so each interval's
+    routing can be solved before the run reaches it. ``offload`` marks the rules worth solving
+    that way, in parallel (``plan_receding``: the MILP, seconds per interval; the others take
+    milliseconds)."""
 
     rule: Callable[[IntervalProblem, Preference], np.ndarray]
     first_only: bool = True  # plan interval 0 alone: the rule does not look ahead anyway
+    offload: bool = False
 
     def plan(self, problem: HorizonProblem, preference: Preference,
              previous: HorizonPlan | None, first_routing: np.ndarray | None = None,
              seed: int = 0) -> HorizonPlan:
         steps = problem.steps[:1] if self.first_only else problem.steps
         x = np.stack([np.stack([self.rule(p, preference) for p in row]) for row in steps])
-        sub = problem if not self.first_only else _first(problem)
-        return fixed_placement(sub, x), x
+        return self.place(problem, x), x
+
+    def place(self, problem: HorizonProblem, x: np.ndarray) -> np.ndarray:
+        """The fixed placement of the routing ``x`` [H, M, O, S] (H = 1 when ``first_only``)
+        from the committed state ``problem`` starts from."""
+        return fixed_placement(_first(problem) if self.first_only else problem, x)
 
 
 def _first(problem: HorizonProblem) -> HorizonProblem:
-    from dataclasses import replace
-
     return replace(problem, steps=problem.steps[:1])
+
+
+@dataclass(frozen=True)
+class RouteJob:
+    """One model's interval problem for a myopic policy's rule (a Ray task's argument)."""
+
+    policy: str
+    problem: IntervalProblem
+    preference: Preference
+
+
+def timed_route(job: RouteJob) -> tuple[np.ndarray, float]:
+    """The policy's routing [O, S] of the job's interval problem, and the seconds its rule took
+    (measured where it ran, so a decision time means the same on Ray as in one process)."""
+    policy = HORIZON_POLICIES[job.policy]
+    if not isinstance(policy, Myopic):
+        raise TypeError(f"{job.policy} is not a per-interval rule")
+    started = time.perf_counter()
+    x = policy.rule(job.problem, job.preference)
+    return x, time.perf_counter() - started
 
 
 def _rule(name: str) -> Callable[[IntervalProblem, Preference], np.ndarray]:
@@ -80,7 +110,7 @@ def _rule(name: str) -> Callable[[IntervalProblem, Preference], np.ndarray]:
 
 HORIZON_POLICIES: dict[str, HorizonPolicy] = {
     "slit": SlitHorizon(),
-    "milp": Myopic(lambda p, pref: milp_plan(p, pref, MYOPIC_MILP_TIME_LIMIT_S)),
+    "milp": Myopic(lambda p, pref: milp_plan(p, pref, MYOPIC_MILP_TIME_LIMIT_S), offload=True),
     "weighted_greedy": Myopic(weighted_greedy),
     **{name: Myopic(_rule(name)) for name in BASELINES},
 }
