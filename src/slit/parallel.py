@@ -15,6 +15,7 @@ at the point where a serial run has always made it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,9 +34,12 @@ def start_ray(address: str | None = None, workers: int | None = None) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no network calls home
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     else:
+        # logging_level: Ray's own start-up lines (INFO, the token-auth WARNING) are not the
+        # run's output; its errors still show.
         ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                 logging_level=logging.ERROR,
                  log_to_driver=False, _node_ip_address="127.0.0.1")
     return True
 
