@@ -22,3 +22,17 @@ def data_dir() -> Path:
     if not (path / "regions").is_dir():
         pytest.skip(f"real data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """Ray's local runtime on two CPUs, loopback only, for one test module's tests; shut down
+    after the module if started here."""
+    import ray
+
+    from slit.parallel import start_ray
+
+    started = start_ray(None, 2)
+    yield
+    if started:
+        ray.shutdown()

@@ -240,20 +240,7 @@ def _assert_same_plans(got, expected, policies) -> None:
     np.testing.assert_array_equal(got.preference_scales, expected.preference_scales)
 
 
-@pytest.fixture(scope="module")
-def ray_two_workers():
-    """Ray's local runtime on two CPUs for the tests below, shut down after them."""
-    import ray
-
-    from slit.parallel import start_ray
-
-    started = start_ray(None, 2)
-    yield
-    if started:
-        ray.shutdown()
-
-
-def test_myopic_solves_on_ray_commit_the_serial_plans(prepared, receding, ray_two_workers,
+def test_myopic_solves_on_ray_commit_the_serial_plans(prepared, receding, ray_local,
                                                       monkeypatch):
     """The MILP's interval solves run as Ray tasks submitted ahead of the loop (a window of
     2 intervals per CPU); every policy's committed plan is the serial run's, bit for bit, and
@@ -294,7 +281,7 @@ def test_myopic_solves_on_ray_commit_the_serial_plans(prepared, receding, ray_tw
     assert milp_s.sum() < 3.0 * serial_s.sum() + 1.0
 
 
-def test_with_faults_the_ray_run_commits_the_serial_plans(prepared, ray_two_workers,
+def test_with_faults_the_ray_run_commits_the_serial_plans(prepared, ray_local,
                                                           monkeypatch):
     """A fault re-plans inside an interval: the bases are then built in the loop (the
     forecasters' order of a serial run) and each interval's solves still run on Ray."""

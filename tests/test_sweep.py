@@ -35,19 +35,6 @@ def _write_sweep(folder: Path, data_dir: Path, text: str = SWEEP_YAML) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """Ray's local mode on two CPUs, loopback only, shut down after the module."""
-    import ray
-
-    from slit.sweep.runner import start_ray
-
-    started = start_ray(None, 2)
-    yield
-    if started:
-        ray.shutdown()
-
-
 @pytest.mark.slow
 def test_sweep_end_to_end_resume_and_failing_cell(ray_local, data_dir, tmp_path, capsys,
                                                   monkeypatch):
