@@ -46,3 +46,22 @@ def test_usable_cpus_counts_the_affinity():
     from slit.parallel import usable_cpus
 
     assert usable_cpus() == len(os.sched_getaffinity(0)) >= 1
+
+
+def test_a_local_ray_runtime_defaults_to_the_usable_cpus(monkeypatch):
+    """Without ``workers``, Ray starts as many workers as this process may run on (its affinity,
+    e.g. a container's cpuset), not the machine's CPU count."""
+    import ray
+
+    from slit import parallel
+
+    asked: dict[str, object] = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.update(kwargs))
+    monkeypatch.setattr(parallel, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 64)
+    assert parallel.start_ray(None, None) is True
+    assert asked["num_cpus"] == 3
+    asked.clear()
+    parallel.start_ray(None, 5)
+    assert asked["num_cpus"] == 5

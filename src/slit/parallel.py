@@ -38,7 +38,9 @@ def start_ray(address: str | None = None, workers: int | None = None) -> bool:
     else:
         # logging_level: Ray's own start-up lines (INFO, the token-auth WARNING) are not the
         # run's output; its errors still show.
-        ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+        # usable_cpus: a process pinned to fewer CPUs (taskset, a container's cpuset) must not
+        # start more Ray workers than it may run at once.
+        ray.init(num_cpus=workers or usable_cpus(), include_dashboard=False,
                  logging_level=logging.ERROR,
                  log_to_driver=False, _node_ip_address="127.0.0.1")
     return True

@@ -26,7 +26,7 @@ def sweep(
         "same sweep is resumed: finished cells are skipped.", show_default=False)] = None,
     address: RayAddressOption = None,
     workers: Annotated[int | None, typer.Option(
-        "--workers", help="CPUs of the local Ray runtime (default: all cores).",
+        "--workers", help="CPUs of the local Ray runtime (default: the CPUs this process may use).",
         show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
