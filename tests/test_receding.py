@@ -267,11 +267,11 @@ def test_myopic_solves_on_ray_commit_the_serial_plans(prepared, receding, ray_lo
             seen_planning.append(len(submitted))
 
     on_ray = plan_receding(scenario, models, POLICIES, progress)
-    # When interval k is planned, the solves (one per model) of k and the 2 after it were
-    # submitted, in interval order.
+    # When interval k is planned, the tasks of k and the 2 after it were submitted, in interval
+    # order: one task per interval (its models are routed one after the other on the pools).
     n_k = scenario.n_intervals
     assert seen_planning == [min(n_k, k + 3) for k in range(n_k)]
-    assert submitted == [len(scenario.model_names)] * n_k
+    assert submitted == [1] * n_k
     _assert_same_plans(on_ray, receding, POLICIES)
     milp_s = on_ray.plans["milp"].decision_s
     assert (milp_s > 0).all()

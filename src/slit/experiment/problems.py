@@ -141,7 +141,8 @@ def scenario_busiest_horizons(n: int = 12, horizon: int = 8, data_dir: Path | No
     scenario."""
     from slit.experiment.horizon_inputs import HorizonInputs, horizon_problem
     from slit.experiment.run import prepare_models
-    from slit.optimise.horizon_policies import HORIZON_POLICIES
+    from slit.optimise.baselines import weighted_greedy
+    from slit.optimise.horizon import fixed_placement
 
     scenario = default_scenario(data_dir=data_dir)
     inputs = HorizonInputs(scenario, prepare_models(scenario, _progress), horizon)
@@ -154,6 +155,10 @@ def scenario_busiest_horizons(n: int = 12, horizon: int = 8, data_dir: Path | No
     out = []
     for k in busiest:
         before = horizon_problem(inputs, max(int(k) - 1, 0), zero, old)
-        state = HORIZON_POLICIES["weighted_greedy"].plan(before, scenario.preference, None)[0][0]
-        out.append(horizon_problem(inputs, int(k), state, old))
+        # Each model routed on its own (not ``route_on_pools``): the benchmarks' instances stay
+        # the ones their earlier figures were measured on; any state within the pools will do.
+        x = np.stack([np.stack([weighted_greedy(p, scenario.preference)
+                                for p in before.steps[0]])])
+        first = replace(before, steps=before.steps[:1])
+        out.append(horizon_problem(inputs, int(k), fixed_placement(first, x)[0], old))
     return out

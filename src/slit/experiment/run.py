@@ -66,6 +66,7 @@ from slit.optimise.horizon_policies import (
     HORIZON_POLICIES,
     HorizonPlan,
     Myopic,
+    Pools,
     RouteJob,
     timed_route,
 )
@@ -430,7 +431,8 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     # The horizon problem at k as known then: its steps do not depend on the replicas passed
     # (only ``initial_replicas`` does, which each policy replaces by its own committed state),
     # so one base serves every policy, and the myopic rules' routings of interval k (``Myopic``:
-    # the rule reads only the interval problem) can be solved before the loop reaches k.
+    # the rule reads only the interval problems and the pools, ``route_on_pools``) can be
+    # solved before the loop reaches k, one task per interval.
     bases: list[HorizonProblem | None] = []  # None once its interval is planned
     routes: dict[str, list[list[Deferred[tuple[np.ndarray, float]]]]] = {
         p: [] for p in policies if _offloaded(p)}
@@ -442,8 +444,8 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
             base = horizon_problem(inputs, len(bases), start, np.zeros((n_s, n_m)))
             bases.append(base)
             for policy, per_k in routes.items():
-                per_k.append(submit_each(timed_route, (RouteJob(policy, step, preference)
-                                                       for step in base.steps[0])))
+                per_k.append(submit_each(timed_route, [RouteJob(policy, base.steps[0],
+                                                                Pools.of(base), preference)]))
         built = bases[k]
         assert built is not None, f"interval {k} was planned already"
         return built
@@ -455,8 +457,8 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
     # ~400 s of CPU on others, most of the day's), so only the intervals the loop is about to
     # reach are queued, enough to keep every worker busy. A fault re-plan inside an interval asks
     # the forecasters for its own hour, so with faults nothing is built ahead: the bases come
-    # in the loop, interleaved with the re-plans as in a serial run (each interval's solves
-    # then run in parallel per model).
+    # in the loop, interleaved with the re-plans as in a serial run (each interval's task then
+    # runs on a worker while this process plans the other policies).
     ahead = 2 * parallel.ray_cpus() if routes and parallel.ray_driver() and not changes else 0
     for k in range(n_k):
         base_at(min(n_k - 1, k + ahead))
@@ -478,9 +480,9 @@ def plan_receding(scenario: Scenario, prepared_by_model: list[Prepared],
             elif policy in routes:
                 # Solved up front (on Ray) or now: the decision time is the solves' own (timed
                 # where they ran, not the wait for them) plus the placement's.
-                solved = [d.result() for d in routes[policy][k]]
-                started = time.perf_counter() - sum(seconds for _, seconds in solved)
-                x = np.stack([route for route, _ in solved])[None]
+                (route, seconds), = [d.result() for d in routes[policy][k]]
+                started = time.perf_counter() - seconds
+                x = route[None]
                 r = _myopic(policy).place(problem, x)
             else:
                 r, x = HORIZON_POLICIES[policy].plan(problem, preference, previous[policy])

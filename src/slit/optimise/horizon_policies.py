@@ -3,23 +3,24 @@
 A horizon policy maps (``HorizonProblem``, preference, its own previous horizon plan) to a
 horizon plan ``(replicas [H, S, M], routing [H, M, O, S])``; the loop commits interval 0 and
 re-plans at the next interval from the committed state. SLIT plans the horizon
-(``plan_horizon``). The baselines plan each interval and model on its own (the per-interval
-MILP ``milp``, ``weighted_greedy`` with the scenario's weights, and the rules of
-``baselines.BASELINES``) and place replicas by the fixed rule ``horizon.fixed_placement``:
-the replicas the interval's routed load needs, loaded at the interval's start, kept for the
+(``plan_horizon``). The baselines plan each interval on its own (the per-interval MILP
+``milp``, ``weighted_greedy`` with the scenario's weights, and the rules of
+``baselines.BASELINES``), one model after the other on what the pools have left
+(``route_on_pools``), and place replicas by the fixed rule ``horizon.fixed_placement``: the
+replicas the interval's routed load needs, loaded at the interval's start, kept for the
 minimum up-time, within the pools.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from slit.optimise.baselines import BASELINES, weighted_greedy
-from slit.optimise.horizon import HorizonProblem, fixed_placement
+from slit.optimise.horizon import HorizonProblem, fixed_placement, released_tables
 from slit.optimise.horizon_search import plan_horizon
 from slit.optimise.milp import POLICY_SAFETY_TIME_LIMIT_S, milp_plan
 from slit.optimise.preference import Preference
@@ -70,7 +71,8 @@ class Myopic(HorizonPolicy):
              previous: HorizonPlan | None, first_routing: np.ndarray | None = None,
              seed: int = 0) -> HorizonPlan:
         steps = problem.steps[:1] if self.first_only else problem.steps
-        x = np.stack([np.stack([self.rule(p, preference) for p in row]) for row in steps])
+        pools = Pools.of(problem)
+        x = np.stack([route_on_pools(self.rule, row, pools, preference) for row in steps])
         return self.place(problem, x), x
 
     def place(self, problem: HorizonProblem, x: np.ndarray) -> np.ndarray:
@@ -84,22 +86,89 @@ def _first(problem: HorizonProblem) -> HorizonProblem:
 
 
 @dataclass(frozen=True)
+class Pools:
+    """What the myopic rules' composition reads of a horizon problem's pools."""
+
+    pool_gpus: np.ndarray  # [S, T] GPUs per site and type
+    gpu_type: np.ndarray  # [S, M] the type each model's replica takes there
+    gpus_per_replica: np.ndarray  # [S, M]
+
+    @classmethod
+    def of(cls, problem: HorizonProblem) -> Pools:
+        return cls(problem.pool_gpus, problem.gpu_type, problem.gpus_per_replica)
+
+    def order(self) -> list[int]:
+        """Models by their largest replica, largest first (first-fit decreasing: a small
+        replica fits in the GPUs a large one leaves, not the other way round); ties in order."""
+        size = self.gpus_per_replica.max(axis=0)
+        return sorted(range(len(size)), key=lambda m: -int(size[m]))
+
+
+def route_on_pools(rule: Callable[[IntervalProblem, Preference], np.ndarray],
+                   steps: Sequence[IntervalProblem], pools: Pools, preference: Preference
+                   ) -> np.ndarray:
+    """One interval's routing [M, O, S] by a per-model rule, the models planned one after the
+    other on what the pools have left (``Pools.order``): each model's problem cut to the
+    replicas the GPUs left hold (``pool_share``), and the replicas its routed load needs
+    (``awake_for_load``) taken from the pools before the next model is planned.
+
+    Why: every model's interval problem sees its whole pool, which the models share. Planned
+    each on its own, two models could both count on the same GPUs; the placement then gave them
+    to the first model and the other's load, routed for replicas it did not get, queued at the
+    replicas it did (on the real data's noon window the milp ran the 70B model on one replica
+    where its routing needed two: 48 % of those requests within the SLO). Planned in turn, a
+    model's routing only counts on GPUs left, as an operator placing models one by one does.
+    Reads only the interval problems (forecasts), never the committed replicas."""
+    sites = np.arange(len(pools.pool_gpus))
+    free = pools.pool_gpus.astype(np.int64).copy()
+    out: list[np.ndarray | None] = [None] * len(steps)
+    for m in pools.order():
+        t, g = pools.gpu_type[:, m], pools.gpus_per_replica[:, m]
+        fit = free[sites, t] // g
+        problem = pool_share(steps[m], fit)
+        x = rule(problem, preference)
+        need = problem.awake_for_load((problem.demand_rps @ x)[None],
+                                      problem.worst_rtt_s(x[None]))[0]
+        free[sites, t] -= np.minimum(need, fit) * g
+        out[m] = x
+    return np.stack([x for x in out if x is not None])
+
+
+def pool_share(problem: IntervalProblem, fit: np.ndarray) -> IntervalProblem:
+    """``problem`` with each site's replicas cut to ``fit[s]`` (``released_tables``) and the
+    sites where none fits no longer routed to (an origin left with none keeps its sites: its
+    requests are then refused or queue, as when the whole pool is gone); ``problem`` itself
+    where every site fits all its replicas."""
+    fit = np.asarray(fit, dtype=np.int64)
+    if (fit >= problem.installed).all():
+        return problem
+    out = released_tables(problem, fit.tolist())
+    allowed = problem.allowed & (fit > 0)[None, :]
+    allowed = np.where(allowed.any(axis=1, keepdims=True), allowed, problem.allowed)
+    object.__setattr__(out, "allowed", allowed)  # a copy: released_tables made it
+    return out
+
+
+@dataclass(frozen=True)
 class RouteJob:
-    """One model's interval problem for a myopic policy's rule (a Ray task's argument)."""
+    """One interval's problems (every model) for a myopic policy's rule (a Ray task's
+    argument)."""
 
     policy: str
-    problem: IntervalProblem
+    steps: tuple[IntervalProblem, ...]
+    pools: Pools
     preference: Preference
 
 
 def timed_route(job: RouteJob) -> tuple[np.ndarray, float]:
-    """The policy's routing [O, S] of the job's interval problem, and the seconds its rule took
-    (measured where it ran, so a decision time means the same on Ray as in one process)."""
+    """The policy's routing [M, O, S] of the job's interval (``route_on_pools``), and the
+    seconds its rule took (measured where it ran, so a decision time means the same on Ray as in
+    one process)."""
     policy = HORIZON_POLICIES[job.policy]
     if not isinstance(policy, Myopic):
         raise TypeError(f"{job.policy} is not a per-interval rule")
     started = time.perf_counter()
-    x = policy.rule(job.problem, job.preference)
+    x = route_on_pools(policy.rule, job.steps, job.pools, job.preference)
     return x, time.perf_counter() - started
 
 
