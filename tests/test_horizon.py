@@ -563,7 +563,7 @@ def test_site_search_keeps_the_pools_and_never_worsens_the_plan(problem: Horizon
     assert len({t.tobytes() for t in trials}) == len(trials)  # no neighbour decoded twice
     decoder = _Decoder(problem, np.asarray(Preference().effective_weights, dtype=float))
     start = decoder.limits(used)[0]
-    limits, value = _resite(decoder, used, start, 250)
+    limits, value = _resite(decoder, used, start, 100)
     assert value <= start and value == decoder.limits(limits)[0]
 
 
