@@ -27,7 +27,9 @@ pool given whole to one model (cheapest sites to the model that gains most), and
 decision's replica limits (the warm start); a final pass tries, site by site, moving a replica's
 GPUs from one model to another, and a last local search over the best plan's replica counts
 moves a replica of a model to another site, trading the pool there between the models if it is
-full (``_relocate``). The previous decision shifted by one interval is also
+full (``_relocate``), and then a local search over the sites each model may use: a site
+closed, two closed, a site's replicas moved whole to another (also with one more closed)
+(``_resite``). The previous decision shifted by one interval is also
 evaluated as it is (with its own placement and with the DP's), so the warm start never returns a
 plan worse than the shifted one.
 """
