@@ -449,9 +449,11 @@ def test_repolish_finds_a_better_split_on_a_fixed_instance() -> None:
     from slit.optimise.horizon_search import HorizonSearchSettings
 
     problem = small_horizon(10, 4, 3, 0.6)  # 0.9156 without, 0.8864 with (2026-11-27)
-    # The relocation search (after the repolish) off in both: this grades the repolish alone.
-    plain = plan_horizon(problem, settings=HorizonSearchSettings(repolish=False, relocate=False))
-    again = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
+    # The relocation and site searches (after the repolish) off in both: this grades the
+    # repolish alone.
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(repolish=False, relocate=False,
+                                                                 resite=False))
+    again = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False, resite=False))
     assert np.isfinite(plain.score) and again.feasible
     assert again.score < plain.score * (1 - 1e-3)
 
@@ -473,8 +475,8 @@ def test_relocation_search_keeps_the_pools_and_never_worsens_the_plan(
         _used,
     )
 
-    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
-    again = plan_horizon(problem)
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False, resite=False))
+    again = plan_horizon(problem, settings=HorizonSearchSettings(resite=False))
     assert again.score <= plain.score * (1 + 1e-12) or not np.isfinite(plain.score)
     ev = evaluate_horizon(problem, again.replicas, again.routing)
     assert ev.pool_excess_gpus <= 0 and ev.min_up_shortfall <= 0
@@ -519,8 +521,98 @@ def test_relocation_search_improves_a_fixed_instance() -> None:
     from slit.optimise.horizon_search import HorizonSearchSettings
 
     problem = small_horizon(36, 5, 3, 0.5)
-    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False))
-    again = plan_horizon(problem)
+    # The site search (after the relocation) off in both: this grades the relocation alone.
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(relocate=False, resite=False))
+    again = plan_horizon(problem, settings=HorizonSearchSettings(resite=False))
     assert np.isfinite(plain.score) and again.feasible
     assert again.score < plain.score * (1 - 1e-2)
     assert again.replicas[:, 0, 0].max() > plain.replicas[:, 0, 0].max()
+
+
+@hsettings
+@given(problem=st.builds(small_horizon, st.integers(0, 10_000), st.integers(2, 4),
+                         st.integers(2, 3), st.floats(0.3, 1.2)))
+def test_site_search_keeps_the_pools_and_never_worsens_the_plan(problem: HorizonProblem
+                                                                ) -> None:
+    """The local search over the sites each model may use (a site closed, a site's replicas
+    moved to another) only adds candidates: never a worse plan than without it, within the
+    pools and the minimum up-time; every neighbour it tries fits the pools, keeps the replicas
+    that must stay up and adds no replica beyond those it moves."""
+    from slit.optimise.horizon_search import (
+        HorizonSearchSettings,
+        _Decoder,
+        _resite,
+        _site_sets,
+        _used,
+    )
+
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(resite=False))
+    again = plan_horizon(problem)
+    assert again.score <= plain.score * (1 + 1e-12) or not np.isfinite(plain.score)
+    ev = evaluate_horizon(problem, again.replicas, again.routing)
+    assert ev.pool_excess_gpus <= 0 and ev.min_up_shortfall <= 0
+    assert (problem.pool_use(again.replicas) <= problem.pool_gpus[None]).all()
+    assert (again.replicas >= problem.locked).all()
+    used = _used(problem, plain.replicas)
+    lock = problem.locked.max(axis=0)
+    trials = _site_sets(problem, used)
+    for trial in trials:
+        assert (problem.pool_use(trial[None])[0] <= problem.pool_gpus).all()
+        assert (trial >= lock).all() and (trial <= np.maximum(problem.max_replicas, lock)).all()
+        assert trial.sum() <= used.sum()
+    assert len({t.tobytes() for t in trials}) == len(trials)  # no neighbour decoded twice
+    decoder = _Decoder(problem, np.asarray(Preference().effective_weights, dtype=float))
+    start = decoder.limits(used)[0]
+    limits, value = _resite(decoder, used, start, 100)
+    assert value <= start and value == decoder.limits(limits)[0]
+
+
+def test_site_sets_close_and_move_whole_sites() -> None:
+    """The site moves of one model: each of its sites closed down to the replicas that must
+    stay up, each pair closed, and a site's replicas moved whole to another site (also with one
+    more of its sites closed), the other model's replicas there giving up the GPUs it needs;
+    never below what must stay up."""
+    from slit.optimise.horizon_search import _site_sets
+
+    problem = small_horizon(36, 5, 3, 0.5)  # pools 8, 4, 8, 8, 8 GPUs; models take 2 and 4
+    lock = problem.locked.max(axis=0)
+    assert lock[:, 0].tolist() == [1, 1, 0, 1, 0] and lock[:, 1].tolist() == [0, 0, 0, 1, 1]
+    limits = np.array([[1, 0], [1, 0], [0, 2], [2, 1], [1, 1]])
+    assert (problem.pool_use(limits[None])[0] <= problem.pool_gpus).all()
+    trials = _site_sets(problem, limits)
+    keys = {t.tobytes() for t in trials}
+
+    def with_(changes: dict[tuple[int, int], int]) -> bytes:
+        out = limits.copy()
+        for (s, m), n in changes.items():
+            out[s, m] = n
+        return out.tobytes()
+
+    # a's sites above its lock are 3 (2 > 1) and 4; b's is 2
+    assert with_({(3, 0): 1}) in keys and with_({(4, 0): 0}) in keys
+    assert with_({(3, 0): 1, (4, 0): 0}) in keys and with_({(2, 1): 0}) in keys
+    # a's replica at site 4 moved whole to site 2, whose full pool gives one of b's up; and
+    # the same while also closing a's site 3 down to its lock
+    assert with_({(4, 0): 0, (2, 0): 1, (2, 1): 1}) in keys
+    assert with_({(4, 0): 0, (3, 0): 1, (2, 0): 1, (2, 1): 1}) in keys
+    # b's two replicas at site 2 moved to site 4 (one there already, at most 2): a's replica
+    # there (not locked) gives up its GPUs
+    assert with_({(2, 1): 0, (4, 1): 2, (4, 0): 0}) in keys
+    # to site 0 they cannot go: a's replica there must stay up and the pool holds 8 GPUs
+    assert not any(t[0, 1] > 0 for t in trials)
+    assert all((t >= lock).all() for t in trials)
+    assert all((problem.pool_use(t[None])[0] <= problem.pool_gpus).all() for t in trials)
+
+
+def test_site_search_improves_a_fixed_instance() -> None:
+    """On a fixed instance where every earlier pass keeps model a on a site it is dear at, the
+    site search must move it (0.8290 -> 0.7847, 2026-11-27: model a's replicas from site 2 to
+    site 3)."""
+    from slit.optimise.horizon_search import HorizonSearchSettings
+
+    problem = small_horizon(152, 4, 3, 0.8)
+    plain = plan_horizon(problem, settings=HorizonSearchSettings(resite=False))
+    again = plan_horizon(problem)
+    assert np.isfinite(plain.score) and again.feasible
+    assert again.score < plain.score * (1 - 2e-2)
+    assert plain.replicas[:, 2, 0].max() > 0 and again.replicas[:, 2, 0].max() == 0

@@ -281,6 +281,15 @@ def place_within_limits(problem: HorizonProblem, target: np.ndarray) -> np.ndarr
     the replicas that must stay up (min up-time), then the target's extra replicas while each
     pool has GPUs left (models in order)."""
     h, n_s, n_m = problem.n_steps, problem.n_sites, problem.n_models
+    goal = np.asarray(target, dtype=np.int64)
+    # A target that already keeps every replica its minimum up-time and fits the pools is its
+    # own answer: each interval's replicas that must stay are then at most the target's
+    # (``must_stay`` counts the interval's own loads too), and the target's extra replicas
+    # fit what is left of each pool. Checked first, as the loop below costs a search's
+    # placement ~20 % of its time (measured on busiest horizon 6).
+    if (problem.must_stay(goal) <= goal).all() and \
+            (problem.pool_use(goal) <= problem.pool_gpus[None]).all():
+        return goal.copy()
     u = problem.up_intervals
     r = np.zeros((h, n_s, n_m), dtype=np.int64)
     loads = np.zeros_like(r)

@@ -27,7 +27,9 @@ pool given whole to one model (cheapest sites to the model that gains most), and
 decision's replica limits (the warm start); a final pass tries, site by site, moving a replica's
 GPUs from one model to another, and a last local search over the best plan's replica counts
 moves a replica of a model to another site, trading the pool there between the models if it is
-full (``_relocate``). The previous decision shifted by one interval is also
+full (``_relocate``), and then a local search over the sites each model may use: a site
+closed, two closed, a site's replicas moved whole to another (also with one more closed)
+(``_resite``). The previous decision shifted by one interval is also
 evaluated as it is (with its own placement and with the DP's), so the warm start never returns a
 plan worse than the shifted one.
 """
@@ -72,6 +74,8 @@ class HorizonSearchSettings:
     repolish: bool = True  # polish again from the best candidate's used replicas
     relocate: bool = True  # then trade/relocate replicas from the best plan's replica counts
     relocate_evaluations: int = 150  # at most this many new decodes in that local search
+    resite: bool = True  # then re-choose each model's sites (close, swap) from the best plan
+    resite_evaluations: int = 100  # at most this many new decodes in that search (~6.5 ms each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,6 +627,89 @@ def _relocate(decoder: _Decoder, limits: np.ndarray, value: float, budget: int
     return limits, value
 
 
+def _trade_pool(problem: HorizonProblem, trial: np.ndarray, s: int, m: int,
+                lock: np.ndarray) -> bool:
+    """Make room for model ``m``'s replicas in ``trial`` at site ``s``: the other model with
+    the most replicas above its lock gives one up at a time until the pool fits (in place).
+    False if it cannot fit."""
+    p = problem
+    t = p.gpu_type[s, m]
+    while p.pool_use(trial[None])[0][s, t] > p.pool_gpus[s, t]:
+        others = [o for o in range(p.n_models) if o != m and p.gpu_type[s, o] == t
+                  and trial[s, o] > lock[s, o]]
+        if not others:
+            return False
+        o = max(others, key=lambda o: trial[s, o] - lock[s, o])
+        trial[s, o] -= 1
+    return bool((p.pool_use(trial[None])[0] <= p.pool_gpus).all())
+
+
+def _site_sets(problem: HorizonProblem, limits: np.ndarray) -> list[np.ndarray]:
+    """Neighbours of ``limits`` that change the set of sites a model may use: close one or two
+    of its sites (its limit there down to the replicas that must stay up); move all of a
+    site's replicas to another site (a swap, the pool traded there as in ``_relocations``);
+    and a swap that also closes one more of its sites. Why whole sites: the greedy within a
+    split routes each origin by per-request cost and ignores that a replica carrying a small
+    load costs its idle power, so it keeps a far origin's few requests on a site of its own
+    as long as the split allows it; closing that site, or moving it, is what removes the
+    replica (measured on busiest horizons 4, 6, 7, where no single-replica move helps)."""
+    p = problem
+    lock = p.locked.max(axis=0)
+    out: list[np.ndarray] = []
+    seen: set[bytes] = {limits.tobytes()}
+
+    def add(trial: np.ndarray) -> None:
+        if trial.tobytes() not in seen:
+            seen.add(trial.tobytes())
+            out.append(trial)
+
+    for m in range(p.n_models):
+        sites = [s for s in range(p.n_sites) if limits[s, m] > lock[s, m]]
+        for a, b in [(a, None) for a in sites] + [(a, b) for i, a in enumerate(sites)
+                                                  for b in sites[i + 1:]]:
+            trial = limits.copy()
+            trial[a, m] = lock[a, m]
+            if b is not None:
+                trial[b, m] = lock[b, m]
+            add(trial)
+        for src in sites:
+            moved = int(limits[src, m] - lock[src, m])
+            for also in [None] + [o for o in sites if o != src]:
+                for dst in range(p.n_sites):
+                    if dst in (src, also) or limits[dst, m] >= p.max_replicas[dst, m]:
+                        continue
+                    trial = limits.copy()
+                    trial[src, m] = lock[src, m]
+                    if also is not None:
+                        trial[also, m] = lock[also, m]
+                    trial[dst, m] = min(int(p.max_replicas[dst, m]), int(trial[dst, m]) + moved)
+                    if _trade_pool(p, trial, dst, m, lock):
+                        add(trial)
+    return out
+
+
+def _resite(decoder: _Decoder, limits: np.ndarray, value: float, budget: int
+            ) -> tuple[np.ndarray, float]:
+    """Local search over the sites each model may use (``_site_sets``), each neighbour decoded
+    (routing within the split, placement DP, minimum up-time); the best neighbour of a scan
+    accepted if it improves and the scan repeated from it, at most ``budget`` decodes not
+    memoised already (work, not time)."""
+    spent = 0
+    while spent < budget:
+        best_limits, best_value = limits, value
+        for trial in _site_sets(decoder.problem, limits):
+            if spent >= budget:
+                break
+            spent += trial.tobytes() not in decoder.memo
+            v = decoder.limits(trial)[0]
+            if v < best_value - 1e-12:
+                best_limits, best_value = trial, v
+        if best_value >= value - 1e-12:
+            break
+        limits, value = best_limits, best_value
+    return limits, value
+
+
 def _spread(problem: HorizonProblem, scorer: _Scorer, routing: np.ndarray, first: np.ndarray
             ) -> np.ndarray | None:
     """``routing`` with ``first [M, O, S]`` (the committed interval's routings) in every
@@ -756,6 +843,16 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
                                settings.relocate_evaluations)
         if not np.array_equal(limits3, used):
             scored += _scored(problem, _candidates(decoder, limits3, first, free=False),
+                              weights)
+            score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
+    # Last, the sites each model may use, re-chosen from the best plan's replica counts (a
+    # site closed, or its replicas moved to another site); again only more candidates.
+    if settings.resite and np.isfinite(score):
+        used = _used(problem, r)
+        limits4, _ = _resite(decoder, used, decoder.limits(used)[0],
+                             settings.resite_evaluations)
+        if not np.array_equal(limits4, used):
+            scored += _scored(problem, _candidates(decoder, limits4, first, free=False),
                               weights)
             score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
     return HorizonDecision(r, x, ev.objectives, score, ev.feasible,
