@@ -834,25 +834,19 @@ def plan_horizon(problem: HorizonProblem, preference: Preference | None = None,
         limits2, _ = _polish(decoder, used, decoder.limits(used)[0], settings.polish_rounds)
         scored += _scored(problem, _candidates(decoder, limits2, first, free=False), weights)
         score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
-    # Then a local search over the best plan's replica counts with moves across sites (a
-    # replica relocated, the pools traded between the models where it lands); it only adds
-    # candidates, so the plan is never worse than without it.
-    if settings.relocate and np.isfinite(score):
+    # Then local searches over the best plan's replica counts, each from the best plan so far:
+    # moves across sites (a replica relocated, the pools traded between the models where it
+    # lands), then the sites each model may use (a site closed, or its replicas moved to another
+    # site). Each only adds candidates, so the plan is never worse than without it.
+    searches = ((settings.relocate, _relocate, settings.relocate_evaluations),
+                (settings.resite, _resite, settings.resite_evaluations))
+    for enabled, search, budget in searches:
+        if not (enabled and np.isfinite(score)):
+            continue
         used = _used(problem, r)
-        limits3, _ = _relocate(decoder, used, decoder.limits(used)[0],
-                               settings.relocate_evaluations)
-        if not np.array_equal(limits3, used):
-            scored += _scored(problem, _candidates(decoder, limits3, first, free=False),
-                              weights)
-            score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
-    # Last, the sites each model may use, re-chosen from the best plan's replica counts (a
-    # site closed, or its replicas moved to another site); again only more candidates.
-    if settings.resite and np.isfinite(score):
-        used = _used(problem, r)
-        limits4, _ = _resite(decoder, used, decoder.limits(used)[0],
-                             settings.resite_evaluations)
-        if not np.array_equal(limits4, used):
-            scored += _scored(problem, _candidates(decoder, limits4, first, free=False),
+        limits, _ = search(decoder, used, decoder.limits(used)[0], budget)
+        if not np.array_equal(limits, used):
+            scored += _scored(problem, _candidates(decoder, limits, first, free=False),
                               weights)
             score, _, ev, r, x = min(scored, key=lambda c: (c[0], c[1]))
     return HorizonDecision(r, x, ev.objectives, score, ev.feasible,
