@@ -121,7 +121,7 @@ def route_on_pools(rule: Callable[[IntervalProblem, Preference], np.ndarray],
     Reads only the interval problems (forecasts), never the committed replicas."""
     sites = np.arange(len(pools.pool_gpus))
     free = pools.pool_gpus.astype(np.int64).copy()
-    out: list[np.ndarray | None] = [None] * len(steps)
+    out: dict[int, np.ndarray] = {}
     for m in pools.order():
         t, g = pools.gpu_type[:, m], pools.gpus_per_replica[:, m]
         fit = free[sites, t] // g
@@ -131,7 +131,7 @@ def route_on_pools(rule: Callable[[IntervalProblem, Preference], np.ndarray],
                                       problem.worst_rtt_s(x[None]))[0]
         free[sites, t] -= np.minimum(need, fit) * g
         out[m] = x
-    return np.stack([x for x in out if x is not None])
+    return np.stack([out[m] for m in range(len(steps))])
 
 
 def pool_share(problem: IntervalProblem, fit: np.ndarray) -> IntervalProblem:

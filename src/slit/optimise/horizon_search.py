@@ -586,17 +586,7 @@ def _relocations(problem: HorizonProblem, limits: np.ndarray) -> list[np.ndarray
                 trial = limits.copy()
                 trial[src, m] -= 1
                 trial[dst, m] += 1
-                t = p.gpu_type[dst, m]
-                # Free GPUs at dst: the other model with the most replicas above its lock
-                # gives one up at a time (the trade).
-                while (p.pool_use(trial[None])[0][dst, t] > p.pool_gpus[dst, t]):
-                    others = [o for o in range(p.n_models) if o != m
-                              and p.gpu_type[dst, o] == t and trial[dst, o] > lock[dst, o]]
-                    if not others:
-                        break
-                    o = max(others, key=lambda o: trial[dst, o] - lock[dst, o])
-                    trial[dst, o] -= 1
-                if (p.pool_use(trial[None])[0] <= p.pool_gpus).all():
+                if _trade_pool(p, trial, dst, m, lock):  # GPUs at dst freed by the trade
                     out.append(trial)
     return out
 
