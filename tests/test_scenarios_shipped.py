@@ -1,8 +1,11 @@
-"""The scenario files shipped in scenarios/ load, and say what their comments claim."""
+"""The scenario files shipped in scenarios/ and the sweeps in sweeps/ load, and say what their
+comments claim."""
 
 from __future__ import annotations
 
 import importlib.util
+from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +19,7 @@ from slit.experiment.settings import ScenarioFile
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
+SWEEPS = ROOT / "sweeps"
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
@@ -67,3 +71,31 @@ def test_fault_scenarios_say_what_their_comments_claim() -> None:
     for e in derate.events:  # each derate is its site's local 12:00-18:00
         tz = get_region(e.site).timezone
         assert (e.start_utc.tz_convert(tz).hour, e.end_utc.tz_convert(tz).hour) == (12, 18)
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweep_builds_its_first_and_last_cell(path: Path, data_dir: Path) -> None:
+    from slit.sweep.spec import load_sweep
+
+    sweep = load_sweep(path, data_dir)
+    cells = sweep.cells()
+    for cell in (cells[0], cells[-1]):  # the year's ends: inside the data, with history before
+        scenario = sweep.scenario(cell)
+        assert scenario.start_utc.date() == cell.day
+        assert scenario.hours == sweep.spec.hours
+
+
+def test_year_sweeps_are_the_days_their_comments_name(data_dir: Path) -> None:
+    from slit.sweep.spec import load_sweep
+
+    def days(name: str) -> list[date]:
+        return [c.day for c in load_sweep(SWEEPS / f"{name}.yaml", data_dir).cells()]
+
+    year = days("year-2023")
+    assert len(year) == 49 and {(b - a).days for a, b in pairwise(year)} == {7}
+    assert days("year-2023-weekly") == year  # the same days, 2 h each
+    assert days("year-2023-days") == year[::4] and len(year[::4]) == 13  # every fourth week
+    assert len(days("year-2023-monthly")) == 12
+    hours = {name: load_sweep(SWEEPS / f"{name}.yaml", data_dir).spec.hours
+             for name in ("year-2023", "year-2023-days", "year-2023-weekly")}
+    assert hours == {"year-2023": 24, "year-2023-days": 24, "year-2023-weekly": 2}
