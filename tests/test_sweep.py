@@ -3,6 +3,10 @@ failing cell, and the savings the report plots."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +72,53 @@ def test_sweep_end_to_end_resume_and_failing_cell(ray_local, data_dir, tmp_path,
     assert {p.name: p.stat().st_mtime_ns
             for p in (out / "cells").glob("2023-*.parquet")} == cell_files
     assert len(read_table(out)) == len(table)
+
+
+def test_an_interrupted_sweep_writes_what_it_has_and_resumes(ray_local, data_dir, tmp_path,
+                                                             capsys, monkeypatch):
+    # Three cells outside the data (each fails within seconds); Ctrl-C arrives as soon as the
+    # first has finished, while the second is in flight and the third waits.
+    import slit.cli.sweep_commands as commands
+
+    spec = _write_sweep(tmp_path, data_dir, SWEEP_YAML.replace(
+        "[2023-07-12, 2023-02-08, 2010-01-06]", "[2010-01-06, 2010-01-13, 2010-01-20]"))
+    out = tmp_path / "out"
+    real_progress = commands.sweep_progress
+
+    @contextmanager
+    def ctrl_c_after_first_cell(console):
+        with real_progress(console) as report:
+            def report_then_stop(done: int, running: int, failed: int, total: int) -> None:
+                report(done, running, failed, total)
+                if done + failed >= 1:
+                    raise KeyboardInterrupt
+            yield report_then_stop
+
+    monkeypatch.setattr(commands, "sweep_progress", ctrl_c_after_first_cell)
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 130, stdout + stderr
+    assert "3 cells: 0 already done, 0 run, 1 failed; interrupted with 2 not run" in stdout
+    assert "the same command resumes the sweep" in stdout
+    table = pd.read_parquet(out / "results.parquet")  # the table and report of what finished
+    assert len(table) == 1 and table["status"].tolist() == ["failed"]
+    assert table["cell_id"].iloc[0] in (out / "report.html").read_text(encoding="utf-8")
+    assert len(list((out / "cells").glob("*.parquet"))) == 1  # the cancelled cell left nothing
+
+    monkeypatch.setattr(commands, "sweep_progress", real_progress)
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, stderr
+    assert "3 cells: 0 already done, 0 run, 3 failed; wrote" in stdout
+    assert len(pd.read_parquet(out / "results.parquet")) == 3
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does():
+    from slit.cli.sweep_commands import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode; never reached
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_different_sweep_never_resumes_a_folder(ray_local, data_dir, tmp_path):

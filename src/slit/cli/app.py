@@ -42,7 +42,8 @@ for command in (data_commands.regions, data_commands.signals, serving_commands.c
 def main() -> None:
     """Entry point: run the app, turning bad input into one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's `typer.Exit` code instead of exiting.
+        code = app(standalone_mode=False)
     except SlitInputError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -58,3 +59,5 @@ def main() -> None:
             err.show()
             sys.exit(2)
         raise
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

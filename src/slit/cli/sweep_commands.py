@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -16,6 +18,7 @@ from slit.cli.options import DataDirOption, RayAddressOption, check_ray_options
 from slit.parallel import ray_runtime
 
 REPORT_FILE = "report.html"
+INTERRUPTED_EXIT_CODE = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
 
 
 def sweep(
@@ -39,12 +42,34 @@ def sweep(
     spec = load_sweep(spec_file, data_dir)
     folder = out if out is not None else Path("sweep-results") / spec.spec.name
     console = Console()
-    with ray_runtime(address, workers), sweep_progress(console) as report:
+    with ray_runtime(address, workers), sweep_progress(console) as report, \
+            terminate_as_interrupt():
         outcome = run_sweep(spec, folder, report)
     write_sweep_report(folder / REPORT_FILE, spec.spec.name, outcome.table)
+    ran = outcome.done + outcome.failed
+    left = outcome.total - outcome.skipped - ran
+    stopped = f"interrupted with {left} not run; " if outcome.interrupted else ""
     console.print(f"{outcome.total} cells: {outcome.skipped} already done, {outcome.done} run, "
-                  f"{outcome.failed} failed; wrote {folder / 'results.parquet'} and "
+                  f"{outcome.failed} failed; {stopped}wrote {folder / 'results.parquet'} and "
                   f"{folder / REPORT_FILE}", highlight=False, soft_wrap=True)
+    if outcome.interrupted:
+        console.print("the same command resumes the sweep (finished cells are skipped)",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a batch scheduler's stop, ``kill``) stops the sweep as Ctrl-C does, so the cells
+    done so far still get their table and report."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

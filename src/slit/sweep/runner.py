@@ -3,8 +3,9 @@
 Results live in ``OUT/cells/``: one Parquet file per finished cell (one row per policy, or one
 row with its error when the cell failed), written atomically when the cell ends, so an
 interrupted sweep loses only the cells in flight. Together they are one table (read the folder
-with ``pandas.read_parquet``); ``OUT/results.parquet`` is that table gathered at the end. A
-resume skips cells whose file says they are done and retries failed ones. ``OUT/sweep.json``
+with ``pandas.read_parquet``); ``OUT/results.parquet`` is that table gathered at the end, or when
+the sweep is interrupted (Ctrl-C: the cells in flight are cancelled). A resume skips cells whose
+file says they are done and retries failed ones. ``OUT/sweep.json``
 holds the sweep's fingerprint, so a folder is never resumed with a different sweep.
 """
 
@@ -40,6 +41,7 @@ class SweepOutcome:
     done: int  # done in this run
     failed: int
     table: pd.DataFrame
+    interrupted: bool = False  # stopped by KeyboardInterrupt before every cell ran
 
 
 def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
@@ -86,31 +88,40 @@ def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
     pending: dict[Any, Cell] = {}
     queue = list(todo)
     done = failed = 0
-    report(skipped, 0, 0, len(cells))
-    while queue or pending:
-        while queue and len(pending) < slots:
-            cell = queue.pop(0)
-            pending[remote.remote(sweep_ref, cell)] = cell
-        report(skipped + done, len(pending), failed, len(cells))
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            cell = pending.pop(ref)
-            try:
-                rows = ray.get(ref)
-            except Exception as err:  # the worker died (memory, signal): record, go on
-                rows = [{"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day),
-                         "month": cell.day.month, "variant": cell.variant, "seed": cell.seed,
-                         "policy": None, "status": "failed",
-                         "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}]
-            _write_cell(cells_dir, cell, rows)
-            if rows[0]["status"] == "failed":
-                failed += 1
-            else:
-                done += 1
-        report(skipped + done, len(pending), failed, len(cells))
+    interrupted = False
+    try:
+        report(skipped, 0, 0, len(cells))
+        while queue or pending:
+            while queue and len(pending) < slots:
+                cell = queue.pop(0)
+                pending[remote.remote(sweep_ref, cell)] = cell
+            report(skipped + done, len(pending), failed, len(cells))
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                cell = pending.pop(ref)
+                try:
+                    rows = ray.get(ref)
+                except Exception as err:  # the worker died (memory, signal): record, go on
+                    rows = [{"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day),
+                             "month": cell.day.month, "variant": cell.variant,
+                             "seed": cell.seed, "policy": None, "status": "failed",
+                             "error": f"{type(err).__name__}: "
+                                      f"{str(err).splitlines()[0][:300]}"}]
+                _write_cell(cells_dir, cell, rows)
+                if rows[0]["status"] == "failed":
+                    failed += 1
+                else:
+                    done += 1
+            report(skipped + done, len(pending), failed, len(cells))
+    except KeyboardInterrupt:
+        # The cells already written stay (a resume skips them); those in flight are lost, so
+        # their tasks are stopped rather than left running on a cluster after the driver.
+        interrupted = True
+        for ref in pending:
+            ray.cancel(ref, force=True)
     table = read_table(out)
     write_atomically(out / RESULTS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
-    return SweepOutcome(len(cells), skipped, done, failed, table)
+    return SweepOutcome(len(cells), skipped, done, failed, table, interrupted)
 
 
 def read_table(out: Path) -> pd.DataFrame:
