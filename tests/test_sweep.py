@@ -111,6 +111,54 @@ def test_an_interrupted_sweep_writes_what_it_has_and_resumes(ray_local, data_dir
     assert len(pd.read_parquet(out / "results.parquet")) == 3
 
 
+def test_a_resume_on_changed_code_warns_and_rows_name_their_code(ray_local, data_dir, tmp_path,
+                                                                 capsys, monkeypatch):
+    from slit.sweep.runner import code_fingerprint
+
+    spec = _write_sweep(tmp_path, data_dir, SWEEP_YAML.replace(
+        "[2023-07-12, 2023-02-08, 2010-01-06]", "[2010-01-06, 2010-01-13]"))
+    out = tmp_path / "out"
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, stderr
+    assert "warning" not in stdout  # nothing was resumed
+    table = pd.read_parquet(out / "results.parquet")
+    assert table["code"].tolist() == [code_fingerprint()] * 2  # failed rows name it too
+    # One cell as an earlier version of slit would have left it: done, by other code.
+    first = out / "cells" / "2010-01-06_default_slobase_s0.parquet"
+    pd.DataFrame([{"cell_id": first.stem, "policy": "slit", "status": "done",
+                   "code": "0ld0ld0ld0ld"}]).to_parquet(first, index=False)
+    code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, stderr
+    assert "2 cells: 1 already done, 0 run, 1 failed" in stdout
+    assert "warning: 1 of the 1 cells already done were run by other slit code" in stdout
+    assert pd.read_parquet(out / "cells" / "2010-01-13_default_slobase_s0.parquet")[
+        "code"].tolist() == [code_fingerprint()]
+
+
+def test_code_fingerprint_follows_the_package_files(tmp_path, monkeypatch):
+    import slit.sweep.runner as runner
+
+    package = tmp_path / "slit"
+    (package / "sweep").mkdir(parents=True)
+    (package / "__pycache__").mkdir()
+    module = package / "sweep" / "runner.py"
+    module.write_text("x = 1\n", encoding="utf-8")
+    monkeypatch.setattr(runner, "__file__", str(module))
+
+    def fingerprint() -> str:
+        runner.code_fingerprint.cache_clear()
+        return runner.code_fingerprint()
+
+    try:
+        before = fingerprint()
+        (package / "__pycache__" / "runner.cpython-311.pyc").write_bytes(b"cache")
+        assert fingerprint() == before  # caches are not code
+        module.write_text("x = 2\n", encoding="utf-8")
+        assert fingerprint() != before
+    finally:
+        runner.code_fingerprint.cache_clear()
+
+
 def test_sigterm_stops_a_sweep_as_ctrl_c_does():
     from slit.cli.sweep_commands import terminate_as_interrupt
 

@@ -46,6 +46,11 @@ def sweep(
             terminate_as_interrupt():
         outcome = run_sweep(spec, folder, report)
     write_sweep_report(folder / REPORT_FILE, spec.spec.name, outcome.table)
+    if outcome.other_code:
+        console.print(f"warning: {outcome.other_code} of the {outcome.skipped} cells already "
+                      "done were run by other slit code (their rows' `code` differs or is "
+                      "missing); to run every cell on this code, give a new --out",
+                      highlight=False, soft_wrap=True)
     ran = outcome.done + outcome.failed
     left = outcome.total - outcome.skipped - ran
     stopped = f"interrupted with {left} not run; " if outcome.interrupted else ""

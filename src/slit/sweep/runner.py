@@ -6,16 +6,20 @@ interrupted sweep loses only the cells in flight. Together they are one table (r
 with ``pandas.read_parquet``); ``OUT/results.parquet`` is that table gathered at the end, or when
 the sweep is interrupted (Ctrl-C: the cells in flight are cancelled). A resume skips cells whose
 file says they are done and retries failed ones. ``OUT/sweep.json``
-holds the sweep's fingerprint, so a folder is never resumed with a different sweep.
+holds the sweep's fingerprint, so a folder is never resumed with a different sweep. Every row
+carries ``code``, a hash of the slit package that ran it, so a folder resumed after the code
+changed shows which cells came from which code (the command warns).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,20 @@ class SweepOutcome:
     failed: int
     table: pd.DataFrame
     interrupted: bool = False  # stopped by KeyboardInterrupt before every cell ran
+    other_code: int = 0  # finished cells skipped on resume that other code (or unrecorded) ran
+
+
+@cache
+def code_fingerprint() -> str:
+    """Hash of the slit package's files (code and embedded data, not caches): what a row's
+    figures depend on besides the sweep, its data and the installed libraries."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
@@ -49,7 +67,7 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
     row carrying the error (the sweep goes on)."""
     started = time.perf_counter()
     base = {"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day), "month": cell.day.month,
-            "variant": cell.variant, "seed": cell.seed}
+            "variant": cell.variant, "seed": cell.seed, "code": code_fingerprint()}
     try:
         scenario = sweep.scenario(cell)
         base["slo_ttft_s"] = scenario.slo_ttft_s
@@ -78,6 +96,9 @@ def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
     cells_dir = _prepare_out(sweep, out)
     cells = sweep.cells()
     finished = _finished_ids(cells_dir)
+    ids = {c.cell_id for c in cells}
+    other_code = sum(1 for cell_id, code in finished.items()
+                     if cell_id in ids and code != code_fingerprint())
     todo = [c for c in cells if c.cell_id not in finished]
     skipped = len(cells) - len(todo)
     # Only as many tasks as the cluster has CPUs are submitted, so "running" is true and a
@@ -104,7 +125,8 @@ def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
                 except Exception as err:  # the worker died (memory, signal): record, go on
                     rows = [{"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day),
                              "month": cell.day.month, "variant": cell.variant,
-                             "seed": cell.seed, "policy": None, "status": "failed",
+                             "seed": cell.seed, "code": code_fingerprint(),
+                             "policy": None, "status": "failed",
                              "error": f"{type(err).__name__}: "
                                       f"{str(err).splitlines()[0][:300]}"}]
                 _write_cell(cells_dir, cell, rows)
@@ -121,7 +143,7 @@ def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
             ray.cancel(ref, force=True)
     table = read_table(out)
     write_atomically(out / RESULTS_FILE, lambda tmp: table.to_parquet(tmp, index=False))
-    return SweepOutcome(len(cells), skipped, done, failed, table, interrupted)
+    return SweepOutcome(len(cells), skipped, done, failed, table, interrupted, other_code)
 
 
 def read_table(out: Path) -> pd.DataFrame:
@@ -140,15 +162,17 @@ def _write_cell(cells_dir: Path, cell: Cell, rows: list[dict[str, Any]]) -> None
                      lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def _finished_ids(cells_dir: Path) -> set[str]:
-    done = set()
+def _finished_ids(cells_dir: Path) -> dict[str, str | None]:
+    """The cells whose file says they are done, each with the code that ran it (None: a file
+    written before rows carried it)."""
+    done: dict[str, str | None] = {}
     for f in cells_dir.glob("*.parquet"):
         try:
-            status = pd.read_parquet(f, columns=["status"])["status"]
+            frame = pd.read_parquet(f)
         except Exception:  # a torn or foreign file: the cell runs again
             continue
-        if len(status) and (status == "done").all():
-            done.add(f.stem)
+        if len(frame) and "status" in frame and (frame["status"] == "done").all():
+            done[f.stem] = str(frame["code"].iloc[0]) if "code" in frame else None
     return done
 
 
