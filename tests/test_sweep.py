@@ -121,16 +121,20 @@ def test_a_resume_on_changed_code_warns_and_rows_name_their_code(ray_local, data
     code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
     assert code == 0, stderr
     assert "warning" not in stdout  # nothing was resumed
+    assert "versions of slit" not in (out / "report.html").read_text(encoding="utf-8")
     table = pd.read_parquet(out / "results.parquet")
     assert table["code"].tolist() == [code_fingerprint()] * 2  # failed rows name it too
     # One cell as an earlier version of slit would have left it: done, by other code.
     first = out / "cells" / "2010-01-06_default_slobase_s0.parquet"
     pd.DataFrame([{"cell_id": first.stem, "policy": "slit", "status": "done",
-                   "code": "0ld0ld0ld0ld"}]).to_parquet(first, index=False)
+                   "code": "zz-old-code"}]).to_parquet(first, index=False)
     code, stdout, stderr = run_slit(["sweep", str(spec), "--out", str(out)], capsys, monkeypatch)
     assert code == 0, stderr
     assert "2 cells: 1 already done, 0 run, 1 failed" in stdout
     assert "warning: 1 of the 1 cells already done were run by other slit code" in stdout
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Cells come from 2 versions of slit's code (cells per version: " \
+           f"{code_fingerprint()}: 1, zz-old-code: 1)" in html  # hex sorts before z
     assert pd.read_parquet(out / "cells" / "2010-01-13_default_slobase_s0.parquet")[
         "code"].tolist() == [code_fingerprint()]
 

@@ -78,6 +78,11 @@ def render_sweep_html(name: str, table: pd.DataFrame) -> str:
              f'<p class="note">{cells} cells, {len(failed)} failed. A saving is (baseline - '
              "SLIT) / baseline x 100 over the whole cell: positive means SLIT used less. Boxes: "
              "quartiles, whiskers 1.5 IQR, triangle the mean.</p>"]
+    codes = _cells_by_code(table)
+    if len(codes) > 1:  # a resume after the code changed: say so where the figures are read
+        listed = ", ".join(f"{escape(code)}: {n}" for code, n in codes.items())
+        parts.append(f'<p class="note">Cells come from {len(codes)} versions of slit\'s code '
+                     f"(cells per version: {listed}); compare within one version.</p>")
     if frame.empty:
         parts.append("<p>No cell finished.</p>")
     else:
@@ -97,6 +102,16 @@ def render_sweep_html(name: str, table: pd.DataFrame) -> str:
         parts += ["<h2>Failed cells</h2>", _table(failed[["cell_id", "error"]])]
     parts += ["</body></html>", ""]
     return "\n".join(parts)
+
+
+def _cells_by_code(table: pd.DataFrame) -> dict[str, int]:
+    """Cells per code version (``not recorded`` for rows written before rows carried it)."""
+    if table.empty:
+        return {}
+    code = (table["code"].astype("string") if "code" in table
+            else pd.Series(pd.NA, index=table.index, dtype="string"))
+    per_cell = code.fillna("not recorded").groupby(table["cell_id"]).first()
+    return {str(k): int(v) for k, v in per_cell.value_counts().sort_index().items()}
 
 
 def write_sweep_report(path: Path, name: str, table: pd.DataFrame) -> None:
