@@ -5,10 +5,10 @@ row with its error when the cell failed), written atomically when the cell ends,
 interrupted sweep loses only the cells in flight. Together they are one table (read the folder
 with ``pandas.read_parquet``); ``OUT/results.parquet`` is that table gathered at the end, or when
 the sweep is interrupted (Ctrl-C: the cells in flight are cancelled). A resume skips cells whose
-file says they are done and retries failed ones. ``OUT/sweep.json``
-holds the sweep's fingerprint, so a folder is never resumed with a different sweep. Every row
-carries ``code``, a hash of the slit package that ran it, so a folder resumed after the code
-changed shows which cells came from which code (the command warns).
+file says they are done and retries failed ones. ``OUT/sweep.json`` holds the sweep's
+fingerprint, so a folder is never resumed with a different sweep. Every row carries ``code``, a
+hash of the slit package that ran it, so a folder resumed after the code changed shows which
+cells came from which code (the command warns).
 """
 
 from __future__ import annotations
@@ -66,8 +66,7 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
     """One cell's rows: its scenario run with every policy of the sweep; a failure becomes one
     row carrying the error (the sweep goes on)."""
     started = time.perf_counter()
-    base = {"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day), "month": cell.day.month,
-            "variant": cell.variant, "seed": cell.seed, "code": code_fingerprint()}
+    base = _cell_columns(cell)
     try:
         scenario = sweep.scenario(cell)
         base["slo_ttft_s"] = scenario.slo_ttft_s
@@ -81,6 +80,12 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
     return [{**base, "policy": policy, "status": "done", "error": None, "wall_s": wall_s,
              **metrics.as_dict(), "preference_score": scores.get(policy, float("nan"))}
             for policy, metrics in result.metrics.items()]
+
+
+def _cell_columns(cell: Cell) -> dict[str, Any]:
+    """The columns that name a cell, and the code that ran it, on each of its rows."""
+    return {"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day), "month": cell.day.month,
+            "variant": cell.variant, "seed": cell.seed, "code": code_fingerprint()}
 
 
 def _ray_cell(sweep: Sweep, cell: Cell) -> list[dict[str, Any]]:
@@ -123,10 +128,7 @@ def run_sweep(sweep: Sweep, out: Path, progress: Progress | None = None,
                 try:
                     rows = ray.get(ref)
                 except Exception as err:  # the worker died (memory, signal): record, go on
-                    rows = [{"cell_id": cell.cell_id, "day": pd.Timestamp(cell.day),
-                             "month": cell.day.month, "variant": cell.variant,
-                             "seed": cell.seed, "code": code_fingerprint(),
-                             "policy": None, "status": "failed",
+                    rows = [{**_cell_columns(cell), "policy": None, "status": "failed",
                              "error": f"{type(err).__name__}: "
                                       f"{str(err).splitlines()[0][:300]}"}]
                 _write_cell(cells_dir, cell, rows)
