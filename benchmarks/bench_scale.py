@@ -153,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     scenario = load_scenario(REPO / "scenarios" / "scale.yaml",
                              data_dir=DataSource.resolve(args.data_dir), hours=args.hours)
-    gpus = sum(s.installed * s.replica.tp for s in scenario.sites)
+    gpus = sum(sum(s.gpus.values()) for s in scenario.sites)  # the pools, every model's
     print(f"scale: {scenario.demand.global_rate_rps:g} req/s, {len(scenario.sites)} sites, "
           f"{gpus} GPUs, {args.hours:g} h, data: {scenario.data}")
     print(f"load_average={os.getloadavg()[0]:.2f}")
